@@ -1,0 +1,20 @@
+//! Label, annotation and finalizer keys wib reads and writes.
+
+/// Finalizer that holds a binding until its cloud resources and ServiceAccount
+/// fields are cleaned up.
+pub const FINALIZER: &str = "wib.dev/cleanup";
+
+/// Marks the ClusterIdentityProvider used by bindings without `providerRef`
+/// (like `storageclass.kubernetes.io/is-default-class`).
+pub const DEFAULT_PROVIDER_ANNOTATION: &str = "wib.dev/is-default-provider";
+
+/// Set on every ServiceAccount wib manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "wib";
+
+/// `wib.dev/<cloud>-binding: <binding name>` on the ServiceAccount: which
+/// binding manages its annotations for that cloud. Also how a second binding
+/// for the same ServiceAccount and cloud is detected.
+pub fn binding_annotation(cloud: crate::Cloud) -> String {
+    format!("wib.dev/{}-binding", cloud.as_str())
+}

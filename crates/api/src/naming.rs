@@ -1,0 +1,61 @@
+//! Deterministic names that fit a length limit: long inputs keep a readable
+//! prefix and end in a short stable hash, so the same input always yields the
+//! same name and different inputs do not collide.
+
+use sha2::{Digest, Sha256};
+
+/// Hex digits of hash appended to truncated names.
+const HASH_LEN: usize = 8;
+
+/// `value` when it fits `max` bytes, else its first bytes, `-` and an
+/// 8-hex-digit SHA-256 prefix of the whole value. `value` must be ASCII.
+pub fn fit(value: &str, max: usize) -> String {
+    if value.len() <= max {
+        return value.to_string();
+    }
+    let keep = max.saturating_sub(HASH_LEN + 1);
+    let prefix = value[..keep].trim_end_matches(['-', '.', '_']);
+    format!("{prefix}-{}", short_hash(value))
+}
+
+/// First 8 hex digits of the SHA-256 of `value`.
+pub fn short_hash(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cases() {
+        let long = "a".repeat(300);
+        let cases: Vec<(&str, usize, usize)> = vec![
+            // (input, max, expected length)
+            ("short", 10, 5),
+            ("exactly-ten", 11, 11),
+            (&long, 128, 128),
+            (&long, 64, 64),
+        ];
+        for (input, max, want) in cases {
+            let got = fit(input, max);
+            assert_eq!(got.len(), want, "{input} -> {got}");
+            assert_eq!(got, fit(input, max), "deterministic");
+        }
+    }
+
+    #[test]
+    fn truncated_names_differ_when_inputs_differ_past_the_cut() {
+        let a = format!("{}-a", "x".repeat(200));
+        let b = format!("{}-b", "x".repeat(200));
+        assert_ne!(fit(&a, 64), fit(&b, 64));
+    }
+
+    #[test]
+    fn truncation_does_not_leave_a_separator_before_the_hash() {
+        let name = format!("{}-{}", "a".repeat(54), "b".repeat(40));
+        let got = fit(&name, 64);
+        assert!(!got.contains("--"), "{got}");
+    }
+}

@@ -1,0 +1,250 @@
+//! `ClusterIdentityProvider`: the platform team's side of wib — the cluster's
+//! OIDC issuer, per-cloud defaults and the guardrails every binding is held to.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Cloud defaults and guardrails for the WorkloadIdentityBindings of one cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "wib.dev",
+    version = "v1alpha1",
+    kind = "ClusterIdentityProvider",
+    shortname = "cip",
+    category = "wib",
+    status = "ClusterIdentityProviderStatus",
+    derive = "PartialEq",
+    doc = "Cloud defaults, the cluster's OIDC issuer and guardrails for WorkloadIdentityBindings.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterName"),
+    printcolumn(name = "Issuer", type_ = "string", json_path = ".status.issuer"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = (
+    "has(self.azure) || has(self.aws) || has(self.gcp)",
+    "at least one of spec.azure, spec.aws or spec.gcp must be set"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentityProviderSpec {
+    /// The cluster's OIDC issuer URL (https). Default: discovered from the API
+    /// server's `/.well-known/openid-configuration`. Clouds must be able to
+    /// read its discovery document and JWKS anonymously.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = (
+        "isURL(self) && url(self).getScheme() == 'https' && url(self).getQuery().size() == 0",
+        "issuer must be an https URL without a query (the iss claim of the cluster's ServiceAccount tokens)"
+    ))]
+    pub issuer: Option<String>,
+
+    /// Short cluster name used in generated cloud identity names and ownership
+    /// tags, e.g. `prod-weu-1`. Immutable.
+    #[schemars(length(max = 40))]
+    #[x_kube(validation = (
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        "clusterName must be 1-40 lower-case letters, digits and '-', starting and ending with a letter or digit"
+    ))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "clusterName is immutable: it is part of every cloud identity name and ownership tag"
+    ))]
+    pub cluster_name: String,
+
+    /// Azure defaults for bindings through this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProvider>,
+
+    /// AWS defaults for bindings through this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsProvider>,
+
+    /// GCP defaults for bindings through this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpProvider>,
+
+    /// Namespaces whose bindings may use this provider. Default: all namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Roles, policies and role names bindings may request (Azure role names
+    /// or definition GUIDs, AWS policy ARNs, GCP roles). When omitted, every
+    /// role is allowed except the administrator-level ones wib denies by
+    /// default (Owner, User Access Administrator, Role Based Access Control
+    /// Administrator, AdministratorAccess, IAMFullAccess, PowerUserAccess,
+    /// roles/owner, roles/editor, roles/iam.securityAdmin,
+    /// roles/resourcemanager.projectIamAdmin); list one explicitly to allow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub allowed_roles: Option<Vec<String>>,
+
+    /// Scope prefixes role assignments may target (Azure scopes, GCP
+    /// resources). Default: any scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub allowed_scopes: Option<Vec<String>>,
+
+    /// Whether a binding may take over an existing cloud identity that wib did
+    /// not create. `Deny` (default) reports `AdoptionNotAllowed`.
+    #[serde(default)]
+    pub adoption: AdoptionPolicy,
+}
+
+/// May a binding take over an existing cloud identity?
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AdoptionPolicy {
+    /// Never: an identity of the same name that wib does not own is an error.
+    #[default]
+    Deny,
+    /// Adopt an identity that carries no wib ownership tags; never one owned
+    /// by another binding.
+    AllowUntagged,
+}
+
+/// Azure defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.tenantId == oldSelf.tenantId")
+    .message("azure.tenantId is immutable: existing identities live in the old tenant"))]
+#[x_kube(validation = Rule::new("self.subscriptionId == oldSelf.subscriptionId")
+    .message("azure.subscriptionId is immutable: existing identities live in the old subscription"))]
+#[serde(rename_all = "camelCase")]
+pub struct AzureProvider {
+    /// Entra tenant ID (GUID).
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = (
+        "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+        "azure.tenantId must be a GUID"
+    ))]
+    pub tenant_id: String,
+
+    /// Default subscription for identities (GUID).
+    #[schemars(length(max = 36))]
+    #[x_kube(validation = (
+        "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+        "azure.subscriptionId must be a GUID"
+    ))]
+    pub subscription_id: String,
+
+    /// Default resource group for identities.
+    #[schemars(length(min = 1, max = 90))]
+    pub resource_group: String,
+
+    /// Default region for identities, e.g. `westeurope`.
+    #[schemars(length(min = 1, max = 64))]
+    pub location: String,
+}
+
+/// AWS defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.accountId == oldSelf.accountId")
+    .message("aws.accountId is immutable: existing roles live in the old account"))]
+#[x_kube(validation = (
+    "!(has(self.oidcProviderArn) && self.createOidcProvider)",
+    "set either aws.oidcProviderArn or aws.createOidcProvider, not both"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct AwsProvider {
+    /// 12-digit AWS account ID the roles live in.
+    #[schemars(length(max = 12))]
+    #[x_kube(validation = ("self.matches('^[0-9]{12}$')", "aws.accountId must be 12 digits"))]
+    pub account_id: String,
+
+    /// ARN of the IAM OIDC provider for the cluster's issuer. Default: derived
+    /// from the account and the issuer's host and path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = (
+        "self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[\\\\x21-\\\\x7E]+$')",
+        "aws.oidcProviderArn must look like arn:aws:iam::<account-id>:oidc-provider/<issuer host and path>"
+    ))]
+    pub oidc_provider_arn: Option<String>,
+
+    /// Create the IAM OIDC provider for the issuer when it does not exist.
+    #[serde(default)]
+    pub create_oidc_provider: bool,
+
+    /// Permissions boundary applied to every role wib creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = (
+        "self.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\\\\x21-\\\\x7E]+$')",
+        "aws.permissionsBoundaryArn must be an IAM policy ARN"
+    ))]
+    pub permissions_boundary_arn: Option<String>,
+
+    /// Region for STS calls and regional endpoints, e.g. `eu-west-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub region: Option<String>,
+}
+
+/// GCP defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.projectId == oldSelf.projectId")
+    .message("gcp.projectId is immutable: existing service accounts live in the old project"))]
+#[x_kube(validation = (
+    "!has(self.workloadIdentityPool) || has(self.projectNumber)",
+    "gcp.projectNumber is required with gcp.workloadIdentityPool (principal:// members name the project number)"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct GcpProvider {
+    /// Project the service accounts live in.
+    #[schemars(length(max = 30))]
+    #[x_kube(validation = (
+        "self.matches('^[a-z][-a-z0-9]{4,28}[a-z0-9]$')",
+        "gcp.projectId must be 6-30 lower-case letters, digits and '-', starting with a letter"
+    ))]
+    pub project_id: String,
+
+    /// Project number (digits), needed for workload identity pool members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = ("self.matches('^[0-9]+$')", "gcp.projectNumber must be digits"))]
+    pub project_number: Option<String>,
+
+    /// Workload identity pool ID for clusters outside GKE. When omitted, the
+    /// GKE member `serviceAccount:<project>.svc.id.goog[<ns>/<ksa>]` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = (
+        "self.matches('^[a-z0-9-]{4,32}$')",
+        "gcp.workloadIdentityPool must be 4-32 lower-case letters, digits and '-'"
+    ))]
+    pub workload_identity_pool: Option<String>,
+
+    /// Provider ID within the pool that trusts this cluster's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = (
+        "self.matches('^[a-z0-9-]{4,32}$')",
+        "gcp.workloadIdentityProvider must be 4-32 lower-case letters, digits and '-'"
+    ))]
+    pub workload_identity_provider: Option<String>,
+}
+
+/// What wib found out about the issuer and its cloud credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterIdentityProviderStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, IssuerReady (discovery document and JWKS readable anonymously).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The issuer in effect: `spec.issuer` or the one discovered from the API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+
+    /// The JWKS URI the issuer's discovery document names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+
+    /// How many signing keys the JWKS served when last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_keys: Option<i32>,
+}

@@ -1,0 +1,75 @@
+//! Cloud providers behind one trait, so the controller stays cloud-agnostic:
+//! adding a cloud means a folder here and one line in [`Registry::with_defaults`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
+
+pub mod error;
+
+pub use error::CloudError;
+
+/// A boxed future, so the trait stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything a cloud needs to reconcile one binding.
+pub struct Request<'a> {
+    pub binding: &'a WorkloadIdentityBinding,
+    pub provider: &'a ClusterIdentityProvider,
+    /// The cluster's OIDC issuer in effect.
+    pub issuer: &'a str,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub subject: String,
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+}
+
+/// What a cloud reports after reconciling a binding.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Annotations the ServiceAccount must carry for this cloud.
+    pub annotations: BTreeMap<String, String>,
+    /// Labels the ServiceAccount must carry for this cloud.
+    pub labels: BTreeMap<String, String>,
+    /// Status fields for the binding.
+    pub status: wib_api::WorkloadIdentityBindingStatus,
+    /// Cloud writes this reconcile made (drift repairs and creations), for
+    /// Events and metrics; empty in a steady state.
+    pub writes: Vec<String>,
+}
+
+/// One cloud's implementation: observe the cloud, put back what differs from
+/// the spec, and clean up on deletion. Both must be idempotent.
+pub trait CloudProvider: Send + Sync + 'static {
+    fn cloud(&self) -> Cloud;
+
+    /// Brings the cloud to the binding's spec and reports what is there.
+    fn reconcile<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<Outcome, CloudError>>;
+
+    /// Removes what wib created for the binding, honouring its `deletionPolicy`.
+    fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>>;
+}
+
+/// The clouds this build of wib can reconcile.
+#[derive(Clone, Default)]
+pub struct Registry {
+    providers: BTreeMap<Cloud, Arc<dyn CloudProvider>>,
+}
+
+impl Registry {
+    /// Every cloud implemented in this build.
+    pub fn with_defaults() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, provider: Arc<dyn CloudProvider>) {
+        self.providers.insert(provider.cloud(), provider);
+    }
+
+    pub fn get(&self, cloud: Cloud) -> Option<&Arc<dyn CloudProvider>> {
+        self.providers.get(&cloud)
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors of a reconcile, each with a metric label.
+
+use wib_cloud::CloudError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+
+    #[error("serializing: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Cloud(_) => "cloud",
+            Error::Finalizer(_) => "finalizer",
+            Error::MissingField(_) => "invalid",
+            Error::Serialize(_) => "serialize",
+        }
+    }
+}

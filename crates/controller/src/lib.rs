@@ -1,0 +1,101 @@
+//! The wib operator.
+//!
+//! - [`reconcile`]: the WorkloadIdentityBinding controller, one module per
+//!   step (observe, plan, execute, status).
+//! - [`provider`]: the ClusterIdentityProvider controller and provider resolution.
+//! - [`serviceaccount`]: what a binding applies to its ServiceAccount.
+
+pub mod context;
+pub mod error;
+pub mod metrics;
+pub mod provider;
+pub mod publish;
+pub mod reconcile;
+pub mod selector;
+pub mod server;
+pub mod serviceaccount;
+pub mod settings;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use futures::FutureExt;
+use kube::{Client, Config};
+
+pub use settings::Settings;
+
+/// Runs both controllers and the metrics/probe server until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let config = Config::infer().await.context("loading Kubernetes client configuration")?;
+    let mut extra_roots = Vec::new();
+    for der in config.root_cert.iter().flatten() {
+        extra_roots.push(reqwest::Certificate::from_der(der)?);
+    }
+    if let Some(path) = &settings.issuer_ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        extra_roots.extend(reqwest::Certificate::from_pem_bundle(&pem)?);
+    }
+    let issuer_http = provider::issuer::anonymous_client(extra_roots)?;
+    let client = Client::try_from(config)?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::new(&mut registry);
+
+    let providers = provider::controller(client.clone());
+    let bindings = reconcile::controller(client.clone());
+    let ctx = context::Context::new(
+        client,
+        settings.clone(),
+        wib_cloud::Registry::with_defaults(),
+        issuer_http,
+        providers.store(),
+        bindings.store(),
+        metrics,
+    );
+
+    let shutdown = shutdown_signal().shared();
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = server::serve(settings.metrics_addr, registry, ready.clone(), shutdown.clone());
+    let readiness = {
+        let (providers, bindings) = (ctx.providers.clone(), ctx.bindings.clone());
+        async move {
+            if providers.wait_until_ready().await.is_ok() && bindings.wait_until_ready().await.is_ok() {
+                ready.store(true, Ordering::Relaxed);
+                tracing::info!("caches synced; ready");
+            }
+        }
+    };
+    tracing::info!(resync = ?settings.resync(), "starting wib-controller");
+    let (server_result, _, _, _) = tokio::join!(
+        server,
+        provider::run(providers, ctx.clone(), shutdown.clone()),
+        reconcile::run(bindings, ctx.clone(), shutdown.clone()),
+        readiness,
+    );
+    server_result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

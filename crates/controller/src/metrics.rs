@@ -1,0 +1,76 @@
+//! Prometheus metrics, named after controller-runtime's where they mean the same.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub controller: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+/// The operator's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconcile_total: Family<ReconcileLabels, Counter>,
+    pub reconcile_errors_total: Family<ControllerLabels, Counter>,
+    pub reconcile_time_seconds: Family<ControllerLabels, Histogram>,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let this = Self {
+            reconcile_total: Family::default(),
+            reconcile_errors_total: Family::default(),
+            reconcile_time_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+        };
+        let cr = registry.sub_registry_with_prefix("controller_runtime");
+        cr.register(
+            "reconcile",
+            "Total number of reconciliations per controller and result",
+            this.reconcile_total.clone(),
+        );
+        cr.register(
+            "reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            this.reconcile_errors_total.clone(),
+        );
+        cr.register(
+            "reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            this.reconcile_time_seconds.clone(),
+        );
+        this
+    }
+
+    /// Records one finished reconcile.
+    pub fn reconciled(&self, controller: &str, result: &str, elapsed: Duration) {
+        self.reconcile_total
+            .get_or_create(&ReconcileLabels {
+                controller: controller.into(),
+                result: result.into(),
+            })
+            .inc();
+        let labels = ControllerLabels {
+            controller: controller.into(),
+        };
+        if result == "error" {
+            self.reconcile_errors_total.get_or_create(&labels).inc();
+        }
+        self.reconcile_time_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,55 @@
+//! Writing status and Events, shared by both controllers: one status apply,
+//! skipped when nothing changed, and an Event for every condition transition.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wib_api::conditions::{self, RECONCILING, STALLED};
+
+/// Field manager of the status subresource.
+pub const STATUS_MANAGER: &str = "wib-controller";
+
+/// Applies `next` as the status of `name` unless it equals `previous`.
+/// Returns whether it wrote.
+pub async fn status<K, S>(api: &Api<K>, name: &str, api_version: &str, kind: &str, previous: Option<&S>, next: &S) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if previous == Some(next) {
+        return Ok(false);
+    }
+    let body = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": next});
+    api.patch_status(name, &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
+    Ok(true)
+}
+
+/// Emits one Event per condition whose status or reason changed.
+pub async fn transitions(recorder: &Recorder, reference: &ObjectReference, previous: &[Condition], next: &[Condition]) {
+    for condition in conditions::transitions(previous, next) {
+        let event = Event {
+            type_: event_type(condition),
+            reason: condition.reason.clone(),
+            note: Some(format!("{} is {}: {}", condition.type_, condition.status, condition.message)),
+            action: condition.type_.clone(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, reference).await {
+            tracing::warn!(%error, condition = %condition.type_, "publishing event failed");
+        }
+    }
+}
+
+/// Warning when a condition reports a failure; Normal for progress and recovery.
+fn event_type(condition: &Condition) -> EventType {
+    let failing = match condition.type_.as_str() {
+        STALLED => condition.status == "True",
+        RECONCILING => false,
+        _ => condition.status == "False" && condition.reason != conditions::Reason::Progressing.as_str(),
+    };
+    if failing { EventType::Warning } else { EventType::Normal }
+}

@@ -1,0 +1,266 @@
+//! The WorkloadIdentityBinding controller. `reconcile` only wraps the
+//! finalizer; Apply runs observe → plan → execute → status, Cleanup releases
+//! what Apply made.
+
+pub mod execute;
+pub mod observe;
+pub mod plan;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info_span};
+use wib_api::keys::FINALIZER;
+use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::publish;
+use status::{CloudStep, Progress};
+
+const CONTROLLER: &str = "workloadidentitybinding";
+
+/// Builds the controller and its triggers: the bindings themselves, their
+/// ServiceAccounts, providers, and sibling bindings (a conflict clears when
+/// the holder goes away).
+pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
+    let bindings: Api<WorkloadIdentityBinding> = Api::all(client.clone());
+    let controller = Controller::new(bindings.clone(), watcher::Config::default());
+    let store = controller.store();
+    let by_sa = store.clone();
+    let all = store.clone();
+    let siblings = store;
+    controller
+        .watches(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+            move |sa| {
+                let (ns, name) = (sa.namespace(), sa.name_any());
+                by_sa
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace() == ns && b.service_account_name() == name)
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<ClusterIdentityProvider>::all(client),
+            watcher::Config::default(),
+            move |_provider| all.state().into_iter().map(|b| ObjectRef::from_obj(&*b)).collect::<Vec<_>>(),
+        )
+        .watches(bindings, watcher::Config::default(), move |changed| {
+            let (ns, sa) = (changed.namespace(), changed.service_account_name());
+            siblings
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace() == ns && b.service_account_name() == sa && b.uid() != changed.uid())
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(controller: Controller<WorkloadIdentityBinding>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
+    controller
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "binding reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any());
+    async move {
+        let started = Instant::now();
+        let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+        let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+        let result = finalizer(&api, FINALIZER, binding.clone(), |event| async {
+            match event {
+                Finalizer::Apply(b) => apply(&b, &ctx).await,
+                Finalizer::Cleanup(b) => cleanup(&b, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+        let label = if result.is_ok() { "success" } else { "error" };
+        ctx.metrics.reconciled(CONTROLLER, label, started.elapsed());
+        if result.is_ok() {
+            ctx.reset_backoff(&backoff_key(&binding));
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.next_backoff(&backoff_key(&binding));
+    let _span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any()).entered();
+    tracing::warn!(%error, kind = error.metric_label(), retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+fn backoff_key(binding: &WorkloadIdentityBinding) -> String {
+    format!("{}/{}", binding.namespace().unwrap_or_default(), binding.name_any())
+}
+
+/// Apply: observe → plan → execute → status.
+async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Error> {
+    let observed = observe::observe(binding, ctx).await?;
+    let progress = match plan::admit(binding, &observed) {
+        Err(refusal) => {
+            tracing::info!(reason = %refusal.reason, message = %refusal.message, "binding refused");
+            Progress::Refused(refusal)
+        }
+        Ok(admitted) => {
+            let cloud_step = run_cloud(binding, &admitted, ctx).await;
+            let service_account = match &cloud_step {
+                CloudStep::Failed { .. } => status::ServiceAccountStep::Skipped,
+                CloudStep::NotImplemented => {
+                    let plan = plan::service_account(
+                        binding,
+                        admitted.cloud,
+                        observed.service_account.as_ref(),
+                        &Default::default(),
+                        &Default::default(),
+                    );
+                    execute::service_account(binding, &plan, ctx).await?
+                }
+                CloudStep::Done(outcome) => {
+                    let plan = plan::service_account(
+                        binding,
+                        admitted.cloud,
+                        observed.service_account.as_ref(),
+                        &outcome.annotations,
+                        &outcome.labels,
+                    );
+                    execute::service_account(binding, &plan, ctx).await?
+                }
+            };
+            Progress::Ran {
+                cloud: admitted.cloud,
+                cloud_step,
+                service_account,
+            }
+        }
+    };
+    let next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
+    write_status(binding, &next, ctx).await?;
+    if status::is_transient(&next) {
+        return Ok(Action::requeue(ctx.next_backoff(&backoff_key(binding))));
+    }
+    Ok(Action::requeue(ctx.settings.resync()))
+}
+
+/// The cloud step: the registered provider for the binding's cloud, if any.
+async fn run_cloud(binding: &WorkloadIdentityBinding, admitted: &plan::Admitted, ctx: &Context) -> CloudStep {
+    let Some(provider) = ctx.clouds.get(admitted.cloud) else {
+        return CloudStep::NotImplemented;
+    };
+    let Some(issuer) = admitted.provider.status.as_ref().and_then(|s| s.issuer.clone()) else {
+        return CloudStep::Failed {
+            reason: wib_api::conditions::Reason::IssuerUnreachable,
+            message: format!(
+                "ClusterIdentityProvider {:?} has not resolved the cluster's OIDC issuer yet",
+                admitted.provider.name_any()
+            ),
+        };
+    };
+    let namespace = binding.namespace().unwrap_or_default();
+    let service_account = binding.service_account_name();
+    let request = wib_cloud::Request {
+        binding,
+        provider: &admitted.provider,
+        issuer: &issuer,
+        subject: format!("system:serviceaccount:{namespace}:{service_account}"),
+        namespace: &namespace,
+        service_account: &service_account,
+    };
+    match provider.reconcile(&request).await {
+        Ok(outcome) => CloudStep::Done(Box::new(outcome)),
+        Err(error) => CloudStep::Failed {
+            reason: error.reason,
+            message: error.message,
+        },
+    }
+}
+
+/// Cleanup: the cloud first (per deletionPolicy), then the ServiceAccount, so
+/// no ServiceAccount keeps pointing at a half-deleted identity.
+async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Error> {
+    if let (Some(cloud), Some(_)) = (binding.spec.cloud(), binding.status.as_ref().and_then(|s| s.identity.as_ref())) {
+        if let Some(provider) = ctx.clouds.get(cloud) {
+            let observed = observe::observe(binding, ctx).await?;
+            let chosen = crate::provider::resolve::select(binding, &observed.providers);
+            let issuer = chosen
+                .as_ref()
+                .ok()
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.issuer.clone())
+                .unwrap_or_default();
+            match chosen {
+                Ok(chosen) => {
+                    let namespace = binding.namespace().unwrap_or_default();
+                    let service_account = binding.service_account_name();
+                    let request = wib_cloud::Request {
+                        binding,
+                        provider: &chosen,
+                        issuer: &issuer,
+                        subject: format!("system:serviceaccount:{namespace}:{service_account}"),
+                        namespace: &namespace,
+                        service_account: &service_account,
+                    };
+                    provider.cleanup(&request).await?;
+                }
+                Err(refusal) => {
+                    return Err(Error::Cloud(wib_cloud::CloudError::new(
+                        wib_api::conditions::Reason::DeletionBlocked,
+                        refusal.message,
+                    )));
+                }
+            }
+        }
+    }
+    execute::release_service_account(binding, ctx).await?;
+    Ok(Action::await_change())
+}
+
+async fn write_status(
+    binding: &WorkloadIdentityBinding,
+    next: &wib_api::WorkloadIdentityBindingStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = binding.status.as_ref();
+    let wrote = publish::status(
+        &api,
+        &binding.name_any(),
+        &WorkloadIdentityBinding::api_version(&()),
+        &WorkloadIdentityBinding::kind(&()),
+        previous,
+        next,
+    )
+    .await?;
+    if wrote {
+        let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+        publish::transitions(&ctx.recorder, &binding.object_ref(&()), previous_conditions, &next.conditions).await;
+    }
+    Ok(())
+}

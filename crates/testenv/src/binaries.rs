@@ -1,0 +1,36 @@
+//! Locates (building on first use) the Kubernetes and etcd binaries.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The directory holding `etcd`, `kube-apiserver`, `kube-controller-manager`
+/// and `kubectl`: `$WIB_K8S_BIN_DIR` when set, else the cache that
+/// `e2e/controlplane/build.sh` fills (a no-op once built).
+pub fn ensure() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WIB_K8S_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = repo_root().join("e2e/controlplane/build.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let dir = stdout.lines().last().context("build.sh printed no directory")?;
+    Ok(PathBuf::from(dir.trim()))
+}
+
+/// The repository this crate was built from.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
