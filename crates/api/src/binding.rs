@@ -286,7 +286,7 @@ pub struct AwsBinding {
     /// `arn:aws:iam::aws:policy/ReadOnlyAccess`. Reconciled to exactly this
     /// list; attachments wib did not make are left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = 20), inner(length(max = 2048)))]
     #[x_kube(validation = (
         "self.all(a, a.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\\\\x21-\\\\x7E]+$'))",
         "aws.managedPolicyArns entries must be IAM policy ARNs: arn:aws:iam::<account-id or aws>:policy/<path/name>"
@@ -335,10 +335,6 @@ pub struct InlinePolicy {
 
     /// The IAM policy document (`Version` and `Statement`), as YAML or JSON.
     #[schemars(schema_with = "crate::schema::preserved_object")]
-    #[x_kube(validation = (
-        "has(self.Statement)",
-        "aws.inlinePolicies[].document must be an IAM policy document with a Statement"
-    ))]
     pub document: serde_json::Value,
 }
 

@@ -12,6 +12,7 @@ use crate::process::Process;
 /// A running operator process; stopped on drop.
 pub struct Operator {
     process: Option<Process>,
+    binary: PathBuf,
     log_dir: PathBuf,
     kubeconfig: PathBuf,
     args: Vec<String>,
@@ -22,8 +23,20 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator with `kubeconfig`; logs go to `log_dir/wib-controller-<n>.log`.
     pub fn start(kubeconfig: &Path, log_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
+        Self::start_binary(&binary()?, kubeconfig, log_dir, args, envs)
+    }
+
+    /// Like [`Operator::start`], with an explicit binary.
+    pub fn start_binary(
+        binary: &Path,
+        kubeconfig: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut this = Self {
             process: None,
+            binary: binary.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -73,7 +86,7 @@ impl Operator {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let mut cmd = Command::new(binary()?);
+        let mut cmd = Command::new(&self.binary);
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", std::env::var("WIB_TEST_LOG").unwrap_or_else(|_| "info,wib=debug".into()))
             .env("WIB_LOG_FORMAT", "text")

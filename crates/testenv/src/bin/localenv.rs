@@ -1,1 +1,112 @@
-fn main(){}
+//! `make run`: the local control plane, the operator, the samples, and
+//! `kubectl get wib -A` settling, until Ctrl-C tears it all down.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use wib_testenv::{ControlPlane, Operator, Options};
+
+#[derive(Parser)]
+#[command(about = "Run wib locally: control plane, operator, samples")]
+struct Args {
+    /// The wib-controller binary.
+    #[arg(long)]
+    operator: PathBuf,
+    /// Directory of sample manifests to apply.
+    #[arg(long)]
+    samples: PathBuf,
+    /// Exit once every binding has a Ready condition for its current
+    /// generation instead of waiting for Ctrl-C (used by the smoke test).
+    #[arg(long)]
+    exit_when_settled: bool,
+    /// Where to copy the admin kubeconfig for other terminals.
+    #[arg(long, default_value_os_t = default_kubeconfig())]
+    kubeconfig_out: PathBuf,
+}
+
+fn default_kubeconfig() -> PathBuf {
+    let cache = std::env::var_os("WIB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wib")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    cache.join("run/kubeconfig")
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    println!("==> starting the local control plane (etcd, kube-apiserver, kube-controller-manager)");
+    let cp = ControlPlane::start(Options::default()).await?;
+    if let Some(parent) = args.kubeconfig_out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(cp.kubeconfig(), &args.kubeconfig_out)?;
+    println!("    API server and OIDC issuer: {}", cp.server());
+    println!("    export KUBECONFIG={}", args.kubeconfig_out.display());
+
+    println!("==> starting wib-controller (logs: {}/wib-controller-0.log)", cp.dir().display());
+    let mut operator = Operator::start_binary(
+        &args.operator,
+        cp.kubeconfig(),
+        cp.dir(),
+        &["--metrics-addr=127.0.0.1:0", "--resync-seconds=30"],
+        &[],
+    )?;
+
+    println!("==> applying {}", args.samples.display());
+    let applied = cp.kubectl().args(["apply", "-R", "-f"]).arg(&args.samples).status()?;
+    if !applied.success() {
+        bail!("kubectl apply failed");
+    }
+
+    if args.exit_when_settled {
+        let settled = wait_settled(&cp).await;
+        let _ = cp.kubectl().args(["get", "cip,wib", "-A"]).status();
+        operator.stop();
+        return settled;
+    }
+
+    println!("==> kubectl get wib -A --watch   (Ctrl-C to stop and tear everything down)");
+    let _ = cp.kubectl().args(["get", "cip"]).status();
+    let mut watch = tokio::process::Command::from(cp.kubectl());
+    watch.args(["get", "wib", "-A", "--watch"]).stdin(Stdio::null()).kill_on_drop(true);
+    let mut watch = watch.spawn().context("kubectl get --watch")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = watch.wait() => {}
+    }
+    println!("\n==> tearing down");
+    let _ = watch.kill().await;
+    operator.stop();
+    drop(cp);
+    Ok(())
+}
+
+/// Waits until every binding reports Ready for its current generation.
+async fn wait_settled(cp: &ControlPlane) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = cp.kubectl().args(["get", "wib", "-A", "-o", "json"]).output()?;
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let settled = !items.is_empty()
+            && items.iter().all(|b| {
+                let generation = &b["metadata"]["generation"];
+                b["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && &c["observedGeneration"] == generation)
+            });
+        if settled {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("bindings did not settle within 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
