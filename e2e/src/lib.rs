@@ -1,0 +1,185 @@
+//! Helpers for the e2e scenarios: a control plane with the operator binary
+//! running against it, and waits on what users see (conditions, objects).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use wib_api::WorkloadIdentityBinding;
+use wib_testenv::{ControlPlane, Operator, Options};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Resync used in e2e so drift checks and steady-state checks are quick.
+pub const RESYNC_SECONDS: &str = "2";
+
+/// A control plane with wib-controller running against it.
+pub struct Env {
+    // Operator before control plane: it stops first.
+    pub operator: Operator,
+    pub client: Client,
+    pub cp: ControlPlane,
+}
+
+impl Env {
+    pub async fn start() -> Result<Self> {
+        let cp = ControlPlane::start(Options::default()).await?;
+        let client = cp.client().await?;
+        let operator = Operator::start(
+            cp.kubeconfig(),
+            cp.dir(),
+            &[
+                "--metrics-addr=127.0.0.1:0",
+                &format!("--resync-seconds={RESYNC_SECONDS}"),
+                "--provider-resync-seconds=5",
+            ],
+            &[],
+        )?;
+        Ok(Self { operator, client, cp })
+    }
+
+    /// Applies YAML/JSON manifests (one or more documents) server-side as `manager`.
+    pub async fn apply_as(&self, manager: &str, yaml: &str) -> Result<()> {
+        for doc in yaml.split("\n---") {
+            if doc.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_yaml::from_str(doc)?;
+            let obj: kube::api::DynamicObject = serde_json::from_value(value.clone())?;
+            let gvk = kube::api::GroupVersionKind::try_from(obj.types.as_ref().context("apiVersion/kind")?)?;
+            let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+            let api: Api<kube::api::DynamicObject> = match (caps.scope, obj.namespace()) {
+                (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), &ns, &resource),
+                _ => Api::all_with(self.client.clone(), &resource),
+            };
+            api.patch(&obj.name_any(), &PatchParams::apply(manager).force(), &Patch::Apply(&value))
+                .await
+                .with_context(|| format!("applying {} {}", gvk.kind, obj.name_any()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies manifests as a user would with `kubectl apply --server-side`.
+    pub async fn apply(&self, yaml: &str) -> Result<()> {
+        self.apply_as("e2e-user", yaml).await
+    }
+
+    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) -> Result<()> {
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.patch(name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&ns)).await?;
+        Ok(())
+    }
+
+    pub fn bindings(&self, ns: &str) -> Api<WorkloadIdentityBinding> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn service_accounts(&self, ns: &str) -> Api<ServiceAccount> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Waits until the binding's condition has this status and reason for its current generation.
+    pub async fn wait_condition(&self, ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> Result<WorkloadIdentityBinding> {
+        let api = self.bindings(ns);
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(b) = api.get_opt(name).await? {
+                let current = condition(&b, type_).cloned();
+                if let Some(c) = &current {
+                    if c.status == status && c.reason == reason && c.observed_generation == b.metadata.generation {
+                        return Ok(b);
+                    }
+                }
+                last = current;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "{ns}/{name}: {type_} never became {status}/{reason}; last: {last:?}\noperator log tail:\n{}",
+            tail(&self.operator.logs(), 40)
+        )
+    }
+
+    /// Waits until `check` holds for the ServiceAccount (None = absent).
+    pub async fn wait_service_account(&self, ns: &str, name: &str, what: &str, check: impl Fn(Option<&ServiceAccount>) -> bool) -> Result<Option<ServiceAccount>> {
+        let api = self.service_accounts(ns);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let sa = api.get_opt(name).await?;
+            if check(sa.as_ref()) {
+                return Ok(sa);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("ServiceAccount {ns}/{name}: never {what}; last: {sa:?}\noperator log tail:\n{}", tail(&self.operator.logs(), 40));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes a binding and waits until it is gone (its finalizer ran).
+    pub async fn delete_binding(&self, ns: &str, name: &str) -> Result<()> {
+        let api = self.bindings(ns);
+        api.delete(name, &DeleteParams::default()).await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while api.get_opt(name).await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("binding {ns}/{name} was never deleted\n{}", tail(&self.operator.logs(), 40));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Events recorded for an object in a namespace.
+    pub async fn events_for(&self, ns: &str, name: &str) -> Result<Vec<Event>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .collect())
+    }
+}
+
+pub fn condition<'a>(binding: &'a WorkloadIdentityBinding, type_: &str) -> Option<&'a Condition> {
+    binding.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The sample provider, with an optional namespace selector.
+pub fn provider_yaml(name: &str, default: bool, selector: Option<&str>) -> String {
+    let annotations = if default { "\n  annotations:\n    wib.dev/is-default-provider: \"true\"" } else { "" };
+    let selector = selector
+        .map(|s| format!("\n  namespaceSelector:\n    matchLabels:\n      {s}"))
+        .unwrap_or_default();
+    format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: ClusterIdentityProvider
+metadata:
+  name: {name}{annotations}
+spec:
+  clusterName: e2e{selector}
+  azure:
+    tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
+    subscriptionId: 00000000-0000-0000-0000-00000000aaaa
+    resourceGroup: wib-e2e
+    location: westeurope
+  aws:
+    accountId: "123456789012"
+  gcp:
+    projectId: wib-e2e
+"#
+    )
+}
