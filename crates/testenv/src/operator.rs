@@ -88,7 +88,7 @@ impl Operator {
     fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.binary);
         cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", std::env::var("WIB_TEST_LOG").unwrap_or_else(|_| "info,wib=debug".into()))
+            .env("RUST_LOG", std::env::var("WIB_TEST_LOG").unwrap_or_else(|_| "info,wib_controller=debug".into()))
             .env("WIB_LOG_FORMAT", "text")
             .args(&self.args);
         for (k, v) in &self.envs {

@@ -162,6 +162,7 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     };
     let next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
     write_status(binding, &next, ctx).await?;
+    tracing::debug!(ready = ?wib_api::conditions::find(&next.conditions, wib_api::conditions::READY).map(|c| &c.reason), "reconciled");
     if status::is_transient(&next) {
         return Ok(Action::requeue(ctx.next_backoff(&backoff_key(binding))));
     }
