@@ -38,7 +38,11 @@ impl Env {
             ],
             &[],
         )?;
-        Ok(Self { operator, client, cp })
+        Ok(Self {
+            operator,
+            client,
+            cp,
+        })
     }
 
     /// Applies YAML/JSON manifests (one or more documents) server-side as `manager`.
@@ -49,15 +53,23 @@ impl Env {
             }
             let value: Value = serde_yaml::from_str(doc)?;
             let obj: kube::api::DynamicObject = serde_json::from_value(value.clone())?;
-            let gvk = kube::api::GroupVersionKind::try_from(obj.types.as_ref().context("apiVersion/kind")?)?;
+            let gvk = kube::api::GroupVersionKind::try_from(
+                obj.types.as_ref().context("apiVersion/kind")?,
+            )?;
             let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
             let api: Api<kube::api::DynamicObject> = match (caps.scope, obj.namespace()) {
-                (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), &ns, &resource),
+                (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                    Api::namespaced_with(self.client.clone(), &ns, &resource)
+                }
                 _ => Api::all_with(self.client.clone(), &resource),
             };
-            api.patch(&obj.name_any(), &PatchParams::apply(manager).force(), &Patch::Apply(&value))
-                .await
-                .with_context(|| format!("applying {} {}", gvk.kind, obj.name_any()))?;
+            api.patch(
+                &obj.name_any(),
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .with_context(|| format!("applying {} {}", gvk.kind, obj.name_any()))?;
         }
         Ok(())
     }
@@ -68,11 +80,18 @@ impl Env {
     }
 
     pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) -> Result<()> {
-        let labels: serde_json::Map<String, Value> =
-            labels.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
         let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
         let api: Api<Namespace> = Api::all(self.client.clone());
-        api.patch(name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&ns)).await?;
+        api.patch(
+            name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&ns),
+        )
+        .await?;
         Ok(())
     }
 
@@ -85,17 +104,26 @@ impl Env {
     }
 
     /// Waits until the binding's condition has this status and reason for its current generation.
-    pub async fn wait_condition(&self, ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> Result<WorkloadIdentityBinding> {
+    pub async fn wait_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<WorkloadIdentityBinding> {
         let api = self.bindings(ns);
         let mut last = None;
         let deadline = tokio::time::Instant::now() + WAIT;
         while tokio::time::Instant::now() < deadline {
             if let Some(b) = api.get_opt(name).await? {
                 let current = condition(&b, type_).cloned();
-                if let Some(c) = &current {
-                    if c.status == status && c.reason == reason && c.observed_generation == b.metadata.generation {
-                        return Ok(b);
-                    }
+                if let Some(c) = &current
+                    && c.status == status
+                    && c.reason == reason
+                    && c.observed_generation == b.metadata.generation
+                {
+                    return Ok(b);
                 }
                 last = current;
             }
@@ -108,7 +136,13 @@ impl Env {
     }
 
     /// Waits until `check` holds for the ServiceAccount (None = absent).
-    pub async fn wait_service_account(&self, ns: &str, name: &str, what: &str, check: impl Fn(Option<&ServiceAccount>) -> bool) -> Result<Option<ServiceAccount>> {
+    pub async fn wait_service_account(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(Option<&ServiceAccount>) -> bool,
+    ) -> Result<Option<ServiceAccount>> {
         let api = self.service_accounts(ns);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -117,7 +151,10 @@ impl Env {
                 return Ok(sa);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("ServiceAccount {ns}/{name}: never {what}; last: {sa:?}\noperator log tail:\n{}", tail(&self.operator.logs(), 40));
+                bail!(
+                    "ServiceAccount {ns}/{name}: never {what}; last: {sa:?}\noperator log tail:\n{}",
+                    tail(&self.operator.logs(), 40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -130,7 +167,10 @@ impl Env {
         let deadline = tokio::time::Instant::now() + WAIT;
         while api.get_opt(name).await?.is_some() {
             if tokio::time::Instant::now() > deadline {
-                bail!("binding {ns}/{name} was never deleted\n{}", tail(&self.operator.logs(), 40));
+                bail!(
+                    "binding {ns}/{name} was never deleted\n{}",
+                    tail(&self.operator.logs(), 40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -150,7 +190,12 @@ impl Env {
 }
 
 pub fn condition<'a>(binding: &'a WorkloadIdentityBinding, type_: &str) -> Option<&'a Condition> {
-    binding.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+    binding
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -160,7 +205,11 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// The sample provider, with an optional namespace selector.
 pub fn provider_yaml(name: &str, default: bool, selector: Option<&str>) -> String {
-    let annotations = if default { "\n  annotations:\n    wib.dev/is-default-provider: \"true\"" } else { "" };
+    let annotations = if default {
+        "\n  annotations:\n    wib.dev/is-default-provider: \"true\""
+    } else {
+        ""
+    };
     let selector = selector
         .map(|s| format!("\n  namespaceSelector:\n    matchLabels:\n      {s}"))
         .unwrap_or_default();

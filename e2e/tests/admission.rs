@@ -29,68 +29,209 @@ async fn create_error(api: &Api<kube::api::DynamicObject>, body: &Value) -> Opti
 
 #[tokio::test]
 async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
-    let cp = ControlPlane::start(Options { controller_manager: false, ..Options::default() }).await.expect("control plane");
+    let cp = ControlPlane::start(Options {
+        controller_manager: false,
+        ..Options::default()
+    })
+    .await
+    .expect("control plane");
     let client = cp.client().await.expect("client");
     let ar_b = kube::api::ApiResource::erase::<WorkloadIdentityBinding>(&());
     let ar_p = kube::api::ApiResource::erase::<ClusterIdentityProvider>(&());
-    let bindings: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar_b);
+    let bindings: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &ar_b);
     let providers: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar_p);
 
     let binding_cases = [
-        ("no cloud", json!({}), "exactly one of spec.azure, spec.aws or spec.gcp must be set"),
-        ("two clouds", json!({"azure": {}, "aws": {}}), "exactly one of spec.azure, spec.aws or spec.gcp must be set"),
-        ("bad ServiceAccount name", json!({"azure": {}, "serviceAccount": {"name": "Not_Valid"}}), "serviceAccount.name must be a DNS subdomain"),
-        ("bad identity name", json!({"azure": {"identityName": "a b"}}), "azure.identityName must be 3-128 characters"),
-        ("bad subscription", json!({"azure": {"subscriptionId": "nope"}}), "azure.subscriptionId must be a GUID"),
-        ("bad resource group", json!({"azure": {"resourceGroup": "rg."}}), "azure.resourceGroup must be 1-90 characters"),
-        ("bad location", json!({"azure": {"location": "West Europe"}}), "azure.location must be an Azure region name"),
-        ("bad scope", json!({"azure": {"roleAssignments": [{"role": "Reader", "scope": "/subscriptions/x"}]}}), "scope must be an ARM ID"),
-        ("token expiration too short", json!({"azure": {"tokenExpirationSeconds": 60}}), "should be greater than or equal to 3600"),
-        ("bad role name", json!({"aws": {"roleName": "has space"}}), "aws.roleName must be 1-64 characters"),
-        ("role name too long", json!({"aws": {"roleName": "r".repeat(65)}}), "Too long"),
-        ("bad path", json!({"aws": {"path": "no-slashes"}}), "aws.path must start and end with '/'"),
-        ("bad policy ARN", json!({"aws": {"managedPolicyArns": ["arn:aws:s3:::bucket"]}}), "aws.managedPolicyArns entries must be IAM policy ARNs"),
-        ("duplicate inline policy", json!({"aws": {"inlinePolicies": [{"name": "p", "document": {"Statement": []}}, {"name": "p", "document": {"Statement": []}}]}}), "aws.inlinePolicies names must be unique"),
-        ("session too long", json!({"aws": {"maxSessionDurationSeconds": 50000}}), "should be less than or equal to 43200"),
-        ("bad GCP account id", json!({"gcp": {"accountId": "UPPER"}}), "gcp.accountId must be 6-30 characters"),
-        ("GCP account id too short", json!({"gcp": {"accountId": "abc"}}), "gcp.accountId must be 6-30 characters"),
-        ("bad GCP role", json!({"gcp": {"roles": [{"role": "owner"}]}}), "gcp.roles[].role must be roles/<name>"),
-        ("bad GCP resource", json!({"gcp": {"roles": [{"role": "roles/viewer", "resource": "buckets/x"}]}}), "gcp.roles[].resource must be projects/<project-id>"),
-        ("bad deletion policy", json!({"azure": {}, "deletionPolicy": "Orphan"}), "Unsupported value: \"Orphan\""),
+        (
+            "no cloud",
+            json!({}),
+            "exactly one of spec.azure, spec.aws or spec.gcp must be set",
+        ),
+        (
+            "two clouds",
+            json!({"azure": {}, "aws": {}}),
+            "exactly one of spec.azure, spec.aws or spec.gcp must be set",
+        ),
+        (
+            "bad ServiceAccount name",
+            json!({"azure": {}, "serviceAccount": {"name": "Not_Valid"}}),
+            "serviceAccount.name must be a DNS subdomain",
+        ),
+        (
+            "bad identity name",
+            json!({"azure": {"identityName": "a b"}}),
+            "azure.identityName must be 3-128 characters",
+        ),
+        (
+            "bad subscription",
+            json!({"azure": {"subscriptionId": "nope"}}),
+            "azure.subscriptionId must be a GUID",
+        ),
+        (
+            "bad resource group",
+            json!({"azure": {"resourceGroup": "rg."}}),
+            "azure.resourceGroup must be 1-90 characters",
+        ),
+        (
+            "bad location",
+            json!({"azure": {"location": "West Europe"}}),
+            "azure.location must be an Azure region name",
+        ),
+        (
+            "bad scope",
+            json!({"azure": {"roleAssignments": [{"role": "Reader", "scope": "/subscriptions/x"}]}}),
+            "scope must be an ARM ID",
+        ),
+        (
+            "token expiration too short",
+            json!({"azure": {"tokenExpirationSeconds": 60}}),
+            "should be greater than or equal to 3600",
+        ),
+        (
+            "bad role name",
+            json!({"aws": {"roleName": "has space"}}),
+            "aws.roleName must be 1-64 characters",
+        ),
+        (
+            "role name too long",
+            json!({"aws": {"roleName": "r".repeat(65)}}),
+            "Too long",
+        ),
+        (
+            "bad path",
+            json!({"aws": {"path": "no-slashes"}}),
+            "aws.path must start and end with '/'",
+        ),
+        (
+            "bad policy ARN",
+            json!({"aws": {"managedPolicyArns": ["arn:aws:s3:::bucket"]}}),
+            "aws.managedPolicyArns entries must be IAM policy ARNs",
+        ),
+        (
+            "duplicate inline policy",
+            json!({"aws": {"inlinePolicies": [{"name": "p", "document": {"Statement": []}}, {"name": "p", "document": {"Statement": []}}]}}),
+            "aws.inlinePolicies names must be unique",
+        ),
+        (
+            "session too long",
+            json!({"aws": {"maxSessionDurationSeconds": 50000}}),
+            "should be less than or equal to 43200",
+        ),
+        (
+            "bad GCP account id",
+            json!({"gcp": {"accountId": "UPPER"}}),
+            "gcp.accountId must be 6-30 characters",
+        ),
+        (
+            "GCP account id too short",
+            json!({"gcp": {"accountId": "abc"}}),
+            "gcp.accountId must be 6-30 characters",
+        ),
+        (
+            "bad GCP role",
+            json!({"gcp": {"roles": [{"role": "owner"}]}}),
+            "gcp.roles[].role must be roles/<name>",
+        ),
+        (
+            "bad GCP resource",
+            json!({"gcp": {"roles": [{"role": "roles/viewer", "resource": "buckets/x"}]}}),
+            "gcp.roles[].resource must be projects/<project-id>",
+        ),
+        (
+            "bad deletion policy",
+            json!({"azure": {}, "deletionPolicy": "Orphan"}),
+            "Unsupported value: \"Orphan\"",
+        ),
     ];
     for (name, spec, want) in binding_cases {
-        let message = create_error(&bindings, &binding(spec)).await.unwrap_or_else(|| panic!("{name}: accepted"));
+        let message = create_error(&bindings, &binding(spec))
+            .await
+            .unwrap_or_else(|| panic!("{name}: accepted"));
         assert!(message.contains(want), "{name}: {message}");
     }
 
     let azure = json!({"tenantId": SUB, "subscriptionId": SUB, "resourceGroup": "rg", "location": "westeurope"});
     let provider_cases = [
-        ("no cloud", json!({"clusterName": "c"}), "at least one of spec.azure, spec.aws or spec.gcp must be set"),
-        ("http issuer", json!({"clusterName": "c", "azure": azure, "issuer": "http://example.com"}), "issuer must be an https URL"),
-        ("bad cluster name", json!({"clusterName": "Prod_1", "azure": azure}), "clusterName must be 1-40 lower-case"),
-        ("bad tenant", json!({"clusterName": "c", "azure": {"tenantId": "x", "subscriptionId": SUB, "resourceGroup": "rg", "location": "l"}}), "azure.tenantId must be a GUID"),
-        ("bad account", json!({"clusterName": "c", "aws": {"accountId": "12"}}), "aws.accountId must be 12 digits"),
-        ("both OIDC options", json!({"clusterName": "c", "aws": {"accountId": "123456789012", "createOidcProvider": true, "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/x"}}), "set either aws.oidcProviderArn or aws.createOidcProvider"),
-        ("bad OIDC ARN", json!({"clusterName": "c", "aws": {"accountId": "123456789012", "oidcProviderArn": "arn:aws:iam::1:role/x"}}), "aws.oidcProviderArn must look like"),
-        ("bad project", json!({"clusterName": "c", "gcp": {"projectId": "P"}}), "gcp.projectId must be 6-30"),
-        ("pool without number", json!({"clusterName": "c", "gcp": {"projectId": "my-project", "workloadIdentityPool": "pool1"}}), "gcp.projectNumber is required"),
-        ("bad adoption", json!({"clusterName": "c", "azure": azure, "adoption": "Always"}), "Unsupported value: \"Always\""),
+        (
+            "no cloud",
+            json!({"clusterName": "c"}),
+            "at least one of spec.azure, spec.aws or spec.gcp must be set",
+        ),
+        (
+            "http issuer",
+            json!({"clusterName": "c", "azure": azure, "issuer": "http://example.com"}),
+            "issuer must be an https URL",
+        ),
+        (
+            "bad cluster name",
+            json!({"clusterName": "Prod_1", "azure": azure}),
+            "clusterName must be 1-40 lower-case",
+        ),
+        (
+            "bad tenant",
+            json!({"clusterName": "c", "azure": {"tenantId": "x", "subscriptionId": SUB, "resourceGroup": "rg", "location": "l"}}),
+            "azure.tenantId must be a GUID",
+        ),
+        (
+            "bad account",
+            json!({"clusterName": "c", "aws": {"accountId": "12"}}),
+            "aws.accountId must be 12 digits",
+        ),
+        (
+            "both OIDC options",
+            json!({"clusterName": "c", "aws": {"accountId": "123456789012", "createOidcProvider": true, "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/x"}}),
+            "set either aws.oidcProviderArn or aws.createOidcProvider",
+        ),
+        (
+            "bad OIDC ARN",
+            json!({"clusterName": "c", "aws": {"accountId": "123456789012", "oidcProviderArn": "arn:aws:iam::1:role/x"}}),
+            "aws.oidcProviderArn must look like",
+        ),
+        (
+            "bad project",
+            json!({"clusterName": "c", "gcp": {"projectId": "P"}}),
+            "gcp.projectId must be 6-30",
+        ),
+        (
+            "pool without number",
+            json!({"clusterName": "c", "gcp": {"projectId": "my-project", "workloadIdentityPool": "pool1"}}),
+            "gcp.projectNumber is required",
+        ),
+        (
+            "bad adoption",
+            json!({"clusterName": "c", "azure": azure, "adoption": "Always"}),
+            "Unsupported value: \"Always\"",
+        ),
     ];
     for (name, spec, want) in provider_cases {
-        let message = create_error(&providers, &provider(spec)).await.unwrap_or_else(|| panic!("provider {name}: accepted"));
+        let message = create_error(&providers, &provider(spec))
+            .await
+            .unwrap_or_else(|| panic!("provider {name}: accepted"));
         assert!(message.contains(want), "provider {name}: {message}");
     }
 
     // Valid objects are accepted, and defaults are filled in by the schema.
     let created = bindings
-        .create(&PostParams::default(), &serde_json::from_value(binding(json!({"azure": {"identityName": "id-1"}}))).expect("obj"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(binding(json!({"azure": {"identityName": "id-1"}})))
+                .expect("obj"),
+        )
         .await
         .expect("valid binding accepted");
     assert_eq!(created.data["spec"]["serviceAccount"]["create"], true);
-    assert_eq!(created.data["spec"]["serviceAccount"]["automountToken"], false);
+    assert_eq!(
+        created.data["spec"]["serviceAccount"]["automountToken"],
+        false
+    );
     assert_eq!(created.data["spec"]["deletionPolicy"], "Delete");
     providers
-        .create(&PostParams::default(), &serde_json::from_value(provider(json!({"clusterName": "c", "azure": azure}))).expect("obj"))
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(provider(json!({"clusterName": "c", "azure": azure})))
+                .expect("obj"),
+        )
         .await
         .expect("valid provider accepted");
 
@@ -99,7 +240,10 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
         let bindings = bindings.clone();
         async move {
             let patch = json!({"spec": spec});
-            match bindings.patch("b", &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match bindings
+                .patch("b", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => None,
                 Err(kube::Error::Api(e)) => Some(e.message),
                 Err(e) => Some(e.to_string()),
@@ -107,23 +251,62 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
         }
     };
     let immutable = [
-        ("rename identity", json!({"azure": {"identityName": "id-2"}}), "spec.azure.identityName is immutable"),
-        ("drop identity name", json!({"azure": {"identityName": null}}), "spec.azure.identityName is immutable"),
-        ("switch cloud", json!({"azure": null, "aws": {}}), "the cloud of a binding cannot change"),
-        ("set provider", json!({"providerRef": {"name": "other"}}), "spec.providerRef is immutable"),
-        ("change ServiceAccount", json!({"serviceAccount": {"name": "other"}}), "spec.serviceAccount.name is immutable"),
-        ("move resource group", json!({"azure": {"resourceGroup": "other"}}), "spec.azure.resourceGroup is immutable"),
+        (
+            "rename identity",
+            json!({"azure": {"identityName": "id-2"}}),
+            "spec.azure.identityName is immutable",
+        ),
+        (
+            "drop identity name",
+            json!({"azure": {"identityName": null}}),
+            "spec.azure.identityName is immutable",
+        ),
+        (
+            "switch cloud",
+            json!({"azure": null, "aws": {}}),
+            "the cloud of a binding cannot change",
+        ),
+        (
+            "set provider",
+            json!({"providerRef": {"name": "other"}}),
+            "spec.providerRef is immutable",
+        ),
+        (
+            "change ServiceAccount",
+            json!({"serviceAccount": {"name": "other"}}),
+            "spec.serviceAccount.name is immutable",
+        ),
+        (
+            "move resource group",
+            json!({"azure": {"resourceGroup": "other"}}),
+            "spec.azure.resourceGroup is immutable",
+        ),
     ];
     for (name, spec, want) in immutable {
-        let message = update(spec).await.unwrap_or_else(|| panic!("{name}: accepted"));
+        let message = update(spec)
+            .await
+            .unwrap_or_else(|| panic!("{name}: accepted"));
         assert!(message.contains(want), "{name}: {message}");
     }
     // Mutable fields change freely.
-    assert_eq!(update(json!({"deletionPolicy": "Retain", "azure": {"tokenExpirationSeconds": 7200}})).await, None);
+    assert_eq!(
+        update(json!({"deletionPolicy": "Retain", "azure": {"tokenExpirationSeconds": 7200}}))
+            .await,
+        None
+    );
 
     let provider_update = providers
-        .patch("p", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"clusterName": "d"}})))
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"clusterName": "d"}})),
+        )
         .await
         .expect_err("clusterName is immutable");
-    assert!(provider_update.to_string().contains("clusterName is immutable"), "{provider_update}");
+    assert!(
+        provider_update
+            .to_string()
+            .contains("clusterName is immutable"),
+        "{provider_update}"
+    );
 }

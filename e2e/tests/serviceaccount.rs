@@ -18,9 +18,13 @@ fn binding_yaml(name: &str, sa: &str, cloud: &str, create: bool) -> String {
 }
 
 async fn env() -> Env {
-    let env = Env::start().await.expect("control plane and operator start");
+    let env = Env::start()
+        .await
+        .expect("control plane and operator start");
     env.namespace(NS, &[]).await.expect("namespace");
-    env.apply(&provider_yaml("default", true, None)).await.expect("provider");
+    env.apply(&provider_yaml("default", true, None))
+        .await
+        .expect("provider");
     env
 }
 
@@ -31,7 +35,9 @@ fn labels(sa: &k8s_openapi::api::core::v1::ServiceAccount) -> BTreeMap<String, S
 #[tokio::test]
 async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_binding() {
     let env = env().await;
-    env.apply(&binding_yaml("app1", "app1-sa", "azure", true)).await.expect("binding");
+    env.apply(&binding_yaml("app1", "app1-sa", "azure", true))
+        .await
+        .expect("binding");
 
     let b = env
         .wait_condition(NS, "app1", SERVICE_ACCOUNT_READY, "True", "Applied")
@@ -39,8 +45,14 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
         .expect("ServiceAccount applied");
     // No cloud is implemented in this build yet: honest about it, and stalled (not retrying hot).
     let ready = condition(&b, READY).expect("Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CloudNotImplemented"));
-    assert_eq!(condition(&b, STALLED).map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CloudNotImplemented")
+    );
+    assert_eq!(
+        condition(&b, STALLED).map(|c| c.status.as_str()),
+        Some("True")
+    );
     let status = b.status.as_ref().expect("status");
     assert_eq!(status.observed_generation, b.metadata.generation);
     assert_eq!(status.service_account.as_deref(), Some("app1-sa"));
@@ -52,32 +64,56 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
         .get("app1-sa")
         .await
         .expect("ServiceAccount created");
-    assert_eq!(sa.automount_service_account_token, Some(false), "CIS 5.1.5/5.1.6 default");
-    assert_eq!(labels(&sa).get("app.kubernetes.io/managed-by").map(String::as_str), Some("wib"));
-    assert_eq!(sa.annotations().get("wib.dev/azure-binding").map(String::as_str), Some("app1"));
+    assert_eq!(
+        sa.automount_service_account_token,
+        Some(false),
+        "CIS 5.1.5/5.1.6 default"
+    );
+    assert_eq!(
+        labels(&sa)
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("wib")
+    );
+    assert_eq!(
+        sa.annotations()
+            .get("wib.dev/azure-binding")
+            .map(String::as_str),
+        Some("app1")
+    );
     let owners = sa.owner_references();
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].kind, "WorkloadIdentityBinding");
     assert_eq!(Some(owners[0].uid.clone()), b.uid());
     assert!(
-        sa.managed_fields().iter().any(|m| m.manager.as_deref() == Some("wib/app1")),
+        sa.managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("wib/app1")),
         "applied with the binding's own field manager"
     );
 
     // Events on the binding for its condition transitions.
     let events = env.events_for(NS, "app1").await.expect("events");
     let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r == "CloudNotImplemented"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "CloudNotImplemented"),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
 
     // The operator logs carry the binding's namespace and name.
     let logs = env.operator.logs();
     assert!(
-        logs.lines().any(|l| l.contains("applied ServiceAccount fields") && l.contains("namespace=team-a") && l.contains("name=app1")),
+        logs.lines()
+            .any(|l| l.contains("applied ServiceAccount fields")
+                && l.contains("namespace=team-a")
+                && l.contains("name=app1")),
         "{logs}"
     );
 
-    env.delete_binding(NS, "app1").await.expect("binding deleted");
+    env.delete_binding(NS, "app1")
+        .await
+        .expect("binding deleted");
     env.wait_service_account(NS, "app1-sa", "deleted", |sa| sa.is_none())
         .await
         .expect("created ServiceAccount goes with its binding");
@@ -86,7 +122,9 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
 #[tokio::test]
 async fn a_settled_binding_makes_no_writes_on_resync() {
     let env = env().await;
-    env.apply(&binding_yaml("quiet", "quiet", "aws", true)).await.expect("binding");
+    env.apply(&binding_yaml("quiet", "quiet", "aws", true))
+        .await
+        .expect("binding");
     let settled = env
         .wait_condition(NS, "quiet", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
@@ -98,16 +136,38 @@ async fn a_settled_binding_makes_no_writes_on_resync() {
     let transition = condition(&settled, READY).map(|c| c.last_transition_time.clone());
 
     // Several resyncs (2 s each) re-run the whole reconcile.
-    let reconciles = || env.operator.logs().lines().filter(|l| l.contains("reconciled") && l.contains("name=quiet")).count();
+    let reconciles = || {
+        env.operator
+            .logs()
+            .lines()
+            .filter(|l| l.contains("reconciled") && l.contains("name=quiet"))
+            .count()
+    };
     let reconciles_before = reconciles();
     tokio::time::sleep(Duration::from_secs(9)).await;
-    assert!(reconciles() >= reconciles_before + 3, "resyncs ran: {} -> {}", reconciles_before, reconciles());
+    assert!(
+        reconciles() >= reconciles_before + 3,
+        "resyncs ran: {} -> {}",
+        reconciles_before,
+        reconciles()
+    );
 
     let after_binding = env.bindings(NS).get("quiet").await.expect("binding");
     let after_sa = env.service_accounts(NS).get("quiet").await.expect("sa");
-    assert_eq!(before_binding.resource_version(), after_binding.resource_version(), "no status write at steady state");
-    assert_eq!(before_sa.resource_version(), after_sa.resource_version(), "no ServiceAccount write at steady state");
-    assert_eq!(condition(&after_binding, READY).map(|c| c.last_transition_time.clone()), transition);
+    assert_eq!(
+        before_binding.resource_version(),
+        after_binding.resource_version(),
+        "no status write at steady state"
+    );
+    assert_eq!(
+        before_sa.resource_version(),
+        after_sa.resource_version(),
+        "no ServiceAccount write at steady state"
+    );
+    assert_eq!(
+        condition(&after_binding, READY).map(|c| c.last_transition_time.clone()),
+        transition
+    );
 }
 
 #[tokio::test]
@@ -122,27 +182,50 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
     )
     .await
     .expect("team's ServiceAccount");
-    env.apply(&binding_yaml("shared-azure", "shared", "azure", false)).await.expect("azure binding");
-    env.apply(&binding_yaml("shared-aws", "shared", "aws", false)).await.expect("aws binding");
-    env.wait_condition(NS, "shared-azure", SERVICE_ACCOUNT_READY, "True", "Applied").await.expect("azure applied");
-    env.wait_condition(NS, "shared-aws", SERVICE_ACCOUNT_READY, "True", "Applied").await.expect("aws applied");
+    env.apply(&binding_yaml("shared-azure", "shared", "azure", false))
+        .await
+        .expect("azure binding");
+    env.apply(&binding_yaml("shared-aws", "shared", "aws", false))
+        .await
+        .expect("aws binding");
+    env.wait_condition(NS, "shared-azure", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("azure applied");
+    env.wait_condition(NS, "shared-aws", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("aws applied");
 
     let sa = env
         .wait_service_account(NS, "shared", "annotated by both bindings", |sa| {
             sa.is_some_and(|sa| {
-                sa.annotations().contains_key("wib.dev/azure-binding") && sa.annotations().contains_key("wib.dev/aws-binding")
+                sa.annotations().contains_key("wib.dev/azure-binding")
+                    && sa.annotations().contains_key("wib.dev/aws-binding")
             })
         })
         .await
         .expect("both clouds' annotations coexist")
         .expect("present");
     assert_eq!(sa.labels().get("team").map(String::as_str), Some("a"));
-    assert_eq!(sa.annotations().get("team.example.com/owner").map(String::as_str), Some("alice"));
-    assert_eq!(sa.automount_service_account_token, Some(true), "create: false never changes automount");
-    assert!(sa.owner_references().is_empty(), "wib does not own a ServiceAccount it did not create");
+    assert_eq!(
+        sa.annotations()
+            .get("team.example.com/owner")
+            .map(String::as_str),
+        Some("alice")
+    );
+    assert_eq!(
+        sa.automount_service_account_token,
+        Some(true),
+        "create: false never changes automount"
+    );
+    assert!(
+        sa.owner_references().is_empty(),
+        "wib does not own a ServiceAccount it did not create"
+    );
 
     // Deleting one binding removes exactly its fields.
-    env.delete_binding(NS, "shared-azure").await.expect("deleted");
+    env.delete_binding(NS, "shared-azure")
+        .await
+        .expect("deleted");
     let sa = env
         .wait_service_account(NS, "shared", "without the azure annotation", |sa| {
             sa.is_some_and(|sa| !sa.annotations().contains_key("wib.dev/azure-binding"))
@@ -150,8 +233,19 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
         .await
         .expect("azure fields released")
         .expect("ServiceAccount kept");
-    assert_eq!(sa.annotations().get("wib.dev/aws-binding").map(String::as_str), Some("shared-aws"));
-    assert_eq!(sa.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("wib"), "still used by the aws binding");
+    assert_eq!(
+        sa.annotations()
+            .get("wib.dev/aws-binding")
+            .map(String::as_str),
+        Some("shared-aws")
+    );
+    assert_eq!(
+        sa.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("wib"),
+        "still used by the aws binding"
+    );
 
     env.delete_binding(NS, "shared-aws").await.expect("deleted");
     let sa = env
@@ -161,63 +255,130 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
         .await
         .expect("wib fields released")
         .expect("the team's ServiceAccount survives");
-    assert!(!sa.annotations().keys().any(|k| k.starts_with("wib.dev/")), "{:?}", sa.annotations());
+    assert!(
+        !sa.annotations().keys().any(|k| k.starts_with("wib.dev/")),
+        "{:?}",
+        sa.annotations()
+    );
     assert_eq!(sa.labels().get("team").map(String::as_str), Some("a"));
-    assert_eq!(sa.annotations().get("team.example.com/owner").map(String::as_str), Some("alice"));
+    assert_eq!(
+        sa.annotations()
+            .get("team.example.com/owner")
+            .map(String::as_str),
+        Some("alice")
+    );
     assert_eq!(sa.automount_service_account_token, Some(true));
 }
 
 #[tokio::test]
 async fn missing_service_account_with_create_false_is_reported_and_picked_up_when_created() {
     let env = env().await;
-    env.apply(&binding_yaml("later", "later", "gcp", false)).await.expect("binding");
-    env.wait_condition(NS, "later", SERVICE_ACCOUNT_READY, "False", "ServiceAccountNotFound")
+    env.apply(&binding_yaml("later", "later", "gcp", false))
         .await
-        .expect("reported missing");
-    assert!(env.service_accounts(NS).get_opt("later").await.expect("get").is_none(), "create: false never creates");
+        .expect("binding");
+    env.wait_condition(
+        NS,
+        "later",
+        SERVICE_ACCOUNT_READY,
+        "False",
+        "ServiceAccountNotFound",
+    )
+    .await
+    .expect("reported missing");
+    assert!(
+        env.service_accounts(NS)
+            .get_opt("later")
+            .await
+            .expect("get")
+            .is_none(),
+        "create: false never creates"
+    );
 
-    env.apply_as("team-tooling", &format!("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: later\n  namespace: {NS}\n"))
-        .await
-        .expect("ServiceAccount created by the team");
+    env.apply_as(
+        "team-tooling",
+        &format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: later\n  namespace: {NS}\n"
+        ),
+    )
+    .await
+    .expect("ServiceAccount created by the team");
     env.wait_condition(NS, "later", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
         .expect("picked up through the ServiceAccount watch");
 }
 
 #[tokio::test]
-async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_takes_over_when_the_first_goes() {
+async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_takes_over_when_the_first_goes()
+ {
     let env = env().await;
-    env.apply(&binding_yaml("first", "app", "azure", true)).await.expect("first");
-    env.wait_condition(NS, "first", SERVICE_ACCOUNT_READY, "True", "Applied").await.expect("first applied");
+    env.apply(&binding_yaml("first", "app", "azure", true))
+        .await
+        .expect("first");
+    env.wait_condition(NS, "first", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("first applied");
     let first_before = env.bindings(NS).get("first").await.expect("first");
     let sa_before = env.service_accounts(NS).get("app").await.expect("sa");
 
-    env.apply(&binding_yaml("second", "app", "azure", true)).await.expect("second");
+    env.apply(&binding_yaml("second", "app", "azure", true))
+        .await
+        .expect("second");
     let second = env
         .wait_condition(NS, "second", READY, "False", "ServiceAccountConflict")
         .await
         .expect("later binding conflicts");
     let message = &condition(&second, READY).expect("ready").message;
-    assert!(message.contains("\"first\"") && message.contains("\"app\""), "{message}");
-    assert_eq!(condition(&second, STALLED).map(|c| c.status.as_str()), Some("True"));
+    assert!(
+        message.contains("\"first\"") && message.contains("\"app\""),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&second, STALLED).map(|c| c.status.as_str()),
+        Some("True")
+    );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let first_after = env.bindings(NS).get("first").await.expect("first");
     let sa_after = env.service_accounts(NS).get("app").await.expect("sa");
-    assert_eq!(first_before.resource_version(), first_after.resource_version(), "earlier binding untouched");
-    assert_eq!(sa_before.resource_version(), sa_after.resource_version(), "ServiceAccount untouched");
-    assert_eq!(sa_after.annotations().get("wib.dev/azure-binding").map(String::as_str), Some("first"));
+    assert_eq!(
+        first_before.resource_version(),
+        first_after.resource_version(),
+        "earlier binding untouched"
+    );
+    assert_eq!(
+        sa_before.resource_version(),
+        sa_after.resource_version(),
+        "ServiceAccount untouched"
+    );
+    assert_eq!(
+        sa_after
+            .annotations()
+            .get("wib.dev/azure-binding")
+            .map(String::as_str),
+        Some("first")
+    );
 
     // A binding for another cloud on the same ServiceAccount is no conflict.
-    env.apply(&binding_yaml("other-cloud", "app", "aws", true)).await.expect("aws binding");
-    env.wait_condition(NS, "other-cloud", SERVICE_ACCOUNT_READY, "True", "Applied").await.expect("aws coexists");
+    env.apply(&binding_yaml("other-cloud", "app", "aws", true))
+        .await
+        .expect("aws binding");
+    env.wait_condition(NS, "other-cloud", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("aws coexists");
 
-    env.delete_binding(NS, "first").await.expect("first deleted");
+    env.delete_binding(NS, "first")
+        .await
+        .expect("first deleted");
     env.wait_condition(NS, "second", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
         .expect("second takes over once first is gone");
     env.wait_service_account(NS, "app", "annotated by second", |sa| {
-        sa.is_some_and(|sa| sa.annotations().get("wib.dev/azure-binding").map(String::as_str) == Some("second"))
+        sa.is_some_and(|sa| {
+            sa.annotations()
+                .get("wib.dev/azure-binding")
+                .map(String::as_str)
+                == Some("second")
+        })
     })
     .await
     .expect("annotation names the new holder");

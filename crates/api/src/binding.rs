@@ -1,6 +1,9 @@
 //! `WorkloadIdentityBinding`: "ServiceAccount X in this namespace may act as
 //! cloud identity Z with roles R".
 
+// kube's printcolumn(...) attributes repeat `type_ = "string"` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -23,13 +26,34 @@ use crate::Cloud;
     status = "WorkloadIdentityBindingStatus",
     derive = "PartialEq",
     doc = "Binds a ServiceAccount to an Azure, AWS or GCP identity through workload identity federation.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Cloud", type_ = "string", json_path = ".status.cloud"),
-    printcolumn(name = "ServiceAccount", type_ = "string", json_path = ".status.serviceAccount"),
+    printcolumn(
+        name = "ServiceAccount",
+        type_ = "string",
+        json_path = ".status.serviceAccount"
+    ),
     printcolumn(name = "Identity", type_ = "string", json_path = ".status.identity"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Message", type_ = "string", priority = 1, json_path = r#".status.conditions[?(@.type=="Ready")].message"#)
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        priority = 1,
+        json_path = r#".status.conditions[?(@.type=="Ready")].message"#
+    )
 )]
 #[x_kube(validation = (
     "[has(self.azure), has(self.aws), has(self.gcp)].filter(c, c).size() == 1",

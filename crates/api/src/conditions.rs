@@ -139,7 +139,12 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(type_: &'static str, status: bool, reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
@@ -153,7 +158,12 @@ impl Desired {
 /// previous `lastTransitionTime` unless its status changed, so a reconcile
 /// that changes nothing produces an identical list. Conditions wib no longer
 /// reports are dropped.
-pub fn merge(previous: &[Condition], desired: &[Desired], generation: Option<i64>, now: Time) -> Vec<Condition> {
+pub fn merge(
+    previous: &[Condition],
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
     desired
         .iter()
         .map(|d| {
@@ -222,7 +232,10 @@ mod tests {
 
     #[test]
     fn merge_of_the_same_desired_state_is_identical() {
-        let desired = [ready(true, Reason::Provisioned), Desired::new(STALLED, false, Reason::AsExpected, "")];
+        let desired = [
+            ready(true, Reason::Provisioned),
+            Desired::new(STALLED, false, Reason::AsExpected, ""),
+        ];
         let first = merge(&[], &desired, Some(3), at(1));
         let again = merge(&first, &desired, Some(3), at(99));
         assert_eq!(first, again);
@@ -231,9 +244,19 @@ mod tests {
     #[test]
     fn transitions_report_status_and_reason_changes_only() {
         let before = merge(&[], &[ready(false, Reason::Progressing)], Some(1), at(1));
-        let same_reason_new_message = merge(&before, &[Desired::new(READY, false, Reason::Progressing, "x")], Some(1), at(2));
+        let same_reason_new_message = merge(
+            &before,
+            &[Desired::new(READY, false, Reason::Progressing, "x")],
+            Some(1),
+            at(2),
+        );
         assert!(transitions(&before, &same_reason_new_message).is_empty());
-        let new_reason = merge(&before, &[ready(false, Reason::ProviderNotFound)], Some(1), at(2));
+        let new_reason = merge(
+            &before,
+            &[ready(false, Reason::ProviderNotFound)],
+            Some(1),
+            at(2),
+        );
         assert_eq!(transitions(&before, &new_reason).len(), 1);
         let flipped = merge(&before, &[ready(true, Reason::Provisioned)], Some(1), at(2));
         assert_eq!(transitions(&before, &flipped)[0].status, "True");

@@ -21,7 +21,11 @@ pub fn fit(value: &str, max: usize) -> String {
 /// First 8 hex digits of the SHA-256 of `value`.
 pub fn short_hash(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
-    digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
+    digest
+        .iter()
+        .take(HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

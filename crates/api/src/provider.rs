@@ -1,6 +1,9 @@
 //! `ClusterIdentityProvider`: the platform team's side of wib — the cluster's
 //! OIDC issuer, per-cloud defaults and the guardrails every binding is held to.
 
+// kube's printcolumn(...) attributes repeat `type_ = "string"` by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -17,11 +20,23 @@ use serde::{Deserialize, Serialize};
     status = "ClusterIdentityProviderStatus",
     derive = "PartialEq",
     doc = "Cloud defaults, the cluster's OIDC issuer and guardrails for WorkloadIdentityBindings.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterName"),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".status.issuer"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = (
     "has(self.azure) || has(self.aws) || has(self.gcp)",

@@ -21,10 +21,29 @@ pub struct Request<'a> {
     pub provider: &'a ClusterIdentityProvider,
     /// The cluster's OIDC issuer in effect.
     pub issuer: &'a str,
-    /// `system:serviceaccount:<namespace>:<name>`.
+    pub namespace: String,
+    pub service_account: String,
+    /// `system:serviceaccount:<namespace>:<name>`, the federated subject.
     pub subject: String,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(
+        binding: &'a WorkloadIdentityBinding,
+        provider: &'a ClusterIdentityProvider,
+        issuer: &'a str,
+    ) -> Self {
+        let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+        let service_account = binding.service_account_name();
+        Self {
+            binding,
+            provider,
+            issuer,
+            subject: format!("system:serviceaccount:{namespace}:{service_account}"),
+            namespace,
+            service_account,
+        }
+    }
 }
 
 /// What a cloud reports after reconciling a binding.
@@ -47,7 +66,10 @@ pub trait CloudProvider: Send + Sync + 'static {
     fn cloud(&self) -> Cloud;
 
     /// Brings the cloud to the binding's spec and reports what is there.
-    fn reconcile<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<Outcome, CloudError>>;
+    fn reconcile<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, CloudError>>;
 
     /// Removes what wib created for the binding, honouring its `deletionPolicy`.
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>>;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
@@ -69,6 +69,9 @@ impl Context {
 
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
-        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }

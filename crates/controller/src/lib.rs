@@ -28,7 +28,9 @@ pub use settings::Settings;
 
 /// Runs both controllers and the metrics/probe server until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let config = Config::infer().await.context("loading Kubernetes client configuration")?;
+    let config = Config::infer()
+        .await
+        .context("loading Kubernetes client configuration")?;
     let mut extra_roots = Vec::new();
     for der in config.root_cert.iter().flatten() {
         extra_roots.push(reqwest::Certificate::from_der(der)?);
@@ -57,11 +59,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = shutdown_signal().shared();
     let ready = Arc::new(AtomicBool::new(false));
-    let server = server::serve(settings.metrics_addr, registry, ready.clone(), shutdown.clone());
+    let server = server::serve(
+        settings.metrics_addr,
+        registry,
+        ready.clone(),
+        shutdown.clone(),
+    );
     let readiness = {
         let (providers, bindings) = (ctx.providers.clone(), ctx.bindings.clone());
         async move {
-            if providers.wait_until_ready().await.is_ok() && bindings.wait_until_ready().await.is_ok() {
+            if providers.wait_until_ready().await.is_ok()
+                && bindings.wait_until_ready().await.is_ok()
+            {
                 ready.store(true, Ordering::Relaxed);
                 tracing::info!("caches synced; ready");
             }
@@ -83,13 +92,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -14,7 +14,14 @@ pub const STATUS_MANAGER: &str = "wib-controller";
 
 /// Applies `next` as the status of `name` unless it equals `previous`.
 /// Returns whether it wrote.
-pub async fn status<K, S>(api: &Api<K>, name: &str, api_version: &str, kind: &str, previous: Option<&S>, next: &S) -> Result<bool, kube::Error>
+pub async fn status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    api_version: &str,
+    kind: &str,
+    previous: Option<&S>,
+    next: &S,
+) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
@@ -23,18 +30,30 @@ where
         return Ok(false);
     }
     let body = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": next});
-    api.patch_status(name, &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(&body))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(true)
 }
 
 /// Emits one Event per condition whose status or reason changed.
-pub async fn transitions(recorder: &Recorder, reference: &ObjectReference, previous: &[Condition], next: &[Condition]) {
+pub async fn transitions(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    previous: &[Condition],
+    next: &[Condition],
+) {
     for condition in conditions::transitions(previous, next) {
         let event = Event {
             type_: event_type(condition),
             reason: condition.reason.clone(),
-            note: Some(format!("{} is {}: {}", condition.type_, condition.status, condition.message)),
+            note: Some(format!(
+                "{} is {}: {}",
+                condition.type_, condition.status, condition.message
+            )),
             action: condition.type_.clone(),
             secondary: None,
         };
@@ -49,7 +68,14 @@ fn event_type(condition: &Condition) -> EventType {
     let failing = match condition.type_.as_str() {
         STALLED => condition.status == "True",
         RECONCILING => false,
-        _ => condition.status == "False" && condition.reason != conditions::Reason::Progressing.as_str(),
+        _ => {
+            condition.status == "False"
+                && condition.reason != conditions::Reason::Progressing.as_str()
+        }
     };
-    if failing { EventType::Warning } else { EventType::Normal }
+    if failing {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    }
 }

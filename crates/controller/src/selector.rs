@@ -33,7 +33,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelector {
@@ -41,7 +44,8 @@ mod tests {
             match_expressions: Some(vec![LabelSelectorRequirement {
                 key: key.into(),
                 operator: op.into(),
-                values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+                values: (!values.is_empty())
+                    .then(|| values.iter().map(|v| v.to_string()).collect()),
             }]),
             ..Default::default()
         }
@@ -56,16 +60,41 @@ mod tests {
             ..Default::default()
         };
         let cases: Vec<(&str, LabelSelector, &BTreeMap<String, String>, bool)> = vec![
-            ("empty selector matches all", LabelSelector::default(), &none, true),
+            (
+                "empty selector matches all",
+                LabelSelector::default(),
+                &none,
+                true,
+            ),
             ("matchLabels hit", match_labels.clone(), &team_a, true),
             ("matchLabels miss", match_labels, &none, false),
             ("In hit", expr("env", "In", &["prod", "qa"]), &team_a, true),
-            ("In on missing key", expr("env", "In", &["prod"]), &none, false),
-            ("NotIn on missing key", expr("env", "NotIn", &["prod"]), &none, true),
+            (
+                "In on missing key",
+                expr("env", "In", &["prod"]),
+                &none,
+                false,
+            ),
+            (
+                "NotIn on missing key",
+                expr("env", "NotIn", &["prod"]),
+                &none,
+                true,
+            ),
             ("NotIn hit", expr("env", "NotIn", &["prod"]), &team_a, false),
             ("Exists", expr("team", "Exists", &[]), &team_a, true),
-            ("DoesNotExist", expr("team", "DoesNotExist", &[]), &team_a, false),
-            ("unknown operator fails closed", expr("team", "Gt", &["1"]), &team_a, false),
+            (
+                "DoesNotExist",
+                expr("team", "DoesNotExist", &[]),
+                &team_a,
+                false,
+            ),
+            (
+                "unknown operator fails closed",
+                expr("team", "Gt", &["1"]),
+                &team_a,
+                false,
+            ),
         ];
         for (name, selector, labels, want) in cases {
             assert_eq!(matches(&selector, labels), want, "{name}");

@@ -84,7 +84,12 @@ pub fn owner_reference(binding: &WorkloadIdentityBinding) -> Option<OwnerReferen
 pub fn should_own(existing: Option<&ServiceAccount>) -> bool {
     match existing {
         None => true,
-        Some(sa) => sa.metadata.owner_references.iter().flatten().any(is_binding_owner),
+        Some(sa) => sa
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(is_binding_owner),
     }
 }
 
@@ -103,7 +108,10 @@ pub struct Owned {
 
 impl Owned {
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty() && self.annotations.is_empty() && self.owner_uids.is_empty() && !self.automount_token
+        self.labels.is_empty()
+            && self.annotations.is_empty()
+            && self.owner_uids.is_empty()
+            && !self.automount_token
     }
 }
 
@@ -111,7 +119,8 @@ impl Owned {
 pub fn owned_by(sa: &ServiceAccount, manager: &str) -> Owned {
     let mut owned = Owned::default();
     for entry in sa.metadata.managed_fields.iter().flatten() {
-        if entry.manager.as_deref() != Some(manager) || entry.operation.as_deref() != Some("Apply") {
+        if entry.manager.as_deref() != Some(manager) || entry.operation.as_deref() != Some("Apply")
+        {
             continue;
         }
         let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
@@ -132,7 +141,9 @@ pub fn owned_by(sa: &ServiceAccount, manager: &str) -> Owned {
                 .collect()
         };
         owned.labels.extend(keys(&["f:metadata", "f:labels"], "f:"));
-        owned.annotations.extend(keys(&["f:metadata", "f:annotations"], "f:"));
+        owned
+            .annotations
+            .extend(keys(&["f:metadata", "f:annotations"], "f:"));
         owned.owner_uids.extend(
             keys(&["f:metadata", "f:ownerReferences"], "k:")
                 .into_iter()
@@ -151,13 +162,18 @@ pub fn in_sync(sa: &ServiceAccount, desired: &Desired, manager: &str) -> bool {
     let owned = owned_by(sa, manager);
     let meta = &sa.metadata;
     let has_all = |want: &BTreeMap<String, String>, live: &Option<BTreeMap<String, String>>| {
-        want.iter().all(|(k, v)| live.as_ref().and_then(|l| l.get(k)) == Some(v))
+        want.iter()
+            .all(|(k, v)| live.as_ref().and_then(|l| l.get(k)) == Some(v))
     };
     let want_keys = |want: &BTreeMap<String, String>| want.keys().cloned().collect::<BTreeSet<_>>();
     let owner_ok = match &desired.owner {
         Some(owner) => {
             owned.owner_uids == BTreeSet::from([owner.uid.clone()])
-                && meta.owner_references.iter().flatten().any(|o| o.uid == owner.uid)
+                && meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == owner.uid)
         }
         None => owned.owner_uids.is_empty(),
     };
@@ -202,7 +218,9 @@ pub fn cleanup(sa: Option<&ServiceAccount>, binding_uid: &str, manager: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        FieldsV1, ManagedFieldsEntry, ObjectMeta,
+    };
 
     const MANAGER: &str = "wib/app1";
 
@@ -234,7 +252,8 @@ mod tests {
         let mut fields = json!({"f:metadata": {}});
         for (key, field) in [("labels", "f:labels"), ("annotations", "f:annotations")] {
             if let Some(map) = meta[key].as_object() {
-                fields["f:metadata"][field] = map.keys().map(|k| (format!("f:{k}"), json!({}))).collect();
+                fields["f:metadata"][field] =
+                    map.keys().map(|k| (format!("f:{k}"), json!({}))).collect();
             }
         }
         let mut owners: Vec<OwnerReference> =
@@ -288,7 +307,9 @@ mod tests {
             .expect("annotations")
             .insert("wib.dev/azure-binding".into(), "other".into());
         let mut stale = desired();
-        stale.annotations.insert("azure.workload.identity/client-id".into(), "x".into());
+        stale
+            .annotations
+            .insert("azure.workload.identity/client-id".into(), "x".into());
         let stale_live = applied(&stale.apply_body(None), MANAGER, None);
         let mut automount_flipped = live.clone();
         automount_flipped.automount_service_account_token = Some(true);
@@ -297,7 +318,12 @@ mod tests {
             ("value changed by someone else", changed_value, &want, false),
             ("annotation wib no longer wants", stale_live, &want, false),
             ("automount flipped", automount_flipped, &want, false),
-            ("other manager's fields", applied(&want.apply_body(None), "kubectl", None), &want, false),
+            (
+                "other manager's fields",
+                applied(&want.apply_body(None), "kubectl", None),
+                &want,
+                false,
+            ),
         ];
         for (name, live, want, expect) in cases {
             assert_eq!(in_sync(&live, want, MANAGER), expect, "{name}");
@@ -324,9 +350,21 @@ mod tests {
         let foreign = applied(&annotated_only.apply_body(None), "kubectl", None);
         let cases = [
             ("gone", None, Cleanup::Nothing),
-            ("created by this binding alone", Some(&sole_owner), Cleanup::Delete),
-            ("co-owned with another binding", Some(&shared), Cleanup::Release),
-            ("existing ServiceAccount annotated", Some(&annotated), Cleanup::Release),
+            (
+                "created by this binding alone",
+                Some(&sole_owner),
+                Cleanup::Delete,
+            ),
+            (
+                "co-owned with another binding",
+                Some(&shared),
+                Cleanup::Release,
+            ),
+            (
+                "existing ServiceAccount annotated",
+                Some(&annotated),
+                Cleanup::Release,
+            ),
             ("nothing of ours", Some(&foreign), Cleanup::Nothing),
         ];
         for (name, sa, want) in cases {
@@ -339,6 +377,11 @@ mod tests {
         let body = desired().apply_body(Some("42"));
         assert_eq!(body["metadata"]["resourceVersion"], "42");
         assert_eq!(body["automountServiceAccountToken"], false);
-        assert_eq!(release_body("a", "b", None)["metadata"].as_object().map(|m| m.len()), Some(2));
+        assert_eq!(
+            release_body("a", "b", None)["metadata"]
+                .as_object()
+                .map(|m| m.len()),
+            Some(2)
+        );
     }
 }

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 /// How the operator runs.
 #[derive(Clone, Debug, clap::Parser)]
-#[command(name = "wib-controller", version, about = "Workload Identity Binder: keeps cloud identities, federation and ServiceAccounts in the state WorkloadIdentityBindings declare")]
+#[command(
+    name = "wib-controller",
+    version,
+    about = "Workload Identity Binder: keeps cloud identities, federation and ServiceAccounts in the state WorkloadIdentityBindings declare"
+)]
 pub struct Settings {
     /// How often a Ready binding is re-read from the cloud to repair drift.
     #[arg(long, env = "WIB_RESYNC_SECONDS", default_value_t = 600)]

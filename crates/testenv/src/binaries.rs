@@ -26,7 +26,10 @@ pub fn ensure() -> Result<PathBuf> {
         );
     }
     let stdout = String::from_utf8(output.stdout)?;
-    let dir = stdout.lines().last().context("build.sh printed no directory")?;
+    let dir = stdout
+        .lines()
+        .last()
+        .context("build.sh printed no directory")?;
     Ok(PathBuf::from(dir.trim()))
 }
 

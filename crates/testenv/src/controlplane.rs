@@ -84,8 +84,11 @@ impl ControlPlane {
             dir,
         };
         this.write_kubeconfig("kubeconfig", "wib-testenv-admin", &pki.admin)?;
-        let kcm_kubeconfig =
-            this.write_kubeconfig("kube-controller-manager.kubeconfig", "kube-controller-manager", &pki.controller_manager)?;
+        let kcm_kubeconfig = this.write_kubeconfig(
+            "kube-controller-manager.kubeconfig",
+            "kube-controller-manager",
+            &pki.controller_manager,
+        )?;
 
         let mut etcd = Command::new(bin_dir.join("etcd"));
         etcd.args([
@@ -102,7 +105,10 @@ impl ControlPlane {
         ]);
         this.spawn("etcd", etcd)?;
         this.wait_for("etcd", || async {
-            let body = reqwest::get(format!("{etcd_url}/health")).await?.text().await?;
+            let body = reqwest::get(format!("{etcd_url}/health"))
+                .await?
+                .text()
+                .await?;
             Ok(body.contains("\"health\":\"true\""))
         })
         .await?;
@@ -122,7 +128,10 @@ impl ControlPlane {
             &format!("--service-account-issuer={server}"),
             &format!("--service-account-jwks-uri={server}/openid/v1/jwks"),
             &format!("--service-account-key-file={}", pki.sa_public_key.display()),
-            &format!("--service-account-signing-key-file={}", pki.sa_signing_key.display()),
+            &format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_signing_key.display()
+            ),
             "--authorization-mode=RBAC",
             "--anonymous-auth=true",
             "--service-cluster-ip-range=10.96.0.0/24",
@@ -210,7 +219,8 @@ impl ControlPlane {
     /// An admin client.
     pub async fn client(&self) -> Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
@@ -228,15 +238,24 @@ impl ControlPlane {
         let key_path = root.join(format!("{file}.key"));
         std::fs::write(&cert_path, &cert.cert_pem)?;
         std::fs::write(&key_path, &cert.key_pem)?;
-        self.write_kubeconfig_with_user(file, user, serde_json::json!({
-            "client-certificate": cert_path,
-            "client-key": key_path,
-        }))
+        self.write_kubeconfig_with_user(
+            file,
+            user,
+            serde_json::json!({
+                "client-certificate": cert_path,
+                "client-key": key_path,
+            }),
+        )
     }
 
     /// Writes a kubeconfig whose user entry is `user_entry` (a token, a
     /// client certificate, ...) and returns its path.
-    pub fn write_kubeconfig_with_user(&self, file: &str, user: &str, user_entry: serde_json::Value) -> Result<PathBuf> {
+    pub fn write_kubeconfig_with_user(
+        &self,
+        file: &str,
+        user: &str,
+        user_entry: serde_json::Value,
+    ) -> Result<PathBuf> {
         let path = self.dir.path().join(file);
         let kubeconfig = serde_json::json!({
             "apiVersion": "v1",
@@ -281,10 +300,10 @@ impl ControlPlane {
                 tracing::debug!(name, elapsed = ?started.elapsed(), "ready");
                 return Ok(());
             }
-            if let Some(process) = self.processes.iter_mut().find(|p| p.name() == name) {
-                if let Some(status) = process.exited() {
-                    bail!("{name} exited with {status}:\n{}", process.log_tail(30));
-                }
+            if let Some(process) = self.processes.iter_mut().find(|p| p.name() == name)
+                && let Some(status) = process.exited()
+            {
+                bail!("{name} exited with {status}:\n{}", process.log_tail(30));
             }
             if started.elapsed() > START_TIMEOUT {
                 let tail = self
@@ -342,9 +361,13 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         wib_api::ClusterIdentityProvider::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
         let established = kube::runtime::wait::await_condition(
             crds.clone(),
             &name,

@@ -22,7 +22,12 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the operator with `kubeconfig`; logs go to `log_dir/wib-controller-<n>.log`.
-    pub fn start(kubeconfig: &Path, log_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
+    pub fn start(
+        kubeconfig: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self> {
         Self::start_binary(&binary()?, kubeconfig, log_dir, args, envs)
     }
 
@@ -40,7 +45,10 @@ impl Operator {
             log_dir: log_dir.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
-            envs: envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             restarts: 0,
         };
         this.spawn()?;
@@ -88,7 +96,11 @@ impl Operator {
     fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.binary);
         cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", std::env::var("WIB_TEST_LOG").unwrap_or_else(|_| "info,wib_controller=debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WIB_TEST_LOG")
+                    .unwrap_or_else(|_| "info,wib_controller=debug".into()),
+            )
             .env("WIB_LOG_FORMAT", "text")
             .args(&self.args);
         for (k, v) in &self.envs {
@@ -105,21 +117,24 @@ pub fn binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("WIB_CONTROLLER_BIN") {
         return Ok(PathBuf::from(path));
     }
+    workspace_binary("wib-controller")
+}
+
+/// A binary of this workspace, found next to the running test binary
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`).
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/wib-controller
-    let candidates = exe
+    let candidates: Vec<PathBuf> = exe
         .ancestors()
         .skip(1)
         .take(3)
-        .map(|dir| dir.join("wib-controller"))
-        .collect::<Vec<_>>();
-    for candidate in &candidates {
-        if candidate.is_file() {
-            return Ok(candidate.clone());
-        }
+        .map(|dir| dir.join(name))
+        .collect();
+    match candidates.iter().find(|c| c.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => bail!(
+            "{name} not found next to {} (looked at {candidates:?}); run `cargo build --workspace --bins`",
+            exe.display()
+        ),
     }
-    bail!(
-        "wib-controller binary not found next to {} (looked at {candidates:?}); run `cargo build --bin wib-controller` or set WIB_CONTROLLER_BIN",
-        exe.display()
-    )
 }

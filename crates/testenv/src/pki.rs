@@ -33,7 +33,9 @@ impl Pki {
     pub fn generate(dir: &Path) -> Result<Self> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "wib-testenv-ca");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "wib-testenv-ca");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -46,7 +48,9 @@ impl Pki {
 
         let serving_key = KeyPair::generate()?;
         let mut serving = CertificateParams::new(vec!["localhost".to_string()])?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         serving
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
@@ -58,7 +62,9 @@ impl Pki {
             let mut params = CertificateParams::new(Vec::<String>::new())?;
             params.distinguished_name.push(DnType::CommonName, cn);
             if let Some(org) = org {
-                params.distinguished_name.push(DnType::OrganizationName, org);
+                params
+                    .distinguished_name
+                    .push(DnType::OrganizationName, org);
             }
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             let cert = params.signed_by(&key, &issuer)?;
@@ -76,7 +82,8 @@ impl Pki {
 
         let write = |name: &str, contents: &str| -> Result<PathBuf> {
             let path = dir.join(name);
-            std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
             Ok(path)
         };
         Ok(Self {

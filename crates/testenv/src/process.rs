@@ -83,7 +83,10 @@ pub fn is_alive(pid: u32) -> bool {
         return false;
     };
     // Field 3 is the state; Z (zombie) and X (dead) count as gone.
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
 }
 

@@ -11,14 +11,27 @@ use wib_testenv::{ControlPlane, Options, process};
 #[tokio::test]
 async fn control_plane_serves_an_anonymous_https_issuer_and_runs_the_controllers() {
     let started = Instant::now();
-    let cp = ControlPlane::start(Options::default()).await.expect("control plane starts");
+    let cp = ControlPlane::start(Options::default())
+        .await
+        .expect("control plane starts");
     eprintln!("control plane started in {:?}", started.elapsed());
 
     // kubectl and the API server report the pinned release, not v0.0.0-master.
-    let out = cp.kubectl().args(["version", "-o", "json"]).output().expect("kubectl runs");
-    let version: serde_json::Value = serde_json::from_slice(&out.stdout).expect("kubectl version json");
-    assert_eq!(version["serverVersion"]["gitVersion"], "v1.37.2", "{version}");
-    assert_eq!(version["clientVersion"]["gitVersion"], "v1.37.2", "{version}");
+    let out = cp
+        .kubectl()
+        .args(["version", "-o", "json"])
+        .output()
+        .expect("kubectl runs");
+    let version: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("kubectl version json");
+    assert_eq!(
+        version["serverVersion"]["gitVersion"], "v1.37.2",
+        "{version}"
+    );
+    assert_eq!(
+        version["clientVersion"]["gitVersion"], "v1.37.2",
+        "{version}"
+    );
 
     // A client with only the CA, no credentials, reads discovery and JWKS, as a cloud would.
     let anonymous = reqwest::Client::builder()
@@ -61,37 +74,62 @@ async fn control_plane_serves_an_anonymous_https_issuer_and_runs_the_controllers
     let client = cp.client().await.expect("admin client");
     // CRDs are installed and served.
     let bindings: Api<WorkloadIdentityBinding> = Api::all(client.clone());
-    assert!(bindings.list(&Default::default()).await.expect("list bindings").items.is_empty());
+    assert!(
+        bindings
+            .list(&Default::default())
+            .await
+            .expect("list bindings")
+            .items
+            .is_empty()
+    );
 
     // The serviceaccount controller fills a new namespace with `default`.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": "probe"}})).expect("ns");
-    namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "probe"}})).expect("ns");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "probe");
     let deadline = Instant::now() + Duration::from_secs(30);
     while sas.get_opt("default").await.expect("get").is_none() {
-        assert!(Instant::now() < deadline, "serviceaccount controller never created default");
+        assert!(
+            Instant::now() < deadline,
+            "serviceaccount controller never created default"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 #[test]
 fn dropping_the_control_plane_stops_every_process_and_removes_its_directory_even_on_panic() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (tx, rx) = std::sync::mpsc::channel();
     // The panic unwinds through the control plane on this same, still living
     // thread, so only Drop can stop the processes (not the parent-death signal).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
-            let cp = ControlPlane::start(Options::default()).await.expect("control plane starts");
+            let cp = ControlPlane::start(Options::default())
+                .await
+                .expect("control plane starts");
             tx.send((cp.pids(), cp.dir().to_path_buf())).expect("send");
             panic!("a failing test");
         })
     }));
     assert!(result.is_err(), "the test body panicked");
     drop(tx);
-    let (pids, dir) = rx.recv().expect("control plane started and reported its pids");
-    assert_eq!(pids.len(), 3, "etcd, kube-apiserver, kube-controller-manager");
+    let (pids, dir) = rx
+        .recv()
+        .expect("control plane started and reported its pids");
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver, kube-controller-manager"
+    );
     for pid in pids {
         assert!(!process::is_alive(pid), "process {pid} survived the panic");
     }

@@ -18,7 +18,10 @@ pub enum IssuerError {
         source: reqwest::Error,
     },
     #[error("{url} answered {status}")]
-    Status { url: String, status: reqwest::StatusCode },
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -46,13 +49,18 @@ pub async fn discover(client: &kube::Client) -> Result<String, IssuerError> {
     let request = http::Request::get("/.well-known/openid-configuration")
         .body(Vec::new())
         .map_err(|e| IssuerError::Invalid(e.to_string()))?;
-    let discovery: Discovery = client.request(request).await.map_err(IssuerError::Discovery)?;
+    let discovery: Discovery = client
+        .request(request)
+        .await
+        .map_err(IssuerError::Discovery)?;
     Ok(discovery.issuer)
 }
 
 /// An https client that trusts the system roots plus the cluster CA (a
 /// cluster's own API server may serve the issuer) and sends no credentials.
-pub fn anonymous_client(extra_roots: Vec<reqwest::Certificate>) -> Result<reqwest::Client, reqwest::Error> {
+pub fn anonymous_client(
+    extra_roots: Vec<reqwest::Certificate>,
+) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .https_only(true);
@@ -64,7 +72,10 @@ pub fn anonymous_client(extra_roots: Vec<reqwest::Certificate>) -> Result<reqwes
 
 /// Reads the discovery document and the JWKS as a cloud would.
 pub async fn check(http: &reqwest::Client, issuer: &str) -> Result<IssuerCheck, IssuerError> {
-    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
     let discovery: Discovery = get_json(http, &url).await?;
     if discovery.issuer != issuer {
         return Err(IssuerError::Invalid(format!(
@@ -74,7 +85,10 @@ pub async fn check(http: &reqwest::Client, issuer: &str) -> Result<IssuerCheck, 
     }
     let jwks: Jwks = get_json(http, &discovery.jwks_uri).await?;
     if jwks.keys.is_empty() {
-        return Err(IssuerError::Invalid(format!("{} serves no keys", discovery.jwks_uri)));
+        return Err(IssuerError::Invalid(format!(
+            "{} serves no keys",
+            discovery.jwks_uri
+        )));
     }
     Ok(IssuerCheck {
         jwks_uri: discovery.jwks_uri,
@@ -82,7 +96,10 @@ pub async fn check(http: &reqwest::Client, issuer: &str) -> Result<IssuerCheck, 
     })
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, IssuerError> {
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, IssuerError> {
     let fetch = |source| IssuerError::Fetch {
         url: url.to_string(),
         source,

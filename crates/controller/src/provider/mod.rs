@@ -27,7 +27,11 @@ pub fn controller(client: kube::Client) -> Controller<ClusterIdentityProvider> {
     Controller::new(Api::all(client), watcher::Config::default())
 }
 
-pub async fn run(controller: Controller<ClusterIdentityProvider>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    controller: Controller<ClusterIdentityProvider>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -42,11 +46,20 @@ pub async fn run(controller: Controller<ClusterIdentityProvider>, ctx: Arc<Conte
 /// What checking the issuer found.
 #[derive(Debug)]
 pub enum IssuerState {
-    Ready { issuer: String, check: issuer::IssuerCheck },
-    Unreachable { issuer: Option<String>, message: String },
+    Ready {
+        issuer: String,
+        check: issuer::IssuerCheck,
+    },
+    Unreachable {
+        issuer: Option<String>,
+        message: String,
+    },
 }
 
-async fn reconcile(provider: Arc<ClusterIdentityProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    provider: Arc<ClusterIdentityProvider>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let span = info_span!("reconcile", provider = %provider.name_any());
     async move {
         let started = Instant::now();
@@ -64,10 +77,22 @@ async fn reconcile(provider: Arc<ClusterIdentityProvider>, ctx: Arc<Context>) ->
         )
         .await;
         if let Ok(true) = result {
-            let before = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-            publish::transitions(&ctx.recorder, &provider.object_ref(&()), before, &next.conditions).await;
+            let before = previous
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default();
+            publish::transitions(
+                &ctx.recorder,
+                &provider.object_ref(&()),
+                before,
+                &next.conditions,
+            )
+            .await;
         }
-        ctx.metrics.reconciled(CONTROLLER, if result.is_ok() { "success" } else { "error" }, started.elapsed());
+        ctx.metrics.reconciled(
+            CONTROLLER,
+            if result.is_ok() { "success" } else { "error" },
+            started.elapsed(),
+        );
         result?;
         Ok(match state {
             IssuerState::Ready { .. } => Action::requeue(ctx.settings.provider_resync()),
@@ -78,7 +103,11 @@ async fn reconcile(provider: Arc<ClusterIdentityProvider>, ctx: Arc<Context>) ->
     .await
 }
 
-fn error_policy(provider: Arc<ClusterIdentityProvider>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(
+    provider: Arc<ClusterIdentityProvider>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let wait = ctx.next_backoff(&provider.name_any());
     tracing::warn!(provider = %provider.name_any(), %error, retry_in = ?wait, "provider reconcile failed");
     Action::requeue(wait)
@@ -119,14 +148,22 @@ pub fn status(
             Some(check.jwks_uri.clone()),
             i32::try_from(check.keys).ok(),
             vec![
-                Desired::new(READY, true, Reason::Provisioned, format!("issuer {issuer} is readable anonymously")),
+                Desired::new(
+                    READY,
+                    true,
+                    Reason::Provisioned,
+                    format!("issuer {issuer} is readable anonymously"),
+                ),
                 Desired::new(RECONCILING, false, Reason::AsExpected, ""),
                 Desired::new(STALLED, false, Reason::AsExpected, ""),
                 Desired::new(
                     ISSUER_READY,
                     true,
                     Reason::Provisioned,
-                    format!("discovery document and JWKS ({} keys) at {}", check.keys, check.jwks_uri),
+                    format!(
+                        "discovery document and JWKS ({} keys) at {}",
+                        check.keys, check.jwks_uri
+                    ),
                 ),
             ],
         ),
@@ -136,13 +173,27 @@ pub fn status(
             None,
             vec![
                 Desired::new(READY, false, Reason::IssuerUnreachable, message.clone()),
-                Desired::new(RECONCILING, true, Reason::IssuerUnreachable, message.clone()),
+                Desired::new(
+                    RECONCILING,
+                    true,
+                    Reason::IssuerUnreachable,
+                    message.clone(),
+                ),
                 Desired::new(STALLED, false, Reason::IssuerUnreachable, ""),
-                Desired::new(ISSUER_READY, false, Reason::IssuerUnreachable, message.clone()),
+                Desired::new(
+                    ISSUER_READY,
+                    false,
+                    Reason::IssuerUnreachable,
+                    message.clone(),
+                ),
             ],
         ),
     };
-    let previous = provider.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = provider
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     ClusterIdentityProviderStatus {
         observed_generation: generation,
         conditions: conditions::merge(previous, &desired, generation, now),

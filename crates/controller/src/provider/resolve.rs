@@ -35,13 +35,21 @@ pub fn select(
             .ok_or_else(|| {
                 Refusal::new(
                     Reason::ProviderNotFound,
-                    format!("ClusterIdentityProvider {:?} does not exist", reference.name),
+                    format!(
+                        "ClusterIdentityProvider {:?} does not exist",
+                        reference.name
+                    ),
                 )
             });
     }
     let mut defaults: Vec<&Arc<ClusterIdentityProvider>> = providers
         .iter()
-        .filter(|p| p.annotations().get(DEFAULT_PROVIDER_ANNOTATION).map(String::as_str) == Some("true"))
+        .filter(|p| {
+            p.annotations()
+                .get(DEFAULT_PROVIDER_ANNOTATION)
+                .map(String::as_str)
+                == Some("true")
+        })
         .collect();
     defaults.sort_by_key(|p| p.name_any());
     match defaults.as_slice() {
@@ -57,7 +65,11 @@ pub fn select(
             format!(
                 "spec.providerRef is not set and {} ClusterIdentityProviders are annotated {DEFAULT_PROVIDER_ANNOTATION}=\"true\" ({}); set spec.providerRef",
                 several.len(),
-                several.iter().map(|p| p.name_any()).collect::<Vec<_>>().join(", ")
+                several
+                    .iter()
+                    .map(|p| p.name_any())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -71,16 +83,16 @@ pub fn admit(
     namespace: &str,
     namespace_labels: &BTreeMap<String, String>,
 ) -> Result<(), Refusal> {
-    if let Some(selector) = &provider.spec.namespace_selector {
-        if !crate::selector::matches(selector, namespace_labels) {
-            return Err(Refusal::new(
-                Reason::NamespaceNotAllowed,
-                format!(
-                    "namespace {namespace:?} does not match the namespaceSelector of ClusterIdentityProvider {:?}",
-                    provider.name_any()
-                ),
-            ));
-        }
+    if let Some(selector) = &provider.spec.namespace_selector
+        && !crate::selector::matches(selector, namespace_labels)
+    {
+        return Err(Refusal::new(
+            Reason::NamespaceNotAllowed,
+            format!(
+                "namespace {namespace:?} does not match the namespaceSelector of ClusterIdentityProvider {:?}",
+                provider.name_any()
+            ),
+        ));
     }
     let configured = match cloud {
         Cloud::Azure => provider.spec.azure.is_some(),
@@ -144,15 +156,38 @@ mod tests {
         let a = provider("a", false);
         let b = provider("b", true);
         let c = provider("c", true);
-        let cases: Vec<(&str, Option<&str>, Vec<Arc<ClusterIdentityProvider>>, Result<&str, Reason>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Vec<Arc<ClusterIdentityProvider>>,
+            Result<&'a str, Reason>,
+        );
+        let cases: Vec<Case> = vec![
             ("named", Some("a"), vec![a.clone(), b.clone()], Ok("a")),
-            ("named missing", Some("x"), vec![a.clone()], Err(Reason::ProviderNotFound)),
+            (
+                "named missing",
+                Some("x"),
+                vec![a.clone()],
+                Err(Reason::ProviderNotFound),
+            ),
             ("default", None, vec![a.clone(), b.clone()], Ok("b")),
-            ("no default", None, vec![a.clone()], Err(Reason::ProviderNotFound)),
-            ("two defaults", None, vec![b, c], Err(Reason::ProviderAmbiguous)),
+            (
+                "no default",
+                None,
+                vec![a.clone()],
+                Err(Reason::ProviderNotFound),
+            ),
+            (
+                "two defaults",
+                None,
+                vec![b, c],
+                Err(Reason::ProviderAmbiguous),
+            ),
         ];
         for (name, reference, providers, want) in cases {
-            let got = select(&binding(reference), &providers).map(|p| p.name_any()).map_err(|r| r.reason);
+            let got = select(&binding(reference), &providers)
+                .map(|p| p.name_any())
+                .map_err(|r| r.reason);
             assert_eq!(got, want.map(str::to_string), "{name}");
         }
     }

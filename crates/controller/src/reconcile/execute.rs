@@ -1,8 +1,8 @@
 //! Execute: the writes a plan calls for, in order, and nothing more.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use wib_api::WorkloadIdentityBinding;
 
 use super::plan::ServiceAccountPlan;
@@ -43,13 +43,22 @@ pub async fn service_account(
 
 /// Removes the binding's fields from its ServiceAccount, or the
 /// ServiceAccount itself when the binding created it and owns it alone.
-pub async fn release_service_account(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<(), Error> {
-    let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+pub async fn release_service_account(
+    binding: &WorkloadIdentityBinding,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let namespace = binding
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = binding.service_account_name();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing = api.get_opt(&name).await?;
     let manager = serviceaccount::field_manager(&binding.name_any());
-    match serviceaccount::cleanup(existing.as_ref(), &binding.uid().unwrap_or_default(), &manager) {
+    match serviceaccount::cleanup(
+        existing.as_ref(),
+        &binding.uid().unwrap_or_default(),
+        &manager,
+    ) {
         Cleanup::Nothing => {}
         Cleanup::Delete => {
             let preconditions = Preconditions {
@@ -61,7 +70,9 @@ pub async fn release_service_account(binding: &WorkloadIdentityBinding, ctx: &Co
                 ..DeleteParams::default()
             };
             match api.delete(&name, &params).await {
-                Ok(_) => tracing::info!(service_account = %name, "deleted the ServiceAccount this binding created"),
+                Ok(_) => {
+                    tracing::info!(service_account = %name, "deleted the ServiceAccount this binding created")
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
@@ -71,7 +82,11 @@ pub async fn release_service_account(binding: &WorkloadIdentityBinding, ctx: &Co
             api.patch(
                 &name,
                 &PatchParams::apply(&manager).force(),
-                &Patch::Apply(serviceaccount::release_body(&name, &namespace, rv.as_deref())),
+                &Patch::Apply(serviceaccount::release_body(
+                    &name,
+                    &namespace,
+                    rv.as_deref(),
+                )),
             )
             .await?;
             tracing::info!(service_account = %name, "removed this binding's ServiceAccount fields");

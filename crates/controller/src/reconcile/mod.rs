@@ -56,21 +56,34 @@ pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
         .watches(
             Api::<ClusterIdentityProvider>::all(client),
             watcher::Config::default(),
-            move |_provider| all.state().into_iter().map(|b| ObjectRef::from_obj(&*b)).collect::<Vec<_>>(),
+            move |_provider| {
+                all.state()
+                    .into_iter()
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
         )
         .watches(bindings, watcher::Config::default(), move |changed| {
             let (ns, sa) = (changed.namespace(), changed.service_account_name());
             siblings
                 .state()
                 .into_iter()
-                .filter(|b| b.namespace() == ns && b.service_account_name() == sa && b.uid() != changed.uid())
+                .filter(|b| {
+                    b.namespace() == ns
+                        && b.service_account_name() == sa
+                        && b.uid() != changed.uid()
+                })
                 .map(|b| ObjectRef::from_obj(&*b))
                 .collect::<Vec<_>>()
         })
 }
 
 /// Runs the controller until shutdown.
-pub async fn run(controller: Controller<WorkloadIdentityBinding>, ctx: Arc<Context>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    controller: Controller<WorkloadIdentityBinding>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     controller
         .with_config(config)
@@ -84,11 +97,16 @@ pub async fn run(controller: Controller<WorkloadIdentityBinding>, ctx: Arc<Conte
         .await;
 }
 
-async fn reconcile(binding: Arc<WorkloadIdentityBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(
+    binding: Arc<WorkloadIdentityBinding>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any());
     async move {
         let started = Instant::now();
-        let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+        let namespace = binding
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
         let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
         let result = finalizer(&api, FINALIZER, binding.clone(), |event| async {
             match event {
@@ -117,7 +135,11 @@ fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &Error, ctx: Arc<C
 }
 
 fn backoff_key(binding: &WorkloadIdentityBinding) -> String {
-    format!("{}/{}", binding.namespace().unwrap_or_default(), binding.name_any())
+    format!(
+        "{}/{}",
+        binding.namespace().unwrap_or_default(),
+        binding.name_any()
+    )
 }
 
 /// Apply: observe → plan → execute → status.
@@ -170,11 +192,20 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
 }
 
 /// The cloud step: the registered provider for the binding's cloud, if any.
-async fn run_cloud(binding: &WorkloadIdentityBinding, admitted: &plan::Admitted, ctx: &Context) -> CloudStep {
+async fn run_cloud(
+    binding: &WorkloadIdentityBinding,
+    admitted: &plan::Admitted,
+    ctx: &Context,
+) -> CloudStep {
     let Some(provider) = ctx.clouds.get(admitted.cloud) else {
         return CloudStep::NotImplemented;
     };
-    let Some(issuer) = admitted.provider.status.as_ref().and_then(|s| s.issuer.clone()) else {
+    let Some(issuer) = admitted
+        .provider
+        .status
+        .as_ref()
+        .and_then(|s| s.issuer.clone())
+    else {
         return CloudStep::Failed {
             reason: wib_api::conditions::Reason::IssuerUnreachable,
             message: format!(
@@ -183,16 +214,7 @@ async fn run_cloud(binding: &WorkloadIdentityBinding, admitted: &plan::Admitted,
             ),
         };
     };
-    let namespace = binding.namespace().unwrap_or_default();
-    let service_account = binding.service_account_name();
-    let request = wib_cloud::Request {
-        binding,
-        provider: &admitted.provider,
-        issuer: &issuer,
-        subject: format!("system:serviceaccount:{namespace}:{service_account}"),
-        namespace: &namespace,
-        service_account: &service_account,
-    };
+    let request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
     match provider.reconcile(&request).await {
         Ok(outcome) => CloudStep::Done(Box::new(outcome)),
         Err(error) => CloudStep::Failed {
@@ -205,41 +227,37 @@ async fn run_cloud(binding: &WorkloadIdentityBinding, admitted: &plan::Admitted,
 /// Cleanup: the cloud first (per deletionPolicy), then the ServiceAccount, so
 /// no ServiceAccount keeps pointing at a half-deleted identity.
 async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Error> {
-    if let (Some(cloud), Some(_)) = (binding.spec.cloud(), binding.status.as_ref().and_then(|s| s.identity.as_ref())) {
-        if let Some(provider) = ctx.clouds.get(cloud) {
-            let observed = observe::observe(binding, ctx).await?;
-            let chosen = crate::provider::resolve::select(binding, &observed.providers);
-            let issuer = chosen
-                .as_ref()
-                .ok()
-                .and_then(|p| p.status.as_ref())
-                .and_then(|s| s.issuer.clone())
-                .unwrap_or_default();
-            match chosen {
-                Ok(chosen) => {
-                    let namespace = binding.namespace().unwrap_or_default();
-                    let service_account = binding.service_account_name();
-                    let request = wib_cloud::Request {
-                        binding,
-                        provider: &chosen,
-                        issuer: &issuer,
-                        subject: format!("system:serviceaccount:{namespace}:{service_account}"),
-                        namespace: &namespace,
-                        service_account: &service_account,
-                    };
-                    provider.cleanup(&request).await?;
-                }
-                Err(refusal) => {
-                    return Err(Error::Cloud(wib_cloud::CloudError::new(
-                        wib_api::conditions::Reason::DeletionBlocked,
-                        refusal.message,
-                    )));
-                }
-            }
-        }
-    }
+    cleanup_cloud(binding, ctx).await?;
     execute::release_service_account(binding, ctx).await?;
     Ok(Action::await_change())
+}
+
+/// Asks the binding's cloud to remove what wib made. Clouds find their
+/// resources by deterministic name and ownership tags, not by status, so a
+/// reconcile that crashed before writing status is cleaned up too.
+async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<(), Error> {
+    let Some(cloud) = binding.spec.cloud() else {
+        return Ok(());
+    };
+    let Some(provider) = ctx.clouds.get(cloud) else {
+        return Ok(());
+    };
+    let chosen =
+        crate::provider::resolve::select(binding, &ctx.providers.state()).map_err(|refusal| {
+            wib_cloud::CloudError::new(
+                wib_api::conditions::Reason::DeletionBlocked,
+                refusal.message,
+            )
+        })?;
+    let issuer = chosen
+        .status
+        .as_ref()
+        .and_then(|s| s.issuer.clone())
+        .unwrap_or_default();
+    provider
+        .cleanup(&wib_cloud::Request::new(binding, &chosen, &issuer))
+        .await?;
+    Ok(())
 }
 
 async fn write_status(
@@ -247,7 +265,9 @@ async fn write_status(
     next: &wib_api::WorkloadIdentityBindingStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
-    let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = binding
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = binding.status.as_ref();
     let wrote = publish::status(
@@ -260,8 +280,16 @@ async fn write_status(
     )
     .await?;
     if wrote {
-        let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        publish::transitions(&ctx.recorder, &binding.object_ref(&()), previous_conditions, &next.conditions).await;
+        let previous_conditions = previous
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        publish::transitions(
+            &ctx.recorder,
+            &binding.object_ref(&()),
+            previous_conditions,
+            &next.conditions,
+        )
+        .await;
     }
     Ok(())
 }

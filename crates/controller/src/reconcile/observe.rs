@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::Api;
 use kube::ResourceExt;
+use kube::api::Api;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
 use crate::context::Context;
@@ -24,7 +24,9 @@ pub struct Observed {
 }
 
 pub async fn observe(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Observed, Error> {
-    let namespace = binding.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = binding
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let sa_name = binding.service_account_name();
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let namespace_labels = namespaces

@@ -35,7 +35,12 @@ pub fn admit(binding: &WorkloadIdentityBinding, observed: &Observed) -> Result<A
         &binding.namespace().unwrap_or_default(),
         &observed.namespace_labels,
     )?;
-    if let Some(holder) = claimant(binding, cloud, &observed.claimants, observed.service_account.as_ref()) {
+    if let Some(holder) = claimant(
+        binding,
+        cloud,
+        &observed.claimants,
+        observed.service_account.as_ref(),
+    ) {
         return Err(Refusal {
             reason: Reason::ServiceAccountConflict,
             message: format!(
@@ -65,7 +70,8 @@ pub fn claimant(
     if rivals.is_empty() {
         return None;
     }
-    let incumbent = service_account.and_then(|sa| sa.annotations().get(&binding_annotation(cloud)).cloned());
+    let incumbent =
+        service_account.and_then(|sa| sa.annotations().get(&binding_annotation(cloud)).cloned());
     if let Some(incumbent) = incumbent {
         if incumbent == binding.name_any() {
             return None;
@@ -74,7 +80,12 @@ pub fn claimant(
             return Some(incumbent);
         }
     }
-    let key = |b: &WorkloadIdentityBinding| (b.metadata.creation_timestamp.clone().map(|t| t.0), b.name_any());
+    let key = |b: &WorkloadIdentityBinding| {
+        (
+            b.metadata.creation_timestamp.clone().map(|t| t.0),
+            b.name_any(),
+        )
+    };
     let mine = key(binding);
     rivals
         .iter()
@@ -121,11 +132,21 @@ pub fn service_account(
         namespace: binding.namespace().unwrap_or_default(),
         labels,
         annotations,
-        owner: if owns { serviceaccount::owner_reference(binding) } else { None },
+        owner: if owns {
+            serviceaccount::owner_reference(binding)
+        } else {
+            None
+        },
         automount_token: owns.then_some(spec.automount_token),
     };
     match existing {
-        Some(sa) if serviceaccount::in_sync(sa, &desired, &serviceaccount::field_manager(&binding.name_any())) => {
+        Some(sa)
+            if serviceaccount::in_sync(
+                sa,
+                &desired,
+                &serviceaccount::field_manager(&binding.name_any()),
+            ) =>
+        {
             ServiceAccountPlan::InSync(desired)
         }
         Some(sa) => ServiceAccountPlan::Apply {
@@ -158,8 +179,10 @@ mod tests {
     }
 
     fn sa_annotated(holder: &str) -> ServiceAccount {
-        serde_json::from_value(json!({"metadata": {"name": "app", "annotations": {"wib.dev/azure-binding": holder}}}))
-            .expect("valid sa")
+        serde_json::from_value(
+            json!({"metadata": {"name": "app", "annotations": {"wib.dev/azure-binding": holder}}}),
+        )
+        .expect("valid sa")
     }
 
     #[test]
@@ -169,15 +192,40 @@ mod tests {
         let same_second = Arc::new(binding("a-first", 2, "azure", true));
         let aws = Arc::new(binding("aws", 1, "aws", true));
         let incumbent = sa_annotated("new");
-        let cases: Vec<(&str, Vec<Arc<WorkloadIdentityBinding>>, Option<&ServiceAccount>, Option<&str>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            Vec<Arc<WorkloadIdentityBinding>>,
+            Option<&'a ServiceAccount>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             ("alone", vec![], None, None),
-            ("older binding holds it", vec![old.clone()], None, Some("old")),
-            ("same second: first by name", vec![same_second], None, Some("a-first")),
+            (
+                "older binding holds it",
+                vec![old.clone()],
+                None,
+                Some("old"),
+            ),
+            (
+                "same second: first by name",
+                vec![same_second],
+                None,
+                Some("a-first"),
+            ),
             ("other cloud does not conflict", vec![aws], None, None),
-            ("incumbent keeps it", vec![old.clone()], Some(&incumbent), None),
+            (
+                "incumbent keeps it",
+                vec![old.clone()],
+                Some(&incumbent),
+                None,
+            ),
         ];
         for (name, rivals, sa, want) in cases {
-            assert_eq!(claimant(&new, Cloud::Azure, &rivals, sa).as_deref(), want, "{name}");
+            assert_eq!(
+                claimant(&new, Cloud::Azure, &rivals, sa).as_deref(),
+                want,
+                "{name}"
+            );
         }
         // The older one never yields to the newer one.
         assert_eq!(claimant(&old, Cloud::Azure, &[Arc::new(new)], None), None);
@@ -189,20 +237,36 @@ mod tests {
         let annotating = binding("b", 1, "azure", false);
         let none = BTreeMap::new();
         let foreign: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": "app", "resourceVersion": "7"}})).expect("sa");
+            serde_json::from_value(json!({"metadata": {"name": "app", "resourceVersion": "7"}}))
+                .expect("sa");
 
         match service_account(&creating, Cloud::Azure, None, &none, &none) {
-            ServiceAccountPlan::Apply { desired, resource_version } => {
+            ServiceAccountPlan::Apply {
+                desired,
+                resource_version,
+            } => {
                 assert!(desired.owner.is_some(), "creates and owns");
                 assert_eq!(desired.automount_token, Some(false));
                 assert_eq!(resource_version, None);
-                assert_eq!(desired.annotations.get("wib.dev/azure-binding").map(String::as_str), Some("b"));
+                assert_eq!(
+                    desired
+                        .annotations
+                        .get("wib.dev/azure-binding")
+                        .map(String::as_str),
+                    Some("b")
+                );
             }
             other => panic!("{other:?}"),
         }
         match service_account(&creating, Cloud::Azure, Some(&foreign), &none, &none) {
-            ServiceAccountPlan::Apply { desired, resource_version } => {
-                assert!(desired.owner.is_none(), "never owns a ServiceAccount someone else made");
+            ServiceAccountPlan::Apply {
+                desired,
+                resource_version,
+            } => {
+                assert!(
+                    desired.owner.is_none(),
+                    "never owns a ServiceAccount someone else made"
+                );
                 assert_eq!(desired.automount_token, None);
                 assert_eq!(resource_version.as_deref(), Some("7"));
             }

@@ -4,8 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use wib_api::conditions::{
-    self, Desired, FEDERATION_READY, IDENTITY_READY, READY, RECONCILING, ROLE_ASSIGNMENTS_READY, Reason,
-    SERVICE_ACCOUNT_READY, STALLED,
+    self, Desired, FEDERATION_READY, IDENTITY_READY, READY, RECONCILING, ROLE_ASSIGNMENTS_READY,
+    Reason, SERVICE_ACCOUNT_READY, STALLED,
 };
 use wib_api::{Cloud, WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
 
@@ -57,10 +57,15 @@ pub fn compute(
         ..Default::default()
     };
     let steps = match progress {
-        Progress::Refused(refusal) => [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY, SERVICE_ACCOUNT_READY]
-            .into_iter()
-            .map(|t| Desired::new(t, false, refusal.reason, refusal.message.clone()))
-            .collect::<Vec<_>>(),
+        Progress::Refused(refusal) => [
+            IDENTITY_READY,
+            FEDERATION_READY,
+            ROLE_ASSIGNMENTS_READY,
+            SERVICE_ACCOUNT_READY,
+        ]
+        .into_iter()
+        .map(|t| Desired::new(t, false, refusal.reason, refusal.message.clone()))
+        .collect::<Vec<_>>(),
         Progress::Ran {
             cloud,
             cloud_step,
@@ -68,10 +73,14 @@ pub fn compute(
         } => {
             let mut steps = match cloud_step {
                 CloudStep::NotImplemented => {
-                    let message = format!("this build of wib does not implement {cloud} yet; nothing was created in the cloud");
+                    let message = format!(
+                        "this build of wib does not implement {cloud} yet; nothing was created in the cloud"
+                    );
                     [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
                         .into_iter()
-                        .map(|t| Desired::new(t, false, Reason::CloudNotImplemented, message.clone()))
+                        .map(|t| {
+                            Desired::new(t, false, Reason::CloudNotImplemented, message.clone())
+                        })
                         .collect::<Vec<_>>()
                 }
                 CloudStep::Done(outcome) => {
@@ -83,13 +92,22 @@ pub fn compute(
                     status.role_assignments = outcome.status.role_assignments.clone();
                     [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
                         .into_iter()
-                        .map(|t| Desired::new(t, true, Reason::Provisioned, format!("{cloud} {} in place", step_noun(t))))
+                        .map(|t| {
+                            Desired::new(
+                                t,
+                                true,
+                                Reason::Provisioned,
+                                format!("{cloud} {} in place", step_noun(t)),
+                            )
+                        })
                         .collect()
                 }
-                CloudStep::Failed { reason, message } => [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
-                    .into_iter()
-                    .map(|t| Desired::new(t, false, *reason, message.clone()))
-                    .collect(),
+                CloudStep::Failed { reason, message } => {
+                    [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
+                        .into_iter()
+                        .map(|t| Desired::new(t, false, *reason, message.clone()))
+                        .collect()
+                }
             };
             steps.push(match service_account {
                 ServiceAccountStep::Ready => Desired::new(
@@ -117,8 +135,15 @@ pub fn compute(
     let summary = summarise(&steps, &sa_name, status.identity.as_deref());
     let mut desired = summary;
     desired.extend(steps);
-    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
-    status.conditions = conditions::merge(previous_conditions, &desired, binding.metadata.generation, now);
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    status.conditions = conditions::merge(
+        previous_conditions,
+        &desired,
+        binding.metadata.generation,
+        now,
+    );
     status
 }
 
@@ -151,7 +176,12 @@ fn summarise(steps: &[Desired], sa_name: &str, identity: Option<&str>) -> Vec<De
             let terminal = failing.reason.is_terminal();
             vec![
                 Desired::new(READY, false, failing.reason, failing.message.clone()),
-                Desired::new(RECONCILING, !terminal, failing.reason, failing.message.clone()),
+                Desired::new(
+                    RECONCILING,
+                    !terminal,
+                    failing.reason,
+                    failing.message.clone(),
+                ),
                 Desired::new(STALLED, terminal, failing.reason, failing.message.clone()),
             ]
         }
@@ -240,7 +270,13 @@ mod tests {
             assert_eq!(condition(&status, STALLED), stalled, "{name}");
             assert_eq!(condition(&status, RECONCILING), reconciling, "{name}");
             assert_eq!(status.observed_generation, Some(4));
-            assert!(status.conditions.iter().all(|c| c.observed_generation == Some(4)), "{name}");
+            assert!(
+                status
+                    .conditions
+                    .iter()
+                    .all(|c| c.observed_generation == Some(4)),
+                "{name}"
+            );
         }
     }
 

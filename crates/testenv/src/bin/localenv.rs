@@ -38,7 +38,9 @@ fn default_kubeconfig() -> PathBuf {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    println!("==> starting the local control plane (etcd, kube-apiserver, kube-controller-manager)");
+    println!(
+        "==> starting the local control plane (etcd, kube-apiserver, kube-controller-manager)"
+    );
     let cp = ControlPlane::start(Options::default()).await?;
     if let Some(parent) = args.kubeconfig_out.parent() {
         std::fs::create_dir_all(parent)?;
@@ -47,7 +49,10 @@ async fn main() -> Result<()> {
     println!("    API server and OIDC issuer: {}", cp.server());
     println!("    export KUBECONFIG={}", args.kubeconfig_out.display());
 
-    println!("==> starting wib-controller (logs: {}/wib-controller-0.log)", cp.dir().display());
+    println!(
+        "==> starting wib-controller (logs: {}/wib-controller-0.log)",
+        cp.dir().display()
+    );
     let mut operator = Operator::start_binary(
         &args.operator,
         cp.kubeconfig(),
@@ -57,7 +62,11 @@ async fn main() -> Result<()> {
     )?;
 
     println!("==> applying {}", args.samples.display());
-    let applied = cp.kubectl().args(["apply", "-R", "-f"]).arg(&args.samples).status()?;
+    let applied = cp
+        .kubectl()
+        .args(["apply", "-R", "-f"])
+        .arg(&args.samples)
+        .status()?;
     if !applied.success() {
         bail!("kubectl apply failed");
     }
@@ -72,7 +81,10 @@ async fn main() -> Result<()> {
     println!("==> kubectl get wib -A --watch   (Ctrl-C to stop and tear everything down)");
     let _ = cp.kubectl().args(["get", "cip"]).status();
     let mut watch = tokio::process::Command::from(cp.kubectl());
-    watch.args(["get", "wib", "-A", "--watch"]).stdin(Stdio::null()).kill_on_drop(true);
+    watch
+        .args(["get", "wib", "-A", "--watch"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     let mut watch = watch.spawn().context("kubectl get --watch")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -89,7 +101,10 @@ async fn main() -> Result<()> {
 async fn wait_settled(cp: &ControlPlane) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let out = cp.kubectl().args(["get", "wib", "-A", "-o", "json"]).output()?;
+        let out = cp
+            .kubectl()
+            .args(["get", "wib", "-A", "-o", "json"])
+            .output()?;
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let items = list["items"].as_array().cloned().unwrap_or_default();
         let settled = !items.is_empty()

@@ -1,0 +1,179 @@
+//! ClusterIdentityProvider: issuer discovery and reachability on its status,
+//! and the guardrails a binding meets before anything is written.
+
+use kube::api::Api;
+use wib_api::ClusterIdentityProvider;
+use wib_api::conditions::{ISSUER_READY, READY, SERVICE_ACCOUNT_READY};
+use wib_e2e::{Env, WAIT, provider_yaml};
+
+fn binding(name: &str, ns: &str, provider_ref: Option<&str>) -> String {
+    let reference = provider_ref
+        .map(|p| format!("\n  providerRef:\n    name: {p}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:{reference}\n  azure: {{}}\n"
+    )
+}
+
+async fn provider_condition(
+    env: &Env,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> ClusterIdentityProvider {
+    let api: Api<ClusterIdentityProvider> = Api::all(env.client.clone());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let p = api.get(name).await.expect("provider");
+        let found = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+        if found.is_some_and(|c| c.status == status && c.reason == reason) {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: {type_} never {status}/{reason}: {:?}",
+            p.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn provider_reports_the_discovered_issuer_and_an_unreachable_one() {
+    let env = Env::start().await.expect("env");
+    env.apply(&provider_yaml("discovered", false, None))
+        .await
+        .expect("provider");
+    let p = provider_condition(&env, "discovered", ISSUER_READY, "True", "Provisioned").await;
+    let status = p.status.expect("status");
+    assert_eq!(
+        status.issuer.as_deref(),
+        Some(env.cp.issuer()),
+        "issuer discovered from the API server"
+    );
+    assert_eq!(
+        status.jwks_uri,
+        Some(format!("{}/openid/v1/jwks", env.cp.issuer()))
+    );
+    assert_eq!(status.jwks_keys, Some(1));
+    assert_eq!(status.observed_generation, p.metadata.generation);
+
+    let unreachable = provider_yaml("unreachable", false, None).replace(
+        "  clusterName: e2e",
+        "  clusterName: e2e\n  issuer: https://127.0.0.1:9/no-issuer-here",
+    );
+    env.apply(&unreachable).await.expect("provider");
+    let p = provider_condition(&env, "unreachable", READY, "False", "IssuerUnreachable").await;
+    let message = &p
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == READY)
+        .expect("ready")
+        .message;
+    assert!(
+        message.contains("https://127.0.0.1:9/no-issuer-here/.well-known/openid-configuration"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn bindings_meet_the_provider_guardrails_before_anything_is_written() {
+    let env = Env::start().await.expect("env");
+    env.namespace("apps", &[]).await.expect("ns");
+    env.namespace("outside", &[]).await.expect("ns");
+
+    // No provider at all, then a named one that does not exist.
+    env.apply(&binding("no-default", "apps", None))
+        .await
+        .expect("binding");
+    env.wait_condition("apps", "no-default", READY, "False", "ProviderNotFound")
+        .await
+        .expect("no default provider");
+    env.apply(&binding("named", "apps", Some("missing")))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition("apps", "named", READY, "False", "ProviderNotFound")
+        .await
+        .expect("unknown provider");
+    assert!(
+        wib_e2e::condition(&b, READY)
+            .expect("ready")
+            .message
+            .contains("\"missing\"")
+    );
+    for name in ["no-default", "named"] {
+        assert!(
+            env.service_accounts("apps")
+                .get_opt(name)
+                .await
+                .expect("get")
+                .is_none(),
+            "nothing written for {name}"
+        );
+    }
+
+    // Creating the named provider un-blocks its binding without a spec change.
+    env.apply(&provider_yaml("missing", false, None))
+        .await
+        .expect("provider");
+    env.wait_condition("apps", "named", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("provider appeared");
+
+    // Two defaults are ambiguous.
+    env.apply(&provider_yaml("default-a", true, None))
+        .await
+        .expect("provider");
+    env.apply(&provider_yaml("default-b", true, None))
+        .await
+        .expect("provider");
+    env.wait_condition("apps", "no-default", READY, "False", "ProviderAmbiguous")
+        .await
+        .expect("ambiguous default");
+    env.apply(&provider_yaml("default-b", false, None))
+        .await
+        .expect("un-default");
+
+    // A namespace outside the provider's selector is refused until it is labelled.
+    env.apply(&provider_yaml(
+        "default-a",
+        true,
+        Some("wib.dev/allowed: \"true\""),
+    ))
+    .await
+    .expect("selector");
+    env.apply(&binding("app", "outside", None))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition("outside", "app", READY, "False", "NamespaceNotAllowed")
+        .await
+        .expect("refused");
+    assert!(
+        wib_e2e::condition(&b, READY)
+            .expect("ready")
+            .message
+            .contains("namespaceSelector")
+    );
+    assert!(
+        env.service_accounts("outside")
+            .get_opt("app")
+            .await
+            .expect("get")
+            .is_none(),
+        "refused binding wrote nothing"
+    );
+    env.namespace("outside", &[("wib.dev/allowed", "true")])
+        .await
+        .expect("label");
+    env.wait_condition("outside", "app", SERVICE_ACCOUNT_READY, "True", "Applied")
+        .await
+        .expect("allowed after labelling");
+}
