@@ -35,3 +35,59 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         "{stdout}"
     );
 }
+
+#[test]
+fn ctrl_c_tears_the_local_environment_down() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let root = wib_testenv::binaries::repo_root();
+    let localenv =
+        wib_testenv::operator::workspace_binary("wib-localenv").expect("wib-localenv built");
+    let operator = wib_testenv::operator::binary().expect("wib-controller built");
+    let mut child = Command::new(localenv)
+        .arg("--operator")
+        .arg(&operator)
+        .arg("--samples")
+        .arg(root.join("config/samples"))
+        .arg("--kubeconfig-out")
+        .arg(std::env::temp_dir().join(format!("wib-ctrl-c-{}.kubeconfig", std::process::id())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wib-localenv starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut dir = None;
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("==> starting wib-controller (logs: ") {
+            dir = rest
+                .strip_suffix("/wib-controller-0.log)")
+                .map(std::path::PathBuf::from);
+        }
+        if line.contains("--watch") {
+            break;
+        }
+    }
+    let dir = dir.expect("localenv printed its directory");
+    assert!(dir.exists());
+
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("localenv exits");
+    assert!(status.success(), "{status}");
+    assert!(!dir.exists(), "{} removed", dir.display());
+    let marker = dir.to_string_lossy().to_string();
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+}

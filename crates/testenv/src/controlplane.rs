@@ -231,6 +231,36 @@ impl ControlPlane {
         cmd
     }
 
+    /// A projected ServiceAccount token (TokenRequest API), as the kubelet
+    /// mounts into a pod: creates the ServiceAccount first if needed.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+    ) -> Result<String> {
+        let client = self.client().await?;
+        let sas: Api<ServiceAccount> = Api::namespaced(client, namespace);
+        if sas.get_opt(name).await?.is_none() {
+            let sa: ServiceAccount =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+            sas.create(&Default::default(), &sa).await?;
+        }
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": [audience], "expirationSeconds": 3600},
+        });
+        let response: serde_json::Value = sas
+            .create_subresource("token", name, &Default::default(), &request)
+            .await
+            .with_context(|| format!("TokenRequest for {namespace}/{name}"))?;
+        response["status"]["token"]
+            .as_str()
+            .map(str::to_string)
+            .context("TokenRequest returned no token")
+    }
+
     /// Writes a kubeconfig for a client certificate and returns its path.
     pub fn write_kubeconfig(&self, file: &str, user: &str, cert: &ClientCert) -> Result<PathBuf> {
         let root = self.dir.path();

@@ -38,6 +38,10 @@ fn default_kubeconfig() -> PathBuf {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // Installed first, so Ctrl-C at any point below tears down instead of
+    // killing this process and orphaning the temp directory.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     println!(
         "==> starting the local control plane (etcd, kube-apiserver, kube-controller-manager)"
     );
@@ -87,7 +91,8 @@ async fn main() -> Result<()> {
         .kill_on_drop(true);
     let mut watch = watch.spawn().context("kubectl get --watch")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
         _ = watch.wait() => {}
     }
     println!("\n==> tearing down");

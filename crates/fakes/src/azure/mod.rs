@@ -1,0 +1,372 @@
+//! The Azure fake: ARM user-assigned identities and federated identity
+//! credentials (Microsoft.ManagedIdentity 2023-01-31), Authorization role
+//! definitions and assignments (2022-04-01), and the Entra ID v2.0 token
+//! endpoint with client-assertion (workload identity federation) grants.
+//! Paths, api-versions, status codes and `CloudError` bodies follow the
+//! public REST specs; ARM paths are case-insensitive, as in Azure.
+
+mod authorization;
+mod entra;
+mod identities;
+pub mod roles;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::faults::{Fault, Faults};
+use crate::oidc::Verifier;
+
+/// Behaviour switches the admin API can change at run time.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Role assignments for a principal younger than this fail with
+    /// `PrincipalNotFound`, as Entra replication does.
+    #[serde(default)]
+    pub principal_replication_seconds: u64,
+    /// ARM's documented managed-identity write limit per subscription
+    /// (about 2/s); `None` disables enforcement.
+    #[serde(default)]
+    pub identity_writes_per_second: Option<u32>,
+    /// How long a federated credential write holds its identity; a second
+    /// write to the same identity meanwhile gets 409.
+    #[serde(default)]
+    pub fic_write_millis: u64,
+}
+
+pub struct AzureFake {
+    pub tenant_id: String,
+    state: Mutex<StateData>,
+    faults: Faults,
+    verifier: Verifier,
+    config: Mutex<Config>,
+}
+
+#[derive(Default)]
+struct StateData {
+    /// Keyed by lower-cased resource ID.
+    identities: BTreeMap<String, identities::Identity>,
+    assignments: BTreeMap<String, authorization::Assignment>,
+    /// Identities with a federated credential write in flight.
+    fic_busy: HashSet<String>,
+    /// Recent identity writes per subscription, for rate limiting.
+    identity_writes: BTreeMap<String, Vec<Instant>>,
+    /// Access tokens the token endpoint issued, with the client ID they are for.
+    tokens: BTreeMap<String, String>,
+    /// Applications outside ARM that may exchange tokens (wib's own identity).
+    apps: BTreeMap<String, identities::Identity>,
+}
+
+type Shared = Arc<AzureFake>;
+
+impl AzureFake {
+    pub fn new(tenant_id: String, ca_pem: Option<&[u8]>) -> anyhow::Result<Shared> {
+        Ok(Arc::new(Self {
+            tenant_id,
+            state: Mutex::new(StateData::default()),
+            faults: Faults::default(),
+            verifier: Verifier::new(ca_pem)?,
+            config: Mutex::new(Config::default()),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, StateData> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+pub fn router(fake: Shared) -> Router {
+    Router::new()
+        .route("/admin/calls", get(admin_calls).delete(admin_reset_calls))
+        .route("/admin/faults", post(admin_fault))
+        .route("/admin/config", post(admin_config))
+        .route("/admin/state", get(admin_state))
+        .route("/admin/apps", post(admin_app))
+        .fallback(dispatch)
+        .with_state(fake)
+}
+
+/// An ARM `CloudError` response.
+pub(crate) fn cloud_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+/// Operation IDs whose calls change state.
+pub fn is_write(operation: &str) -> bool {
+    ["CreateOrUpdate", "_Update", "_Delete", "_Create"]
+        .iter()
+        .any(|w| operation.contains(w))
+}
+
+async fn dispatch(
+    State(fake): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query: BTreeMap<String, String> = uri.query().map(url_decode_pairs).unwrap_or_default();
+    let lower = path.to_ascii_lowercase();
+
+    if lower.ends_with("/oauth2/v2.0/token") && method == Method::POST {
+        return with_faults(&fake, "Token", || entra::token(&fake, &path, &body)).await;
+    }
+    if !authorized(&fake, &headers) {
+        return cloud_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing or carries a token this tenant did not issue.",
+        );
+    }
+    let Some(api_version) = query.get("api-version").cloned() else {
+        return cloud_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+    };
+    let request = Request {
+        method,
+        path,
+        lower,
+        query,
+        api_version,
+        body,
+    };
+    if request
+        .lower
+        .contains("/providers/microsoft.managedidentity/userassignedidentities")
+    {
+        return identities::handle(&fake, request).await;
+    }
+    if request
+        .lower
+        .contains("/providers/microsoft.authorization/")
+    {
+        return authorization::handle(&fake, request).await;
+    }
+    cloud_error(
+        StatusCode::NOT_FOUND,
+        "NoRegisteredProviderFound",
+        format!(
+            "No registered resource provider found for path '{}'.",
+            request.path
+        ),
+    )
+}
+
+/// A parsed ARM request.
+pub(crate) struct Request {
+    pub method: Method,
+    pub path: String,
+    pub lower: String,
+    pub query: BTreeMap<String, String>,
+    pub api_version: String,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// Rejects api-versions the fake does not implement, as ARM does.
+    pub fn require_version(&self, supported: &[&str], resource_type: &str) -> Option<Response> {
+        if supported.contains(&self.api_version.as_str()) {
+            return None;
+        }
+        Some(cloud_error(
+            StatusCode::BAD_REQUEST,
+            "NoRegisteredProviderFound",
+            format!(
+                "No registered resource provider found for location 'global' and API version '{}' for type '{resource_type}'. The supported api-versions are '{}'.",
+                self.api_version,
+                supported.join(", ")
+            ),
+        ))
+    }
+}
+
+fn authorized(fake: &AzureFake, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    fake.state().tokens.contains_key(token)
+}
+
+/// Counts the call and applies any injected fault before serving it.
+pub(crate) async fn with_faults<F, Fut>(fake: &AzureFake, operation: &str, serve: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let injected = fake.faults.record(operation);
+    if let Some(latency) = injected.latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = injected.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match status.as_u16() {
+            429 => "TooManyRequests",
+            500 => "InternalServerError",
+            503 => "ServiceUnavailable",
+            _ => "InjectedFault",
+        };
+        let mut response = cloud_error(status, code, format!("Injected {status} for {operation}."));
+        if let Some(seconds) = injected.retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return response;
+    }
+    serve().await
+}
+
+fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn admin_calls(State(fake): State<Shared>) -> impl IntoResponse {
+    axum::Json(fake.faults.calls(is_write))
+}
+
+async fn admin_reset_calls(State(fake): State<Shared>) -> impl IntoResponse {
+    fake.faults.reset_calls();
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_fault(
+    State(fake): State<Shared>,
+    axum::Json(fault): axum::Json<Fault>,
+) -> impl IntoResponse {
+    fake.faults.inject(fault);
+    StatusCode::NO_CONTENT
+}
+
+async fn admin_config(
+    State(fake): State<Shared>,
+    axum::Json(config): axum::Json<Config>,
+) -> impl IntoResponse {
+    *fake.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+    StatusCode::NO_CONTENT
+}
+
+/// Everything the fake holds, for test assertions (not an Azure API).
+async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
+    let state = fake.state();
+    let identities: Vec<Value> = state.identities.values().map(|i| i.to_json(true)).collect();
+    let assignments: Vec<Value> = state
+        .assignments
+        .values()
+        .map(authorization::Assignment::to_json)
+        .collect();
+    axum::Json(json!({"identities": identities, "roleAssignments": assignments}))
+}
+
+/// Registers an application (wib's own identity) with federated credentials,
+/// standing in for the platform team's one-time setup in Entra.
+async fn admin_app(
+    State(fake): State<Shared>,
+    axum::Json(app): axum::Json<Value>,
+) -> impl IntoResponse {
+    let client_id = app["clientId"].as_str().unwrap_or_default().to_string();
+    let mut identity = identities::Identity::app(&client_id);
+    for (i, fic) in app["federatedCredentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        identity.fics.insert(
+            format!("fic-{i}"),
+            identities::Fic {
+                name: format!("fic-{i}"),
+                issuer: fic["issuer"].as_str().unwrap_or_default().to_string(),
+                subject: fic["subject"].as_str().unwrap_or_default().to_string(),
+                audiences: vec![
+                    fic["audience"]
+                        .as_str()
+                        .unwrap_or("api://AzureADTokenExchange")
+                        .to_string(),
+                ],
+            },
+        );
+    }
+    fake.state().apps.insert(client_id, identity);
+    StatusCode::NO_CONTENT
+}
+
+pub(crate) fn now_rate_limited(fake: &AzureFake, subscription: &str) -> bool {
+    let Some(limit) = fake.config().identity_writes_per_second else {
+        return false;
+    };
+    let mut state = fake.state();
+    let writes = state
+        .identity_writes
+        .entry(subscription.to_ascii_lowercase())
+        .or_default();
+    let now = Instant::now();
+    writes.retain(|t| now.duration_since(*t) < Duration::from_secs(1));
+    if writes.len() >= limit as usize {
+        return true;
+    }
+    writes.push(now);
+    false
+}

@@ -1,0 +1,142 @@
+//! Shared by every fake: per-operation call counters and fault injection
+//! (an error status with an optional Retry-After, added latency), both driven
+//! over a small admin API so tests can arrange and assert from outside.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One injected fault: the next `times` calls of `operation` (or of every
+/// operation when `operation` is `*`) answer `status` with this body.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub operation: String,
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Seconds, sent as the `Retry-After` header.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Added before answering (the call then proceeds normally unless `status` is set).
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What a call should suffer before it is served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Injected {
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub latency: Option<Duration>,
+}
+
+/// Call counters and pending faults.
+#[derive(Default)]
+pub struct Faults {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: BTreeMap<String, u64>,
+    faults: Vec<Fault>,
+}
+
+/// Snapshot of the counters, as the admin API returns it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Calls {
+    /// Calls per operation (the REST spec's operationId).
+    pub operations: BTreeMap<String, u64>,
+    /// Calls of operations that change state (PUT, PATCH, POST that writes, DELETE).
+    pub writes: u64,
+}
+
+impl Faults {
+    /// Counts a call and returns the fault to apply to it, if any.
+    pub fn record(&self, operation: &str) -> Injected {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner.calls.entry(operation.to_string()).or_default() += 1;
+        let Some(index) = inner
+            .faults
+            .iter()
+            .position(|f| f.operation == operation || f.operation == "*")
+        else {
+            return Injected::default();
+        };
+        let fault = inner.faults[index].clone();
+        if fault.times <= 1 {
+            inner.faults.remove(index);
+        } else {
+            inner.faults[index].times -= 1;
+        }
+        Injected {
+            status: fault.status,
+            retry_after: fault.retry_after,
+            latency: fault.latency_ms.map(Duration::from_millis),
+        }
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .faults
+            .push(fault);
+    }
+
+    /// Counters so far; `is_write` classifies operation names.
+    pub fn calls(&self, is_write: impl Fn(&str) -> bool) -> Calls {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Calls {
+            writes: inner
+                .calls
+                .iter()
+                .filter(|(op, _)| is_write(op))
+                .map(|(_, n)| n)
+                .sum(),
+            operations: inner.calls.clone(),
+        }
+    }
+
+    /// Clears counters (not faults).
+    pub fn reset_calls(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_apply_to_their_operation_for_the_given_number_of_calls() {
+        let faults = Faults::default();
+        faults.inject(Fault {
+            operation: "Put".into(),
+            status: Some(429),
+            retry_after: Some(2),
+            latency_ms: None,
+            times: 2,
+        });
+        assert_eq!(faults.record("Get"), Injected::default());
+        for _ in 0..2 {
+            assert_eq!(faults.record("Put").status, Some(429));
+        }
+        assert_eq!(faults.record("Put"), Injected::default());
+        let calls = faults.calls(|op| op == "Put");
+        assert_eq!(calls.operations.get("Put"), Some(&3));
+        assert_eq!(calls.writes, 3);
+    }
+}

@@ -1,0 +1,7 @@
+//! Local fakes of cloud APIs for wib's tests, written from the public REST
+//! specifications: real paths, api-versions, status codes and error bodies,
+//! with call counters and fault injection on an admin API.
+
+pub mod azure;
+pub mod faults;
+pub mod oidc;
