@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 use wib_api::WorkloadIdentityBinding;
+use wib_testenv::fakes::AzureFake;
 use wib_testenv::{ControlPlane, Operator, Options};
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -18,16 +19,37 @@ pub const RESYNC_SECONDS: &str = "2";
 
 /// A control plane with wib-controller running against it.
 pub struct Env {
-    // Operator before control plane: it stops first.
+    // Field order is drop order: the operator stops first, the control plane last.
     pub operator: Operator,
+    pub azure: Option<AzureFake>,
     pub client: Client,
     pub cp: ControlPlane,
 }
 
 impl Env {
+    /// The control plane and the operator, with no cloud fake.
     pub async fn start() -> Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// The control plane, the Azure fake, and the operator authenticating
+    /// to it with its own workload identity.
+    pub async fn start_azure() -> Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(azure: bool) -> Result<Self> {
         let cp = ControlPlane::start(Options::default()).await?;
         let client = cp.client().await?;
+        let azure = match azure {
+            true => Some(AzureFake::start(&cp).await?),
+            false => None,
+        };
+        let envs: Vec<(String, String)> = azure
+            .as_ref()
+            .map(|a| a.operator_env.clone())
+            .unwrap_or_default();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let operator = Operator::start(
             cp.kubeconfig(),
             cp.dir(),
@@ -36,13 +58,19 @@ impl Env {
                 &format!("--resync-seconds={RESYNC_SECONDS}"),
                 "--provider-resync-seconds=5",
             ],
-            &[],
+            &envs,
         )?;
         Ok(Self {
             operator,
+            azure,
             client,
             cp,
         })
+    }
+
+    /// The Azure fake; panics when the env was started without it.
+    pub fn azure(&self) -> &AzureFake {
+        self.azure.as_ref().expect("started with start_azure()")
     }
 
     /// Applies YAML/JSON manifests (one or more documents) server-side as `manager`.

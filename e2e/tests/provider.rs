@@ -11,7 +11,7 @@ fn binding(name: &str, ns: &str, provider_ref: Option<&str>) -> String {
         .map(|p| format!("\n  providerRef:\n    name: {p}"))
         .unwrap_or_default();
     format!(
-        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:{reference}\n  azure: {{}}\n"
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:{reference}\n  gcp: {{}}\n"
     )
 }
 

@@ -35,7 +35,7 @@ fn labels(sa: &k8s_openapi::api::core::v1::ServiceAccount) -> BTreeMap<String, S
 #[tokio::test]
 async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_binding() {
     let env = env().await;
-    env.apply(&binding_yaml("app1", "app1-sa", "azure", true))
+    env.apply(&binding_yaml("app1", "app1-sa", "gcp", true))
         .await
         .expect("binding");
 
@@ -56,7 +56,7 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
     let status = b.status.as_ref().expect("status");
     assert_eq!(status.observed_generation, b.metadata.generation);
     assert_eq!(status.service_account.as_deref(), Some("app1-sa"));
-    assert_eq!(status.cloud, Some(wib_api::Cloud::Azure));
+    assert_eq!(status.cloud, Some(wib_api::Cloud::Gcp));
     assert!(b.finalizers().iter().any(|f| f == "wib.dev/cleanup"));
 
     let sa = env
@@ -77,7 +77,7 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
     );
     assert_eq!(
         sa.annotations()
-            .get("wib.dev/azure-binding")
+            .get("wib.dev/gcp-binding")
             .map(String::as_str),
         Some("app1")
     );
@@ -182,13 +182,13 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
     )
     .await
     .expect("team's ServiceAccount");
-    env.apply(&binding_yaml("shared-azure", "shared", "azure", false))
+    env.apply(&binding_yaml("shared-gcp", "shared", "gcp", false))
         .await
         .expect("azure binding");
     env.apply(&binding_yaml("shared-aws", "shared", "aws", false))
         .await
         .expect("aws binding");
-    env.wait_condition(NS, "shared-azure", SERVICE_ACCOUNT_READY, "True", "Applied")
+    env.wait_condition(NS, "shared-gcp", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
         .expect("azure applied");
     env.wait_condition(NS, "shared-aws", SERVICE_ACCOUNT_READY, "True", "Applied")
@@ -198,7 +198,7 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
     let sa = env
         .wait_service_account(NS, "shared", "annotated by both bindings", |sa| {
             sa.is_some_and(|sa| {
-                sa.annotations().contains_key("wib.dev/azure-binding")
+                sa.annotations().contains_key("wib.dev/gcp-binding")
                     && sa.annotations().contains_key("wib.dev/aws-binding")
             })
         })
@@ -223,15 +223,13 @@ async fn existing_service_account_keeps_other_managers_fields_through_reconciles
     );
 
     // Deleting one binding removes exactly its fields.
-    env.delete_binding(NS, "shared-azure")
-        .await
-        .expect("deleted");
+    env.delete_binding(NS, "shared-gcp").await.expect("deleted");
     let sa = env
-        .wait_service_account(NS, "shared", "without the azure annotation", |sa| {
-            sa.is_some_and(|sa| !sa.annotations().contains_key("wib.dev/azure-binding"))
+        .wait_service_account(NS, "shared", "without the gcp annotation", |sa| {
+            sa.is_some_and(|sa| !sa.annotations().contains_key("wib.dev/gcp-binding"))
         })
         .await
-        .expect("azure fields released")
+        .expect("gcp fields released")
         .expect("ServiceAccount kept");
     assert_eq!(
         sa.annotations()
@@ -311,7 +309,7 @@ async fn missing_service_account_with_create_false_is_reported_and_picked_up_whe
 async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_takes_over_when_the_first_goes()
  {
     let env = env().await;
-    env.apply(&binding_yaml("first", "app", "azure", true))
+    env.apply(&binding_yaml("first", "app", "gcp", true))
         .await
         .expect("first");
     env.wait_condition(NS, "first", SERVICE_ACCOUNT_READY, "True", "Applied")
@@ -320,7 +318,7 @@ async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_tak
     let first_before = env.bindings(NS).get("first").await.expect("first");
     let sa_before = env.service_accounts(NS).get("app").await.expect("sa");
 
-    env.apply(&binding_yaml("second", "app", "azure", true))
+    env.apply(&binding_yaml("second", "app", "gcp", true))
         .await
         .expect("second");
     let second = env
@@ -353,7 +351,7 @@ async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_tak
     assert_eq!(
         sa_after
             .annotations()
-            .get("wib.dev/azure-binding")
+            .get("wib.dev/gcp-binding")
             .map(String::as_str),
         Some("first")
     );
@@ -375,7 +373,7 @@ async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_tak
     env.wait_service_account(NS, "app", "annotated by second", |sa| {
         sa.is_some_and(|sa| {
             sa.annotations()
-                .get("wib.dev/azure-binding")
+                .get("wib.dev/gcp-binding")
                 .map(String::as_str)
                 == Some("second")
         })

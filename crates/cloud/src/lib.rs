@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
 
+pub mod azure;
 pub mod error;
+pub mod guardrails;
+pub mod http;
 
 pub use error::CloudError;
 
@@ -84,7 +87,14 @@ pub struct Registry {
 impl Registry {
     /// Every cloud implemented in this build.
     pub fn with_defaults() -> Self {
-        Self::default()
+        let mut registry = Self::default();
+        match azure::from_env() {
+            Ok(provider) => registry.register(Arc::new(provider)),
+            Err(error) => {
+                tracing::warn!(%error, "Azure is not available; Azure bindings will report it")
+            }
+        }
+        registry
     }
 
     pub fn register(&mut self, provider: Arc<dyn CloudProvider>) {

@@ -25,6 +25,12 @@ pub struct Metrics {
     pub reconcile_total: Family<ReconcileLabels, Counter>,
     pub reconcile_errors_total: Family<ControllerLabels, Counter>,
     pub reconcile_time_seconds: Family<ControllerLabels, Histogram>,
+    pub drift_repairs_total: Family<CloudLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudLabels {
+    pub cloud: String,
 }
 
 impl Metrics {
@@ -35,7 +41,13 @@ impl Metrics {
             reconcile_time_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
+            drift_repairs_total: Family::default(),
         };
+        registry.register(
+            "wib_drift_repairs",
+            "Cloud resources put back after they drifted from the spec",
+            this.drift_repairs_total.clone(),
+        );
         let cr = registry.sub_registry_with_prefix("controller_runtime");
         cr.register(
             "reconcile",
@@ -53,6 +65,14 @@ impl Metrics {
             this.reconcile_time_seconds.clone(),
         );
         this
+    }
+
+    pub fn drift_repaired(&self, cloud: &str, writes: usize) {
+        self.drift_repairs_total
+            .get_or_create(&CloudLabels {
+                cloud: cloud.into(),
+            })
+            .inc_by(writes as u64);
     }
 
     /// Records one finished reconcile.

@@ -4,6 +4,7 @@
 
 pub mod binaries;
 pub mod controlplane;
+pub mod fakes;
 pub mod operator;
 pub mod pki;
 pub mod process;

@@ -152,6 +152,9 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
         }
         Ok(admitted) => {
             let cloud_step = run_cloud(binding, &admitted, ctx).await;
+            if let CloudStep::Done(outcome) = &cloud_step {
+                report_cloud_writes(binding, admitted.cloud, &outcome.writes, ctx).await;
+            }
             let service_account = match &cloud_step {
                 CloudStep::Failed { .. } => status::ServiceAccountStep::Skipped,
                 CloudStep::NotImplemented => {
@@ -191,6 +194,57 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     Ok(Action::requeue(ctx.settings.resync()))
 }
 
+/// Cloud writes on a binding that was already Ready are drift repairs: an
+/// Event and a metric say what was put back. Writes while provisioning get a
+/// Normal Event too, so `kubectl describe` tells the story.
+async fn report_cloud_writes(
+    binding: &WorkloadIdentityBinding,
+    cloud: wib_api::Cloud,
+    writes: &[String],
+    ctx: &Context,
+) {
+    if writes.is_empty() {
+        return;
+    }
+    let was_ready = binding
+        .status
+        .as_ref()
+        .and_then(|s| wib_api::conditions::find(&s.conditions, wib_api::conditions::READY))
+        .is_some_and(|c| c.status == "True");
+    let reason = if was_ready {
+        "DriftRepaired"
+    } else {
+        "CloudUpdated"
+    };
+    if was_ready {
+        ctx.metrics.drift_repaired(cloud.as_str(), writes.len());
+        tracing::warn!(writes = ?writes, "repaired drift in the cloud");
+    } else {
+        tracing::info!(writes = ?writes, "cloud updated");
+    }
+    let event = kube::runtime::events::Event {
+        type_: if was_ready {
+            kube::runtime::events::EventType::Warning
+        } else {
+            kube::runtime::events::EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(truncate(&writes.join("; "), 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &binding.object_ref(&())).await {
+        tracing::warn!(%error, "publishing event failed");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// The cloud step: the registered provider for the binding's cloud, if any.
 async fn run_cloud(
     binding: &WorkloadIdentityBinding,
@@ -227,7 +281,17 @@ async fn run_cloud(
 /// Cleanup: the cloud first (per deletionPolicy), then the ServiceAccount, so
 /// no ServiceAccount keeps pointing at a half-deleted identity.
 async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Error> {
-    cleanup_cloud(binding, ctx).await?;
+    if let Err(error) = cleanup_cloud(binding, ctx).await {
+        // The finalizer stays until the cloud answers; say so on the binding.
+        let next = status::deletion_blocked(
+            binding,
+            binding.status.as_ref(),
+            &error.to_string(),
+            (ctx.clock)(),
+        );
+        write_status(binding, &next, ctx).await?;
+        return Err(error);
+    }
     execute::release_service_account(binding, ctx).await?;
     Ok(Action::await_change())
 }

@@ -188,6 +188,37 @@ fn summarise(steps: &[Desired], sa_name: &str, identity: Option<&str>) -> Vec<De
     }
 }
 
+/// The status of a binding whose deletion waits for its cloud.
+pub fn deletion_blocked(
+    binding: &WorkloadIdentityBinding,
+    previous: Option<&WorkloadIdentityBindingStatus>,
+    message: &str,
+    now: Time,
+) -> WorkloadIdentityBindingStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let message = format!("deletion is waiting for the cloud: {message}");
+    let desired = [
+        Desired::new(READY, false, Reason::DeletionBlocked, message.clone()),
+        Desired::new(RECONCILING, true, Reason::DeletionBlocked, message.clone()),
+        Desired::new(STALLED, false, Reason::DeletionBlocked, ""),
+    ];
+    let mut conditions = conditions::merge(
+        &status.conditions,
+        &desired,
+        binding.metadata.generation,
+        now,
+    );
+    conditions.extend(
+        status
+            .conditions
+            .iter()
+            .filter(|c| ![READY, RECONCILING, STALLED].contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    status.conditions = conditions;
+    status
+}
+
 /// Whether the status asks for a fast retry (a transient failure) rather
 /// than the periodic resync.
 pub fn is_transient(status: &WorkloadIdentityBindingStatus) -> bool {

@@ -53,6 +53,15 @@ async fn main() -> Result<()> {
     println!("    API server and OIDC issuer: {}", cp.server());
     println!("    export KUBECONFIG={}", args.kubeconfig_out.display());
 
+    println!("==> starting the Azure fake (ARM, Authorization, Entra token endpoint)");
+    let azure = wib_testenv::fakes::AzureFake::start(&cp).await?;
+    println!("    Azure fake: {}", azure.url);
+    let envs: Vec<(&str, &str)> = azure
+        .operator_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
     println!(
         "==> starting wib-controller (logs: {}/wib-controller-0.log)",
         cp.dir().display()
@@ -62,7 +71,7 @@ async fn main() -> Result<()> {
         cp.kubeconfig(),
         cp.dir(),
         &["--metrics-addr=127.0.0.1:0", "--resync-seconds=30"],
-        &[],
+        &envs,
     )?;
 
     println!("==> applying {}", args.samples.display());
@@ -79,6 +88,7 @@ async fn main() -> Result<()> {
         let settled = wait_settled(&cp).await;
         let _ = cp.kubectl().args(["get", "cip,wib", "-A"]).status();
         operator.stop();
+        drop(azure);
         return settled;
     }
 
@@ -98,11 +108,12 @@ async fn main() -> Result<()> {
     println!("\n==> tearing down");
     let _ = watch.kill().await;
     operator.stop();
+    drop(azure);
     drop(cp);
     Ok(())
 }
 
-/// Waits until every binding reports Ready for its current generation.
+/// Waits until every binding has settled for its current generation.
 async fn wait_settled(cp: &ControlPlane) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
@@ -112,14 +123,23 @@ async fn wait_settled(cp: &ControlPlane) -> Result<()> {
             .output()?;
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let items = list["items"].as_array().cloned().unwrap_or_default();
+        // Settled: Ready is True, or Stalled says only a human can help;
+        // a binding still Reconciling is on its way.
         let settled = !items.is_empty()
             && items.iter().all(|b| {
                 let generation = &b["metadata"]["generation"];
-                b["status"]["conditions"]
+                let conditions = b["status"]["conditions"]
                     .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && &c["observedGeneration"] == generation)
+                    .cloned()
+                    .unwrap_or_default();
+                let is = |t: &str| {
+                    conditions.iter().any(|c| {
+                        c["type"] == t
+                            && c["status"] == "True"
+                            && &c["observedGeneration"] == generation
+                    })
+                };
+                is("Ready") || is("Stalled")
             });
         if settled {
             return Ok(());

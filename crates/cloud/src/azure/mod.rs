@@ -1,0 +1,499 @@
+//! Azure: a user-assigned managed identity, its federated identity credential
+//! for the cluster's issuer and the binding's ServiceAccount, and its role
+//! assignments. Every step reads first and writes only what differs, so a
+//! steady state makes no writes.
+
+pub mod arm;
+pub mod naming;
+
+/// The Azure provider as configured by the environment: the ARM endpoint
+/// (`WIB_AZURE_ARM_ENDPOINT`, default public cloud), extra CAs for it
+/// (`WIB_CLOUD_CA_FILE`), and wib's own ambient credential — workload
+/// identity when `AZURE_FEDERATED_TOKEN_FILE` is set (its authority from
+/// `AZURE_AUTHORITY_HOST`), else the default chain (managed identity).
+pub fn from_env() -> Result<AzureProvider, CloudError> {
+    let endpoint = std::env::var("WIB_AZURE_ARM_ENDPOINT")
+        .unwrap_or_else(|_| "https://management.azure.com".into());
+    let endpoint = azure_core::Url::parse(&endpoint).map_err(|e| {
+        CloudError::new(
+            Reason::CloudNotConfigured,
+            format!("WIB_AZURE_ARM_ENDPOINT: {e}"),
+        )
+    })?;
+    let http: Arc<dyn azure_core::HttpClient> = Arc::new(crate::http::client()?);
+    let credential: Arc<dyn azure_core::auth::TokenCredential> =
+        if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+            Arc::new(
+                azure_identity::WorkloadIdentityCredential::create(
+                    azure_identity::TokenCredentialOptions::default(),
+                )
+                .map_err(|e| arm::error("configuring workload identity", e))?,
+            )
+        } else {
+            azure_identity::create_default_credential()
+                .map_err(|e| arm::error("configuring Azure credentials", e))?
+        };
+    Ok(AzureProvider::new(Clients::new(
+        credential, endpoint, http,
+    )?))
+}
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use wib_api::binding::{AzureBinding, AzureStatus, RoleAssignmentStatus};
+use wib_api::conditions::Reason;
+use wib_api::provider::AzureProvider as AzureDefaults;
+use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
+
+use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
+use arm::{Clients, Credential, IdentityRef};
+use naming::Ownership;
+
+pub const AUDIENCE: &str = "api://AzureADTokenExchange";
+/// Entra allows 20 federated identity credentials per identity.
+pub const MAX_CREDENTIALS: usize = 20;
+
+pub struct AzureProvider {
+    clients: Clients,
+    /// Role name → definition ID, per subscription (role names never change).
+    roles: Mutex<HashMap<(String, String), String>>,
+    /// Azure rejects concurrent credential writes to one identity with 409:
+    /// wib writes them one at a time per identity.
+    credential_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Where the binding's identity lives, after defaults.
+struct Target {
+    at: IdentityRef,
+    location: String,
+    tenant: String,
+    credential: Credential,
+}
+
+impl AzureProvider {
+    pub fn new(clients: Clients) -> Self {
+        Self {
+            clients,
+            roles: Mutex::new(HashMap::new()),
+            credential_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, identity: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .credential_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry(identity.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    fn target<'a>(
+        request: &Request<'a>,
+    ) -> Result<(Target, &'a AzureBinding, &'a AzureDefaults), CloudError> {
+        let spec = request.binding.spec.azure.as_ref().ok_or_else(|| {
+            CloudError::new(Reason::CloudNotConfigured, "the binding has no spec.azure")
+        })?;
+        let defaults = request.provider.spec.azure.as_ref().ok_or_else(|| {
+            CloudError::new(Reason::CloudNotConfigured, "the provider has no spec.azure")
+        })?;
+        let cluster = &request.provider.spec.cluster_name;
+        let binding = request.binding.metadata.name.clone().unwrap_or_default();
+        let name = spec
+            .identity_name
+            .clone()
+            .unwrap_or_else(|| naming::identity_name(cluster, &request.namespace, &binding));
+        Ok((
+            Target {
+                at: IdentityRef {
+                    subscription: spec
+                        .subscription_id
+                        .clone()
+                        .unwrap_or_else(|| defaults.subscription_id.clone()),
+                    resource_group: spec
+                        .resource_group
+                        .clone()
+                        .unwrap_or_else(|| defaults.resource_group.clone()),
+                    name,
+                },
+                location: spec
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| defaults.location.clone()),
+                tenant: defaults.tenant_id.clone(),
+                credential: Credential {
+                    name: naming::federated_credential_name(
+                        cluster,
+                        &request.namespace,
+                        &request.service_account,
+                    ),
+                    issuer: request.issuer.to_string(),
+                    subject: request.subject.clone(),
+                    audiences: vec![AUDIENCE.to_string()],
+                },
+            },
+            spec,
+            defaults,
+        ))
+    }
+
+    /// Resolves every requested role to a definition ID and checks the
+    /// guardrails, before anything is written.
+    async fn resolve_roles(
+        &self,
+        request: &Request<'_>,
+        spec: &AzureBinding,
+        subscription: &str,
+    ) -> Result<Vec<(String, String, String)>, CloudError> {
+        let allowed_roles = request.provider.spec.allowed_roles.as_deref();
+        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
+        let mut resolved = Vec::new();
+        for wanted in &spec.role_assignments {
+            if !guardrails::scope_allowed(&wanted.scope, allowed_scopes) {
+                return Err(CloudError::new(
+                    Reason::ScopeNotAllowed,
+                    format!(
+                        "scope {} is outside the provider's allowedScopes",
+                        wanted.scope
+                    ),
+                ));
+            }
+            let (id, name) = self.resolve_role(&wanted.role, subscription).await?;
+            let guid = id.rsplit('/').next().unwrap_or_default().to_string();
+            if !guardrails::role_allowed(
+                &[
+                    wanted.role.as_str(),
+                    name.as_str(),
+                    guid.as_str(),
+                    id.as_str(),
+                ],
+                allowed_roles,
+            ) {
+                return Err(CloudError::new(
+                    Reason::RoleNotAllowed,
+                    format!(
+                        "role {:?} is not allowed by ClusterIdentityProvider {:?} (administrator roles are denied unless listed in allowedRoles)",
+                        wanted.role,
+                        request.provider.metadata.name.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            resolved.push((wanted.role.clone(), wanted.scope.clone(), id));
+        }
+        Ok(resolved)
+    }
+
+    /// (definition ID, role name) for a role given by name, GUID or ID.
+    async fn resolve_role(
+        &self,
+        role: &str,
+        subscription: &str,
+    ) -> Result<(String, String), CloudError> {
+        let scope = format!("/subscriptions/{subscription}");
+        let guid = role.rsplit('/').next().unwrap_or(role);
+        if uuid::Uuid::parse_str(guid).is_ok() {
+            return match self.clients.get_role(&scope, guid).await? {
+                Some(found) => Ok(found),
+                None => Err(CloudError::new(
+                    Reason::RoleNotFound,
+                    format!("role definition {role:?} does not exist"),
+                )),
+            };
+        }
+        let key = (subscription.to_ascii_lowercase(), role.to_string());
+        if let Some(id) = self
+            .roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok((id.clone(), role.to_string()));
+        }
+        let id = self.clients.find_role(&scope, role).await?.ok_or_else(|| {
+            CloudError::new(
+                Reason::RoleNotFound,
+                format!("no Azure role named {role:?} exists"),
+            )
+        })?;
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id.clone());
+        Ok((id, role.to_string()))
+    }
+
+    async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
+        let (target, spec, _) = Self::target(request)?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
+        let roles = self
+            .resolve_roles(request, spec, &target.at.subscription)
+            .await?;
+        let mut writes = Vec::new();
+
+        // Identity: find or create; never take over what wib does not own
+        // unless the provider allows it.
+        let identity = match self.clients.get_identity(&target.at).await? {
+            Some(existing) => match naming::ownership(&existing.tags, cluster, &uid) {
+                Ownership::ThisBinding | Ownership::ThisCluster { .. } => existing,
+                Ownership::OtherCluster { cluster: other } => {
+                    return Err(CloudError::new(
+                        Reason::AdoptionNotAllowed,
+                        format!(
+                            "identity {} is managed by wib in cluster {other:?}",
+                            target.at.name
+                        ),
+                    ));
+                }
+                Ownership::Untagged
+                    if request.provider.spec.adoption == AdoptionPolicy::AllowUntagged =>
+                {
+                    let mut tags = existing.tags.clone();
+                    tags.extend(naming::owner_tags(
+                        cluster,
+                        &request.namespace,
+                        &binding_name,
+                        &uid,
+                    ));
+                    tags.insert(naming::TAG_ADOPTED.into(), "true".into());
+                    writes.push(format!("adopted identity {}", target.at.name));
+                    self.clients
+                        .put_identity(&target.at, &target.location, &tags)
+                        .await?
+                }
+                Ownership::Untagged => {
+                    return Err(CloudError::new(
+                        Reason::AdoptionNotAllowed,
+                        format!(
+                            "identity {} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed",
+                            target.at.name
+                        ),
+                    ));
+                }
+            },
+            None => {
+                let tags = naming::owner_tags(cluster, &request.namespace, &binding_name, &uid);
+                writes.push(format!("created identity {}", target.at.name));
+                self.clients
+                    .put_identity(&target.at, &target.location, &tags)
+                    .await?
+            }
+        };
+
+        // Federated credential: exactly this issuer, subject and audience.
+        let lock = self.lock_for(&identity.id);
+        {
+            let _serialized = lock.lock().await;
+            let credentials = self.clients.list_credentials(&target.at).await?;
+            let current = credentials
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&target.credential.name));
+            let in_sync = current.is_some_and(|c| {
+                c.issuer == target.credential.issuer
+                    && c.subject == target.credential.subject
+                    && c.audiences == target.credential.audiences
+            });
+            if !in_sync {
+                if current.is_none() && credentials.len() >= MAX_CREDENTIALS {
+                    return Err(CloudError::new(
+                        Reason::FederatedCredentialLimit,
+                        format!(
+                            "identity {} already has {} federated credentials, Azure's limit; remove one or bind this ServiceAccount to another identity",
+                            target.at.name,
+                            credentials.len()
+                        ),
+                    ));
+                }
+                writes.push(format!(
+                    "{} federated credential {}",
+                    if current.is_some() {
+                        "repaired"
+                    } else {
+                        "created"
+                    },
+                    target.credential.name
+                ));
+                self.clients
+                    .put_credential(&target.at, &target.credential)
+                    .await?;
+            }
+        }
+
+        // Role assignments: create the missing, remove wib's extras.
+        let listing_scope = format!("/subscriptions/{}", target.at.subscription);
+        let existing = self
+            .clients
+            .list_assignments(&listing_scope, &identity.principal_id)
+            .await?;
+        let mut statuses = Vec::new();
+        let mut desired_names = Vec::new();
+        for (role, scope, definition) in &roles {
+            let name = naming::role_assignment_name(&identity.principal_id, definition, scope);
+            desired_names.push(name.clone());
+            let present = existing.iter().find(|a| {
+                a.name.eq_ignore_ascii_case(&name)
+                    || (a.scope.eq_ignore_ascii_case(scope.trim_end_matches('/'))
+                        && same_role(&a.role_definition_id, definition))
+            });
+            let id = match present {
+                Some(a) => a.id.clone(),
+                None => {
+                    writes.push(format!("assigned {role} on {scope}"));
+                    self.clients
+                        .create_assignment(scope, &name, definition, &identity.principal_id)
+                        .await?;
+                    format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}")
+                }
+            };
+            statuses.push(RoleAssignmentStatus {
+                role: role.clone(),
+                scope: Some(scope.clone()),
+                id: Some(id),
+                ready: true,
+            });
+        }
+        if naming::ownership(&identity.tags, cluster, &uid) == Ownership::ThisBinding {
+            for extra in existing.iter().filter(|a| {
+                is_wib_assignment(a, &identity.principal_id)
+                    && !desired_names
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(&a.name))
+            }) {
+                writes.push(format!("removed role assignment {}", extra.name));
+                self.clients
+                    .delete_assignment(&extra.scope, &extra.name)
+                    .await?;
+            }
+        }
+
+        let mut annotations = BTreeMap::from([
+            (
+                "azure.workload.identity/client-id".to_string(),
+                identity.client_id.clone(),
+            ),
+            (
+                "azure.workload.identity/tenant-id".to_string(),
+                nonempty(&identity.tenant_id, &target.tenant),
+            ),
+        ]);
+        if let Some(seconds) = spec.token_expiration_seconds {
+            annotations.insert(
+                "azure.workload.identity/service-account-token-expiration".into(),
+                seconds.to_string(),
+            );
+        }
+        Ok(Outcome {
+            annotations,
+            labels: BTreeMap::from([(
+                "azure.workload.identity/use".to_string(),
+                "true".to_string(),
+            )]),
+            status: wib_api::WorkloadIdentityBindingStatus {
+                identity: Some(identity.client_id.clone()),
+                azure: Some(AzureStatus {
+                    client_id: Some(identity.client_id.clone()),
+                    principal_id: Some(identity.principal_id.clone()),
+                    tenant_id: Some(nonempty(&identity.tenant_id, &target.tenant)),
+                    resource_id: Some(identity.id.clone()),
+                    federated_credential: Some(target.credential.name.clone()),
+                }),
+                role_assignments: statuses,
+                ..Default::default()
+            },
+            writes,
+        })
+    }
+
+    async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
+        let (target, _, _) = Self::target(request)?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let Some(identity) = self.clients.get_identity(&target.at).await? else {
+            return Ok(());
+        };
+        let ownership = naming::ownership(&identity.tags, cluster, &uid);
+        if matches!(
+            ownership,
+            Ownership::Untagged | Ownership::OtherCluster { .. }
+        ) {
+            // Never touched: refused at reconcile, nothing of wib's is on it.
+            return Ok(());
+        }
+        let remaining = {
+            let lock = self.lock_for(&identity.id);
+            let _serialized = lock.lock().await;
+            self.clients
+                .delete_credential(&target.at, &target.credential.name)
+                .await?;
+            self.clients
+                .list_credentials(&target.at)
+                .await?
+                .into_iter()
+                .filter(|c| !c.name.eq_ignore_ascii_case(&target.credential.name))
+                .count()
+        };
+        let delete = request.binding.spec.deletion_policy == DeletionPolicy::Delete
+            && ownership == Ownership::ThisBinding
+            && remaining == 0;
+        if !delete {
+            return Ok(());
+        }
+        let listing_scope = format!("/subscriptions/{}", target.at.subscription);
+        for assignment in self
+            .clients
+            .list_assignments(&listing_scope, &identity.principal_id)
+            .await?
+            .iter()
+            .filter(|a| is_wib_assignment(a, &identity.principal_id))
+        {
+            self.clients
+                .delete_assignment(&assignment.scope, &assignment.name)
+                .await?;
+        }
+        if identity.tags.get(naming::TAG_ADOPTED).map(String::as_str) != Some("true") {
+            self.clients.delete_identity(&target.at).await?;
+        }
+        Ok(())
+    }
+}
+
+fn nonempty(value: &str, fallback: &str) -> String {
+    if value.is_empty() {
+        fallback.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+fn same_role(a: &str, b: &str) -> bool {
+    let guid = |s: &str| s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase();
+    guid(a) == guid(b)
+}
+
+/// An assignment is wib's when its name is the GUID wib derives from its own
+/// principal, role and scope: anyone else's assignment has another name.
+fn is_wib_assignment(a: &arm::Assignment, principal_id: &str) -> bool {
+    naming::role_assignment_name(principal_id, &a.role_definition_id, &a.scope)
+        .eq_ignore_ascii_case(&a.name)
+}
+
+impl CloudProvider for AzureProvider {
+    fn cloud(&self) -> Cloud {
+        Cloud::Azure
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, CloudError>> {
+        Box::pin(self.reconcile_inner(request))
+    }
+
+    fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(self.cleanup_inner(request))
+    }
+}

@@ -1,0 +1,182 @@
+//! Azure names, ownership tags and role assignment GUIDs: pure and deterministic,
+//! so a reconcile retried after a crash finds what it made instead of
+//! duplicating it.
+
+use std::collections::BTreeMap;
+
+use wib_api::naming::{fit, short_hash};
+
+pub const TAG_CLUSTER: &str = "wib.dev_cluster";
+pub const TAG_NAMESPACE: &str = "wib.dev_namespace";
+pub const TAG_BINDING: &str = "wib.dev_binding";
+pub const TAG_UID: &str = "wib.dev_uid";
+/// Set when wib took over an identity it did not create; such an identity is
+/// never deleted by wib.
+pub const TAG_ADOPTED: &str = "wib.dev_adopted";
+
+/// Prefix of every federated credential wib creates.
+pub const FIC_PREFIX: &str = "wib-";
+
+/// Keeps `[A-Za-z0-9-_]`; anything else becomes `-`, and a hash of the
+/// original is appended so `a.b` and `a-b` never collide.
+fn sanitize(raw: &str) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean == raw {
+        clean
+    } else {
+        format!("{clean}-{}", short_hash(raw))
+    }
+}
+
+/// Default identity name: 3-128 `[A-Za-z0-9-_]`, starting alphanumeric.
+pub fn identity_name(cluster: &str, namespace: &str, binding: &str) -> String {
+    fit(
+        &sanitize(&format!("wib-{cluster}-{namespace}-{binding}")),
+        128,
+    )
+}
+
+/// The federated credential of one ServiceAccount: 3-120 characters,
+/// starting alphanumeric; one per (cluster, namespace, ServiceAccount).
+pub fn federated_credential_name(cluster: &str, namespace: &str, service_account: &str) -> String {
+    fit(
+        &sanitize(&format!(
+            "{FIC_PREFIX}{cluster}-{namespace}-{service_account}"
+        )),
+        120,
+    )
+}
+
+/// The GUID name of a role assignment wib makes: a UUIDv5 of principal,
+/// role definition GUID and scope (case-insensitive). Also how wib knows an
+/// assignment is its own: recomputing it from the assignment's properties
+/// gives back its name.
+pub fn role_assignment_name(principal_id: &str, role_definition_id: &str, scope: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a4e_0b7d_4c35_9a8e_77d1_3c5b_9e01);
+    let role_guid = role_definition_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(role_definition_id);
+    let key = format!(
+        "{}|{}|{}",
+        principal_id.to_ascii_lowercase(),
+        role_guid.to_ascii_lowercase(),
+        scope.trim_end_matches('/').to_ascii_lowercase()
+    );
+    uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).to_string()
+}
+
+/// Ownership tags naming cluster, namespace, binding and uid.
+pub fn owner_tags(
+    cluster: &str,
+    namespace: &str,
+    binding: &str,
+    uid: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TAG_CLUSTER.to_string(), cluster.to_string()),
+        (TAG_NAMESPACE.to_string(), namespace.to_string()),
+        (TAG_BINDING.to_string(), binding.to_string()),
+        (TAG_UID.to_string(), uid.to_string()),
+    ])
+}
+
+/// Who owns an existing identity, judged by its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Created (or adopted) for this very binding.
+    ThisBinding,
+    /// Created by another binding of this cluster: shared (many
+    /// ServiceAccounts, one identity).
+    ThisCluster { binding: String },
+    /// Owned by wib in another cluster.
+    OtherCluster { cluster: String },
+    /// No wib tags.
+    Untagged,
+}
+
+pub fn ownership(tags: &BTreeMap<String, String>, cluster: &str, uid: &str) -> Ownership {
+    match tags.get(TAG_CLUSTER) {
+        None => Ownership::Untagged,
+        Some(c) if c != cluster => Ownership::OtherCluster { cluster: c.clone() },
+        Some(_) if tags.get(TAG_UID).map(String::as_str) == Some(uid) => Ownership::ThisBinding,
+        Some(_) => Ownership::ThisCluster {
+            binding: format!(
+                "{}/{}",
+                tags.get(TAG_NAMESPACE).cloned().unwrap_or_default(),
+                tags.get(TAG_BINDING).cloned().unwrap_or_default()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_azure_rules_and_are_stable() {
+        let long = "n".repeat(200);
+        let cases = [
+            ("prod", "team-a", "app1", "wib-prod-team-a-app1"),
+            ("prod", "team-a", "app.v2", "wib-prod-team-a-app-v2-"),
+        ];
+        for (cluster, ns, binding, prefix) in cases {
+            let name = identity_name(cluster, ns, binding);
+            assert!(name.starts_with(prefix), "{name}");
+            assert_eq!(name, identity_name(cluster, ns, binding));
+        }
+        assert_ne!(
+            identity_name("c", "ns", "a.b"),
+            identity_name("c", "ns", "a-b")
+        );
+        assert_eq!(identity_name("c", &long, "x").len(), 128);
+        assert_eq!(federated_credential_name("c", &long, "sa").len(), 120);
+        assert!(
+            identity_name("c", "ns", "b")
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn role_assignment_names_are_deterministic_and_case_insensitive() {
+        let a = role_assignment_name(
+            "P1",
+            "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/ABC",
+            "/subscriptions/S/resourceGroups/RG",
+        );
+        let b = role_assignment_name("p1", "abc", "/subscriptions/s/resourcegroups/rg/");
+        assert_eq!(a, b);
+        assert_ne!(a, role_assignment_name("p1", "abc", "/subscriptions/s"));
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+    }
+
+    #[test]
+    fn ownership_cases() {
+        let tags = owner_tags("c1", "ns", "b", "u1");
+        assert_eq!(ownership(&tags, "c1", "u1"), Ownership::ThisBinding);
+        assert_eq!(
+            ownership(&tags, "c1", "u2"),
+            Ownership::ThisCluster {
+                binding: "ns/b".into()
+            }
+        );
+        assert_eq!(
+            ownership(&tags, "c2", "u1"),
+            Ownership::OtherCluster {
+                cluster: "c1".into()
+            }
+        );
+        assert_eq!(ownership(&BTreeMap::new(), "c1", "u1"), Ownership::Untagged);
+    }
+}

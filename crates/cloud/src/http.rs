@@ -1,0 +1,37 @@
+//! The HTTP client clouds are reached with: system roots, plus the PEM bundle
+//! in `WIB_CLOUD_CA_FILE` when set (private endpoints, local fakes over https).
+
+use std::time::Duration;
+
+use wib_api::conditions::Reason;
+
+use crate::CloudError;
+
+pub fn client() -> Result<reqwest::Client, CloudError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(path) = std::env::var_os("WIB_CLOUD_CA_FILE") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CloudError::new(
+                Reason::CloudNotConfigured,
+                format!("reading WIB_CLOUD_CA_FILE {}: {e}", path.to_string_lossy()),
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            CloudError::new(
+                Reason::CloudNotConfigured,
+                format!("WIB_CLOUD_CA_FILE: {e}"),
+            )
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| {
+        CloudError::new(
+            Reason::CloudNotConfigured,
+            format!("building the HTTP client: {e}"),
+        )
+    })
+}

@@ -1,0 +1,212 @@
+//! Cloud fakes as separate processes, and the wiring that gives the operator
+//! its own workload identity against them (no secrets, as in a real cluster).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::ControlPlane;
+use crate::process::Process;
+
+pub const AZURE_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub const AZURE_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The operator's own Entra application in the fake.
+pub const OPERATOR_CLIENT_ID: &str = "0b5e4f3a-7d1c-4c2e-9f6a-1a2b3c4d5e6f";
+pub const OPERATOR_NAMESPACE: &str = "wib-system";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "wib-controller";
+
+/// The Azure fake (`wib-fake-azure`) on a free 127.0.0.1 port.
+pub struct AzureFake {
+    process: Process,
+    pub url: String,
+    http: reqwest::Client,
+    /// Operator environment: token file, tenant, client ID, endpoints.
+    pub operator_env: Vec<(String, String)>,
+}
+
+impl AzureFake {
+    /// Starts the fake, registers the operator's application with a
+    /// federated credential for `wib-system/wib-controller`, and writes that
+    /// ServiceAccount's projected token where the operator will read it.
+    pub async fn start(cp: &ControlPlane) -> Result<Self> {
+        let binary = crate::operator::workspace_binary("wib-fake-azure")?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--tenant-id")
+            .arg(AZURE_TENANT)
+            .arg("--issuer-ca-file")
+            .arg(cp.ca_cert_path());
+        let process = Process::spawn("wib-fake-azure", cmd, cp.dir())?;
+        let log = cp.dir().join("wib-fake-azure.log");
+        let started = Instant::now();
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+                break url.trim().to_string();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("wib-fake-azure did not start:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut this = Self {
+            process,
+            url,
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        };
+        this.admin_post(
+            "/admin/apps",
+            json!({"clientId": OPERATOR_CLIENT_ID, "federatedCredentials": [{
+                "issuer": cp.issuer(),
+                "subject": format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"),
+            }]}),
+        )
+        .await?;
+        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
+        let token = cp
+            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, AZURE_AUDIENCE)
+            .await?;
+        let token_file: PathBuf = cp.dir().join("azure-identity-token");
+        std::fs::write(&token_file, token)?;
+        this.operator_env = vec![
+            ("AZURE_TENANT_ID".into(), AZURE_TENANT.into()),
+            ("AZURE_CLIENT_ID".into(), OPERATOR_CLIENT_ID.into()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
+            ("AZURE_AUTHORITY_HOST".into(), this.url.clone()),
+            ("WIB_AZURE_ARM_ENDPOINT".into(), this.url.clone()),
+        ];
+        Ok(this)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    async fn admin_post(&self, path: &str, body: Value) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("{path}: {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// Everything the fake holds: identities (with credentials) and role assignments.
+    pub async fn state(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/admin/state", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Per-operation call counters and the number of writes.
+    pub async fn calls(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/admin/calls", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn reset_calls(&self) -> Result<()> {
+        self.http
+            .delete(format!("{}/admin/calls", self.url))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Injects a fault: `{"operation", "status", "retryAfter", "latencyMs", "times"}`.
+    pub async fn inject(&self, fault: Value) -> Result<()> {
+        self.admin_post("/admin/faults", fault).await
+    }
+
+    /// Changes behaviour: `{"principalReplicationSeconds", "identityWritesPerSecond", "ficWriteMillis"}`.
+    pub async fn configure(&self, config: Value) -> Result<()> {
+        self.admin_post("/admin/config", config).await
+    }
+
+    /// Calls ARM as the operator's application (for arranging a test, e.g.
+    /// an identity wib does not own); returns status and body.
+    pub async fn arm(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let token_file = self
+            .operator_env
+            .iter()
+            .find(|(k, _)| k == "AZURE_FEDERATED_TOKEN_FILE")
+            .map(|(_, v)| v.clone())
+            .context("operator token file")?;
+        let assertion = std::fs::read_to_string(token_file)?;
+        let (status, token) = self.exchange(OPERATOR_CLIENT_ID, &assertion).await?;
+        if status != 200 {
+            bail!("operator token exchange failed: {token}");
+        }
+        let access = token["access_token"].as_str().context("access_token")?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.url))
+            .bearer_auth(access);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Exchanges a ServiceAccount token for an Entra access token, as the
+    /// Azure SDK in a pod does; the raw response.
+    pub async fn exchange(&self, client_id: &str, assertion: &str) -> Result<(u16, Value)> {
+        let form = [
+            ("client_id", client_id),
+            ("scope", "https://management.azure.com/.default"),
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ];
+        let response = self
+            .http
+            .post(format!("{}/{AZURE_TENANT}/oauth2/v2.0/token", self.url))
+            .form(&form)
+            .send()
+            .await
+            .context("token endpoint")?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+}
+
+async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<Namespace> = Api::all(cp.client().await?);
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    api.patch(
+        name,
+        &PatchParams::apply("wib-testenv").force(),
+        &Patch::Apply(&ns),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,563 @@
+//! Azure end to end: the operator binary, the local control plane and the
+//! Azure fake, reached only through the Azure SDK crates.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use serde_json::{Value, json};
+use wib_api::conditions::{READY, ROLE_ASSIGNMENTS_READY};
+use wib_e2e::{Env, condition};
+use wib_testenv::fakes::{AZURE_AUDIENCE, AZURE_TENANT};
+
+const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
+const NS: &str = "test-namespace";
+const SA: &str = "qa-cluster-app1-sa";
+const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+
+fn vault_scope() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/qa-rg/providers/Microsoft.KeyVault/vaults/qa-kv")
+}
+
+fn provider(extra: &str) -> String {
+    format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: ClusterIdentityProvider
+metadata:
+  name: azure
+  annotations:
+    wib.dev/is-default-provider: "true"
+spec:
+  clusterName: qa-cluster
+  azure:
+    tenantId: {AZURE_TENANT}
+    subscriptionId: {SUB}
+    resourceGroup: qa-identities
+    location: westeurope{extra}
+"#
+    )
+}
+
+fn binding(name: &str, sa: &str, role: &str, scope: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: WorkloadIdentityBinding
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  serviceAccount:
+    name: {sa}{extra}
+  azure:
+    roleAssignments:
+      - role: {role}
+        scope: {scope}
+"#
+    )
+}
+
+async fn env() -> Env {
+    let env = Env::start_azure()
+        .await
+        .expect("control plane, Azure fake and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider("")).await.expect("provider");
+    env
+}
+
+/// Runs the pod stand-in with the environment the Azure webhook injects.
+fn pod_exchange(env: &Env, client_id: &str, token: &str) -> (bool, String) {
+    let token_file = env
+        .cp
+        .dir()
+        .join(format!("pod-token-{}", std::process::id()));
+    std::fs::write(&token_file, token).expect("token file");
+    let pod = wib_testenv::operator::workspace_binary("wib-e2e-pod-azure").expect("pod binary");
+    let out = Command::new(pod)
+        .env_clear()
+        .env("AZURE_CLIENT_ID", client_id)
+        .env("AZURE_TENANT_ID", AZURE_TENANT)
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
+        .env("AZURE_AUTHORITY_HOST", &env.azure().url)
+        .output()
+        .expect("pod runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn identities(state: &Value) -> Vec<Value> {
+    state["identities"].as_array().cloned().unwrap_or_default()
+}
+
+fn assignments(state: &Value) -> Vec<Value> {
+    state["roleAssignments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn public_guide_binding_becomes_ready_and_its_pod_token_exchanges_until_deleted() {
+    let env = env().await;
+    env.apply(&binding(
+        "app1",
+        SA,
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "app1", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+
+    // The fake holds exactly the identity, its credential and its assignment.
+    let state = env.azure().state().await.expect("state");
+    let ids = identities(&state);
+    assert_eq!(ids.len(), 1, "{state}");
+    let identity = &ids[0];
+    let client_id = identity["properties"]["clientId"]
+        .as_str()
+        .expect("clientId")
+        .to_string();
+    let principal = identity["properties"]["principalId"]
+        .as_str()
+        .expect("principalId")
+        .to_string();
+    assert_eq!(identity["location"], "westeurope");
+    assert_eq!(identity["tags"]["wib.dev_cluster"], "qa-cluster");
+    assert_eq!(identity["tags"]["wib.dev_namespace"], NS);
+    assert_eq!(identity["tags"]["wib.dev_binding"], "app1");
+    assert_eq!(identity["tags"]["wib.dev_uid"], b.uid().expect("uid"));
+    assert!(
+        identity["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("/resourcegroups/qa-identities/"),
+        "{identity}"
+    );
+    let fics = identity["federatedIdentityCredentials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(fics.len(), 1, "{identity}");
+    assert_eq!(fics[0]["properties"]["issuer"], env.cp.issuer());
+    assert_eq!(
+        fics[0]["properties"]["subject"],
+        format!("system:serviceaccount:{NS}:{SA}")
+    );
+    assert_eq!(fics[0]["properties"]["audiences"], json!([AZURE_AUDIENCE]));
+    let roles = assignments(&state);
+    assert_eq!(roles.len(), 1, "{state}");
+    assert_eq!(roles[0]["properties"]["principalId"], principal.as_str());
+    assert_eq!(roles[0]["properties"]["principalType"], "ServicePrincipal");
+    assert_eq!(roles[0]["properties"]["scope"], vault_scope());
+    assert!(
+        roles[0]["properties"]["roleDefinitionId"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(KEY_VAULT_SECRETS_USER),
+        "{state}"
+    );
+
+    // Status and ServiceAccount tell the same story.
+    let status = b.status.as_ref().expect("status");
+    let azure = status.azure.as_ref().expect("azure status");
+    assert_eq!(azure.client_id.as_deref(), Some(client_id.as_str()));
+    assert_eq!(azure.principal_id.as_deref(), Some(principal.as_str()));
+    assert_eq!(azure.tenant_id.as_deref(), Some(AZURE_TENANT));
+    assert_eq!(azure.resource_id.as_deref(), identity["id"].as_str());
+    assert_eq!(status.identity.as_deref(), Some(client_id.as_str()));
+    assert_eq!(status.role_assignments.len(), 1);
+    assert!(status.role_assignments[0].ready);
+    let sa = env
+        .service_accounts(NS)
+        .get(SA)
+        .await
+        .expect("ServiceAccount");
+    assert_eq!(
+        sa.annotations().get("azure.workload.identity/client-id"),
+        Some(&client_id)
+    );
+    assert_eq!(
+        sa.annotations()
+            .get("azure.workload.identity/tenant-id")
+            .map(String::as_str),
+        Some(AZURE_TENANT)
+    );
+    assert_eq!(
+        sa.labels()
+            .get("azure.workload.identity/use")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(sa.automount_service_account_token, Some(false));
+
+    // A pod's projected token is exchanged for an Entra token with the Azure SDK.
+    let token = env
+        .cp
+        .service_account_token(NS, SA, AZURE_AUDIENCE)
+        .await
+        .expect("TokenRequest");
+    let (ok, output) = pod_exchange(&env, &client_id, &token);
+    assert!(ok, "exchange while Ready: {output}");
+
+    // A steady state makes no cloud writes across several resyncs.
+    env.azure().reset_calls().await.expect("reset");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(calls["writes"], 0, "steady state wrote: {calls}");
+    assert!(
+        calls["operations"]["UserAssignedIdentities_Get"]
+            .as_u64()
+            .unwrap_or_default()
+            >= 2,
+        "resyncs re-read the cloud: {calls}"
+    );
+
+    // After deletion the same exchange fails, and the fake holds nothing of wib's.
+    env.delete_binding(NS, "app1").await.expect("deleted");
+    let (ok, output) = pod_exchange(&env, &client_id, &token);
+    assert!(!ok, "exchange after deletion must fail: {output}");
+    let (status, body) = env
+        .azure()
+        .exchange(&client_id, &token)
+        .await
+        .expect("token endpoint");
+    assert_eq!(
+        (status, body["error_codes"][0].as_u64()),
+        (400, Some(700016)),
+        "the identity is gone: {body}"
+    );
+    let state = env.azure().state().await.expect("state");
+    assert!(
+        identities(&state).is_empty() && assignments(&state).is_empty(),
+        "{state}"
+    );
+    assert!(
+        env.service_accounts(NS)
+            .get_opt(SA)
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn retain_keeps_the_identity_and_roles_and_drops_only_the_federation() {
+    let env = env().await;
+    env.apply(&binding(
+        "kept",
+        "kept",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "\n  deletionPolicy: Retain",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    env.delete_binding(NS, "kept").await.expect("deleted");
+    let state = env.azure().state().await.expect("state");
+    let ids = identities(&state);
+    assert_eq!(ids.len(), 1, "identity kept: {state}");
+    assert_eq!(
+        ids[0]["federatedIdentityCredentials"],
+        json!([]),
+        "federation removed: {state}"
+    );
+    assert_eq!(assignments(&state).len(), 1, "roles kept: {state}");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_created() {
+    let env = env().await;
+    let cases = [
+        (
+            "unknown-role",
+            "No Such Role",
+            vault_scope(),
+            "RoleNotFound",
+        ),
+        ("owner", "Owner", vault_scope(), "RoleNotAllowed"),
+        (
+            "uaa",
+            "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+            vault_scope(),
+            "RoleNotAllowed",
+        ),
+    ];
+    for (name, role, scope, reason) in &cases {
+        env.apply(&binding(name, name, role, scope, ""))
+            .await
+            .expect("binding");
+        let b = env
+            .wait_condition(NS, name, READY, "False", reason)
+            .await
+            .expect("refused");
+        assert_eq!(
+            condition(&b, "Stalled").map(|c| c.status.as_str()),
+            Some("True"),
+            "{name}"
+        );
+    }
+    // Scopes outside the provider's allowedScopes.
+    env.apply(&provider(&format!(
+        "\n  allowedScopes:\n    - /subscriptions/{SUB}/resourceGroups/allowed-only"
+    )))
+    .await
+    .expect("provider with allowedScopes");
+    env.apply(&binding(
+        "scoped",
+        "scoped",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "scoped", READY, "False", "ScopeNotAllowed")
+        .await
+        .expect("scope refused");
+    env.delete_binding(NS, "scoped").await.expect("deleted");
+    env.apply(&provider(""))
+        .await
+        .expect("provider without allowedScopes");
+
+    // An identity of the wanted name that wib does not own is not adopted.
+    let path = format!(
+        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/foreign?api-version=2023-01-31"
+    );
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"location": "westeurope", "tags": {"team": "other"}})),
+        )
+        .await
+        .expect("arrange an untagged identity");
+    assert_eq!(status, 201);
+    env.apply(
+        &binding(
+            "adopter",
+            "adopter",
+            "Key Vault Secrets User",
+            &vault_scope(),
+            "",
+        )
+        .replace("  azure:\n", "  azure:\n    identityName: foreign\n"),
+    )
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "adopter", READY, "False", "AdoptionNotAllowed")
+        .await
+        .expect("adoption refused");
+
+    // Nothing was created or changed for any of them.
+    let state = env.azure().state().await.expect("state");
+    let ids = identities(&state);
+    assert_eq!(ids.len(), 1, "only the foreign identity exists: {state}");
+    assert_eq!(
+        ids[0]["tags"],
+        json!({"team": "other"}),
+        "foreign identity untouched"
+    );
+    assert_eq!(ids[0]["federatedIdentityCredentials"], json!([]));
+    assert!(assignments(&state).is_empty(), "{state}");
+
+    // Every refused binding deletes cleanly.
+    for name in ["unknown-role", "owner", "uaa", "adopter"] {
+        env.delete_binding(NS, name).await.expect("deleted");
+    }
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state).len(),
+        1,
+        "the foreign identity survives: {state}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_server_errors_and_replication_delay_end_ready_without_duplicates() {
+    let env = env().await;
+    env.azure()
+        .configure(json!({"principalReplicationSeconds": 8}))
+        .await
+        .expect("replication delay");
+    env.azure()
+        .inject(json!({"operation": "RoleAssignments_Create", "status": 429, "retryAfter": 1, "times": 2}))
+        .await
+        .expect("429");
+    env.azure()
+        .inject(json!({"operation": "FederatedIdentityCredentials_CreateOrUpdate", "status": 500, "times": 2}))
+        .await
+        .expect("500");
+    env.apply(&binding(
+        "flaky",
+        "flaky",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "flaky", READY, "True", "Provisioned")
+        .await
+        .expect("Ready in the end");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(identities(&state).len(), 1, "{state}");
+    assert_eq!(assignments(&state).len(), 1, "{state}");
+    let b = env.bindings(NS).get("flaky").await.expect("binding");
+    assert_eq!(
+        condition(&b, ROLE_ASSIGNMENTS_READY).map(|c| c.status.as_str()),
+        Some("True")
+    );
+    let events = env.events_for(NS, "flaky").await.expect("events");
+    let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "WaitingForPrincipalReplication"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_put_back_with_an_event_and_an_operator_crash_leaves_no_duplicates() {
+    let env = env().await;
+    env.apply(&binding(
+        "drifty",
+        "drifty",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "drifty", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let state = env.azure().state().await.expect("state");
+    let identity = identities(&state)[0].clone();
+    let assignment = assignments(&state)[0]["id"]
+        .as_str()
+        .expect("assignment id")
+        .to_string();
+    let fic = identity["federatedIdentityCredentials"][0]["id"]
+        .as_str()
+        .expect("fic id")
+        .to_string();
+
+    // Someone removes the role assignment and the federated credential.
+    for id in [&assignment, &fic] {
+        let version = if id.contains("roleAssignments") {
+            "2022-04-01"
+        } else {
+            "2023-01-31"
+        };
+        let (status, _) = env
+            .azure()
+            .arm(
+                reqwest::Method::DELETE,
+                &format!("{id}?api-version={version}"),
+                None,
+            )
+            .await
+            .expect("out-of-band delete");
+        assert_eq!(status, 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = env.azure().state().await.expect("state");
+        let restored = assignments(&state).len() == 1
+            && identities(&state)[0]["federatedIdentityCredentials"]
+                .as_array()
+                .map(Vec::len)
+                == Some(1);
+        if restored {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drift not repaired: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let events = env.events_for(NS, "drifty").await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DriftRepaired")),
+        "{:?}",
+        events
+            .iter()
+            .map(|e| (&e.reason, &e.message))
+            .collect::<Vec<_>>()
+    );
+
+    // A crash in the middle of a reconcile: the role assignment call hangs,
+    // the operator is killed, a new one finishes without duplicating anything.
+    let mut env = env;
+    env.azure()
+        .inject(json!({"operation": "RoleAssignments_Create", "latencyMs": 5000}))
+        .await
+        .expect("latency");
+    env.apply(&binding(
+        "crashy",
+        "crashy",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.azure().calls().await.expect("calls")["operations"]["RoleAssignments_Create"]
+        .as_u64()
+        .unwrap_or_default()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached the role assignment"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    env.operator.kill();
+    env.operator.restart().expect("restart");
+    env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
+        .await
+        .expect("Ready after restart");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state).len(),
+        2,
+        "one identity per binding: {state}"
+    );
+    assert_eq!(
+        assignments(&state).len(),
+        2,
+        "one assignment per binding: {state}"
+    );
+    for identity in identities(&state) {
+        assert_eq!(
+            identity["federatedIdentityCredentials"]
+                .as_array()
+                .map(Vec::len),
+            Some(1),
+            "{identity}"
+        );
+    }
+}
