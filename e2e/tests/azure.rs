@@ -561,3 +561,246 @@ async fn drift_is_put_back_with_an_event_and_an_operator_crash_leaves_no_duplica
         );
     }
 }
+
+#[tokio::test]
+async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
+    let env = env().await;
+    let rg_scope = format!("/subscriptions/{SUB}/resourceGroups/qa-rg");
+    let manifest = binding(
+        "roles",
+        "roles",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ) + &format!("      - role: Reader\n        scope: {rg_scope}\n");
+    env.apply(&manifest).await.expect("binding with two roles");
+    env.wait_condition(NS, "roles", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(assignments(&state).len(), 2, "{state}");
+    let principal = identities(&state)[0]["properties"]["principalId"]
+        .as_str()
+        .expect("principal")
+        .to_string();
+
+    // Someone else grants the identity a role on their own: wib leaves it be.
+    let foreign = format!(
+        "{rg_scope}/providers/Microsoft.Authorization/roleAssignments/99999999-9999-4999-8999-999999999999?api-version=2022-04-01"
+    );
+    let (status, body) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &foreign,
+            Some(json!({"properties": {
+                "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
+                "principalId": principal,
+                "principalType": "ServicePrincipal"}})),
+        )
+        .await
+        .expect("foreign assignment");
+    assert_eq!(status, 201, "{body}");
+
+    // Dropping Reader from the spec removes exactly wib's Reader assignment.
+    env.apply(&binding(
+        "roles",
+        "roles",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("one role");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = env.azure().state().await.expect("state");
+        let roles: Vec<String> = assignments(&state)
+            .iter()
+            .map(|a| {
+                a["properties"]["roleDefinitionId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if roles.len() == 2
+            && !roles
+                .iter()
+                .any(|r| r == "acdd72a7-3385-48ef-bd42-f606fba81ae7")
+        {
+            assert!(
+                roles.iter().any(|r| r == KEY_VAULT_SECRETS_USER),
+                "{roles:?}"
+            );
+            assert!(
+                roles
+                    .iter()
+                    .any(|r| r == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
+                "foreign kept: {roles:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "extra not removed: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The same role granted out of band under another name counts as present.
+    let state = env.azure().state().await.expect("state");
+    let wib_assignment = assignments(&state)
+        .into_iter()
+        .find(|a| {
+            a["properties"]["roleDefinitionId"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(KEY_VAULT_SECRETS_USER)
+        })
+        .expect("wib's assignment");
+    let id = wib_assignment["id"].as_str().expect("id");
+    env.azure()
+        .arm(
+            reqwest::Method::DELETE,
+            &format!("{id}?api-version=2022-04-01"),
+            None,
+        )
+        .await
+        .expect("delete");
+    let other_name = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/88888888-8888-4888-8888-888888888888?api-version=2022-04-01",
+        vault_scope()
+    );
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &other_name,
+            Some(json!({"properties": {
+                "roleDefinitionId": format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{KEY_VAULT_SECRETS_USER}"),
+                "principalId": principal,
+                "principalType": "ServicePrincipal"}})),
+        )
+        .await
+        .expect("same role, other name");
+    assert_eq!(status, 201);
+    env.azure().reset_calls().await.expect("reset");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(
+        calls["writes"], 0,
+        "an equivalent assignment is not duplicated: {calls}"
+    );
+    let b = env.bindings(NS).get("roles").await.expect("binding");
+    let status = b.status.expect("status");
+    assert!(
+        status.role_assignments[0]
+            .id
+            .as_deref()
+            .unwrap_or_default()
+            .contains("88888888-8888-4888-8888-888888888888"),
+        "{:?}",
+        status.role_assignments
+    );
+}
+
+#[tokio::test]
+async fn an_identity_at_the_federated_credential_limit_is_reported_and_left_unchanged() {
+    let env = env().await;
+    // An identity another binding of this cluster made, already at Azure's 20 credentials.
+    let identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared-full"
+    );
+    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": "other", "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{identity}?api-version=2023-01-31"),
+            Some(json!({"location": "westeurope", "tags": tags})),
+        )
+        .await
+        .expect("identity");
+    assert_eq!(status, 201);
+    for i in 0..20 {
+        let (status, body) = env
+            .azure()
+            .arm(
+                reqwest::Method::PUT,
+                &format!("{identity}/federatedIdentityCredentials/other-{i}?api-version=2023-01-31"),
+                Some(json!({"properties": {"issuer": env.cp.issuer(), "subject": format!("system:serviceaccount:other:sa{i}"), "audiences": [AZURE_AUDIENCE]}})),
+            )
+            .await
+            .expect("credential");
+        assert_eq!(status, 201, "{body}");
+    }
+    env.apply(
+        &binding("full", "full", "Key Vault Secrets User", &vault_scope(), "")
+            .replace("  azure:\n", "  azure:\n    identityName: shared-full\n"),
+    )
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "full", READY, "False", "FederatedCredentialLimit")
+        .await
+        .expect("limit");
+    assert!(condition(&b, READY).expect("ready").message.contains("20"));
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state)[0]["federatedIdentityCredentials"]
+            .as_array()
+            .map(Vec::len),
+        Some(20)
+    );
+    assert!(assignments(&state).is_empty(), "no role assigned: {state}");
+    env.delete_binding(NS, "full").await.expect("deleted");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state).len(),
+        1,
+        "another binding's identity is never deleted: {state}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_cloud_blocks_deletion_until_it_answers() {
+    let env = env().await;
+    env.apply(&binding(
+        "blocked",
+        "blocked",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "blocked", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    // Each failed attempt spends four answers (the SDK retries three times).
+    env.azure()
+        .inject(json!({"operation": "UserAssignedIdentities_Get", "status": 503, "times": 12}))
+        .await
+        .expect("outage");
+    env.bindings(NS)
+        .delete("blocked", &Default::default())
+        .await
+        .expect("delete requested");
+    let b = env
+        .wait_condition(NS, "blocked", READY, "False", "DeletionBlocked")
+        .await
+        .expect("blocked");
+    assert!(
+        b.finalizers().iter().any(|f| f == "wib.dev/cleanup"),
+        "finalizer kept"
+    );
+    env.delete_binding(NS, "blocked")
+        .await
+        .expect("deleted once the cloud answers");
+    let state = env.azure().state().await.expect("state");
+    assert!(identities(&state).is_empty(), "{state}");
+}

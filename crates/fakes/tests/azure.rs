@@ -359,6 +359,32 @@ async fn entra_exchanges_only_tokens_matching_a_federated_credential_and_arm_fol
         "{calls}"
     );
 
+    // ARM's managed-identity write limit per subscription, when enforced.
+    fake.admin("/admin/config", json!({"identityWritesPerSecond": 2}))
+        .await;
+    let mut throttled = None;
+    for i in 0..3 {
+        let path = format!(
+            "{}?api-version=2023-01-31",
+            identity_path(&format!("burst-{i}"))
+        );
+        let (status, body, retry) = fake
+            .arm(
+                reqwest::Method::PUT,
+                &path,
+                &access,
+                Some(json!({"location": "westeurope"})),
+            )
+            .await;
+        if status == 429 {
+            throttled = Some((body, retry));
+        }
+    }
+    let (body, retry) = throttled.expect("the third write within a second is throttled");
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    assert_eq!(retry.as_deref(), Some("1"));
+    fake.admin("/admin/config", json!({})).await;
+
     // Deleting the identity: 200, then 204 when already gone.
     let (status, _, _) = fake.arm(reqwest::Method::DELETE, &get, &access, None).await;
     assert_eq!(status, 200);
