@@ -4,6 +4,7 @@
 //! steady state makes no writes.
 
 pub mod arm;
+pub mod credential;
 pub mod naming;
 
 /// The Azure provider as configured by the environment: the ARM endpoint
