@@ -21,6 +21,8 @@ pub const RESYNC_SECONDS: &str = "2";
 pub struct Env {
     // Field order is drop order: the operator stops first, the control plane last.
     pub operator: Operator,
+    /// The operator's /metrics, /healthz and /readyz.
+    pub metrics_url: String,
     pub azure: Option<AzureFake>,
     pub client: Client,
     pub cp: ControlPlane,
@@ -50,11 +52,15 @@ impl Env {
             .map(|a| a.operator_env.clone())
             .unwrap_or_default();
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let metrics_url = format!("http://127.0.0.1:{port}");
         let operator = Operator::start(
             cp.kubeconfig(),
             cp.dir(),
             &[
-                "--metrics-addr=127.0.0.1:0",
+                &format!("--metrics-addr=127.0.0.1:{port}"),
                 &format!("--resync-seconds={RESYNC_SECONDS}"),
                 "--provider-resync-seconds=5",
             ],
@@ -62,10 +68,19 @@ impl Env {
         )?;
         Ok(Self {
             operator,
+            metrics_url,
             azure,
             client,
             cp,
         })
+    }
+
+    /// The operator's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?)
     }
 
     /// The Azure fake; panics when the env was started without it.

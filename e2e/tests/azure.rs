@@ -365,6 +365,7 @@ async fn bad_input_is_refused_before_anything_is_created() {
         .expect("adoption refused");
 
     // Nothing was created or changed for any of them.
+
     let state = env.azure().state().await.expect("state");
     let ids = identities(&state);
     assert_eq!(ids.len(), 1, "only the foreign identity exists: {state}");
@@ -801,6 +802,72 @@ async fn an_unreachable_cloud_blocks_deletion_until_it_answers() {
     env.delete_binding(NS, "blocked")
         .await
         .expect("deleted once the cloud answers");
+    let state = env.azure().state().await.expect("state");
+    assert!(identities(&state).is_empty(), "{state}");
+}
+
+#[tokio::test]
+async fn several_service_accounts_share_one_identity_with_serialised_credential_writes() {
+    let env = env().await;
+    // Azure holds a credential write for a while and refuses overlapping ones with 409.
+    env.azure()
+        .configure(json!({"ficWriteMillis": 800}))
+        .await
+        .expect("slow credential writes");
+    let shared = |name: &str| {
+        binding(name, name, "Key Vault Secrets User", &vault_scope(), "")
+            .replace("  azure:\n", "  azure:\n    identityName: shared-id\n")
+    };
+    env.apply(&format!("{}---\n{}", shared("one"), shared("two")))
+        .await
+        .expect("two bindings");
+    env.wait_condition(NS, "one", READY, "True", "Provisioned")
+        .await
+        .expect("one Ready");
+    env.wait_condition(NS, "two", READY, "True", "Provisioned")
+        .await
+        .expect("two Ready");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(identities(&state).len(), 1, "{state}");
+    let subjects: Vec<String> = identities(&state)[0]["federatedIdentityCredentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            f["properties"]["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects.contains(&format!("system:serviceaccount:{NS}:one")));
+    assert!(subjects.contains(&format!("system:serviceaccount:{NS}:two")));
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(
+        calls["operations"]["FederatedIdentityCredentials_CreateOrUpdate"], 2,
+        "serialised: no write was refused and retried: {calls}"
+    );
+
+    // The identity goes with the last binding that uses it, even when that
+    // is not the binding that created it.
+    let creator = identities(&state)[0]["tags"]["wib.dev_binding"]
+        .as_str()
+        .expect("creator tag")
+        .to_string();
+    let other = if creator == "one" { "two" } else { "one" };
+    env.delete_binding(NS, &creator)
+        .await
+        .expect("creator deleted");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state).len(),
+        1,
+        "still used by {other}: {state}"
+    );
+    env.delete_binding(NS, other)
+        .await
+        .expect("last user deleted");
     let state = env.azure().state().await.expect("state");
     assert!(identities(&state).is_empty(), "{state}");
 }

@@ -28,9 +28,11 @@ impl RotatingWorkloadIdentity {
     /// From the variables the Azure workload identity webhook injects.
     pub fn from_env(http: Arc<dyn azure_core::HttpClient>) -> azure_core::Result<Self> {
         let var = |name: &str| {
-            std::env::var(name).map_err(|_| Error::message(ErrorKind::Credential, format!("{name} is not set")))
+            std::env::var(name)
+                .map_err(|_| Error::message(ErrorKind::Credential, format!("{name} is not set")))
         };
-        let authority = std::env::var("AZURE_AUTHORITY_HOST").unwrap_or_else(|_| "https://login.microsoftonline.com".into());
+        let authority = std::env::var("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|_| "https://login.microsoftonline.com".into());
         Ok(Self {
             http,
             authority: azure_core::Url::parse(&authority)
@@ -56,7 +58,13 @@ impl TokenCredential for RotatingWorkloadIdentity {
         }
         let assertion = tokio::fs::read_to_string(&self.token_file)
             .await
-            .map_err(|e| Error::full(ErrorKind::Credential, e, format!("reading {}", self.token_file.display())))?;
+            .map_err(|e| {
+                Error::full(
+                    ErrorKind::Credential,
+                    e,
+                    format!("reading {}", self.token_file.display()),
+                )
+            })?;
         let credential = azure_identity::WorkloadIdentityCredential::new(
             self.http.clone(),
             self.authority.clone(),

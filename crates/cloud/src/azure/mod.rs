@@ -437,9 +437,10 @@ impl AzureProvider {
                 .filter(|c| !c.name.eq_ignore_ascii_case(&target.credential.name))
                 .count()
         };
-        let delete = request.binding.spec.deletion_policy == DeletionPolicy::Delete
-            && ownership == Ownership::ThisBinding
-            && remaining == 0;
+        // The identity goes with the last binding of this cluster that uses
+        // it, whichever binding created it.
+        let delete =
+            request.binding.spec.deletion_policy == DeletionPolicy::Delete && remaining == 0;
         if !delete {
             return Ok(());
         }
