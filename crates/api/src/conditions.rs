@@ -197,6 +197,23 @@ pub fn transitions<'a>(previous: &[Condition], next: &'a [Condition]) -> Vec<&'a
         .collect()
 }
 
+/// A status that carries standard conditions.
+pub trait WithConditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+impl WithConditions for crate::WorkloadIdentityBindingStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
+impl WithConditions for crate::ClusterIdentityProviderStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+}
+
 /// Finds a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

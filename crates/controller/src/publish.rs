@@ -12,35 +12,37 @@ use wib_api::conditions::{self, RECONCILING, STALLED};
 /// Field manager of the status subresource.
 pub const STATUS_MANAGER: &str = "wib-controller";
 
-/// Applies `next` as the status of `name` unless it equals `previous`.
-/// Returns whether it wrote.
+/// Applies `next` as the status of `obj` unless it equals `previous`, then
+/// emits an Event per condition transition. Returns whether it wrote.
 pub async fn status<K, S>(
     api: &Api<K>,
-    name: &str,
-    api_version: &str,
-    kind: &str,
+    recorder: &Recorder,
+    obj: &K,
     previous: Option<&S>,
     next: &S,
 ) -> Result<bool, kube::Error>
 where
-    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize + PartialEq,
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq + conditions::WithConditions,
 {
     if previous == Some(next) {
         return Ok(false);
     }
-    let body = serde_json::json!({"apiVersion": api_version, "kind": kind, "status": next});
+    let body = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": next});
+    let name = obj.meta().name.clone().unwrap_or_default();
     api.patch_status(
-        name,
+        &name,
         &PatchParams::apply(STATUS_MANAGER).force(),
         &Patch::Apply(&body),
     )
     .await?;
+    let before = previous.map(|p| p.conditions()).unwrap_or_default();
+    transitions(recorder, &obj.object_ref(&()), before, next.conditions()).await;
     Ok(true)
 }
 
 /// Emits one Event per condition whose status or reason changed.
-pub async fn transitions(
+async fn transitions(
     recorder: &Recorder,
     reference: &ObjectReference,
     previous: &[Condition],

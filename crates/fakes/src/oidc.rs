@@ -105,23 +105,18 @@ impl Verifier {
         struct Discovery {
             jwks_uri: String,
         }
-        let unreachable = |e: reqwest::Error| TokenError::IssuerUnreachable(e.to_string());
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let discovery: Discovery = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(unreachable)?;
+        let discovery: Discovery = self.get_json(&url).await?;
+        self.get_json(&discovery.jwks_uri).await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, TokenError> {
+        let unreachable = |e: reqwest::Error| TokenError::IssuerUnreachable(e.to_string());
         self.http
-            .get(&discovery.jwks_uri)
+            .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)

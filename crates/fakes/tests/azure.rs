@@ -46,27 +46,9 @@ impl Fake {
     }
 
     async fn exchange(&self, client_id: &str, assertion: &str) -> (u16, Value) {
-        let form = [
-            ("client_id", client_id),
-            ("scope", "https://management.azure.com/.default"),
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion),
-        ];
-        let response = self
-            .http
-            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.url))
-            .form(&form)
-            .send()
+        wib_testenv::fakes::entra_token(&self.http, &self.url, client_id, assertion)
             .await
-            .expect("token endpoint");
-        (
-            response.status().as_u16(),
-            response.json().await.expect("json"),
-        )
+            .expect("token endpoint")
     }
 
     async fn arm(

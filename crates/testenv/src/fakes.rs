@@ -176,25 +176,35 @@ impl AzureFake {
     /// Exchanges a ServiceAccount token for an Entra access token, as the
     /// Azure SDK in a pod does; the raw response.
     pub async fn exchange(&self, client_id: &str, assertion: &str) -> Result<(u16, Value)> {
-        let form = [
-            ("client_id", client_id),
-            ("scope", "https://management.azure.com/.default"),
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion),
-        ];
-        let response = self
-            .http
-            .post(format!("{}/{AZURE_TENANT}/oauth2/v2.0/token", self.url))
-            .form(&form)
-            .send()
-            .await
-            .context("token endpoint")?;
-        Ok((response.status().as_u16(), response.json().await?))
+        entra_token(&self.http, &self.url, client_id, assertion).await
     }
+}
+
+/// The client-credentials grant with a client assertion (workload identity
+/// federation) against an Entra token endpoint at `base_url`.
+pub async fn entra_token(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_id: &str,
+    assertion: &str,
+) -> Result<(u16, Value)> {
+    let form = [
+        ("client_id", client_id),
+        ("scope", "https://management.azure.com/.default"),
+        ("grant_type", "client_credentials"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion),
+    ];
+    let response = http
+        .post(format!("{base_url}/{AZURE_TENANT}/oauth2/v2.0/token"))
+        .form(&form)
+        .send()
+        .await
+        .context("token endpoint")?;
+    Ok((response.status().as_u16(), response.json().await?))
 }
 
 async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()> {

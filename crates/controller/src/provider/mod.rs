@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 use wib_api::conditions::{self, Desired, ISSUER_READY, READY, RECONCILING, Reason, STALLED};
 use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus};
@@ -66,28 +66,14 @@ async fn reconcile(
         let state = observe(&provider, &ctx).await;
         let next = status(&provider, &state, (ctx.clock)());
         let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
-        let previous = provider.status.as_ref();
         let result = publish::status(
             &api,
-            &provider.name_any(),
-            &ClusterIdentityProvider::api_version(&()),
-            &ClusterIdentityProvider::kind(&()),
-            previous,
+            &ctx.recorder,
+            &*provider,
+            provider.status.as_ref(),
             &next,
         )
         .await;
-        if let Ok(true) = result {
-            let before = previous
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or_default();
-            publish::transitions(
-                &ctx.recorder,
-                &provider.object_ref(&()),
-                before,
-                &next.conditions,
-            )
-            .await;
-        }
         ctx.metrics.reconciled(
             CONTROLLER,
             if result.is_ok() { "success" } else { "error" },

@@ -333,27 +333,6 @@ async fn write_status(
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
-    let previous = binding.status.as_ref();
-    let wrote = publish::status(
-        &api,
-        &binding.name_any(),
-        &WorkloadIdentityBinding::api_version(&()),
-        &WorkloadIdentityBinding::kind(&()),
-        previous,
-        next,
-    )
-    .await?;
-    if wrote {
-        let previous_conditions = previous
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        publish::transitions(
-            &ctx.recorder,
-            &binding.object_ref(&()),
-            previous_conditions,
-            &next.conditions,
-        )
-        .await;
-    }
+    publish::status(&api, &ctx.recorder, binding, binding.status.as_ref(), next).await?;
     Ok(())
 }
