@@ -255,18 +255,32 @@ async fn public_guide_binding_becomes_ready_and_its_pod_token_exchanges_until_de
 #[tokio::test]
 async fn retain_keeps_the_identity_and_roles_and_drops_only_the_federation() {
     let env = env().await;
-    env.apply(&binding(
-        "kept",
-        "kept",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "\n  deletionPolicy: Retain",
-    ))
+    env.apply(
+        &binding(
+            "kept",
+            "kept",
+            "Key Vault Secrets User",
+            &vault_scope(),
+            "\n  deletionPolicy: Retain",
+        )
+        .replace("  azure:\n", "  azure:\n    tokenExpirationSeconds: 7200\n"),
+    )
     .await
     .expect("binding");
     env.wait_condition(NS, "kept", READY, "True", "Provisioned")
         .await
         .expect("Ready");
+    let sa = env
+        .service_accounts(NS)
+        .get("kept")
+        .await
+        .expect("ServiceAccount");
+    assert_eq!(
+        sa.annotations()
+            .get("azure.workload.identity/service-account-token-expiration")
+            .map(String::as_str),
+        Some("7200")
+    );
     env.delete_binding(NS, "kept").await.expect("deleted");
     let state = env.azure().state().await.expect("state");
     let ids = identities(&state);

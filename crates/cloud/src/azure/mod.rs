@@ -424,26 +424,28 @@ impl AzureProvider {
             // Never touched: refused at reconcile, nothing of wib's is on it.
             return Ok(());
         }
-        let remaining = {
-            let lock = self.lock_for(&identity.id);
-            let _serialized = lock.lock().await;
-            self.clients
-                .delete_credential(&target.at, &target.credential.name)
-                .await?;
-            self.clients
-                .list_credentials(&target.at)
-                .await?
-                .into_iter()
-                .filter(|c| !c.name.eq_ignore_ascii_case(&target.credential.name))
-                .count()
-        };
+        let lock = self.lock_for(&identity.id);
+        let _serialized = lock.lock().await;
+        let others = self
+            .clients
+            .list_credentials(&target.at)
+            .await?
+            .into_iter()
+            .filter(|c| !c.name.eq_ignore_ascii_case(&target.credential.name))
+            .count();
         // The identity goes with the last binding of this cluster that uses
-        // it, whichever binding created it.
-        let delete =
-            request.binding.spec.deletion_policy == DeletionPolicy::Delete && remaining == 0;
-        if !delete {
-            return Ok(());
+        // it, whichever binding created it; until then only this binding's
+        // federation goes.
+        let delete_identity =
+            request.binding.spec.deletion_policy == DeletionPolicy::Delete && others == 0;
+        if !delete_identity {
+            return self
+                .clients
+                .delete_credential(&target.at, &target.credential.name)
+                .await;
         }
+        // Role assignments, credential, identity: in that order, so a retry
+        // after a partial failure still finds the identity to clean up.
         let listing_scope = format!("/subscriptions/{}", target.at.subscription);
         for assignment in self
             .clients
@@ -456,6 +458,9 @@ impl AzureProvider {
                 .delete_assignment(&assignment.scope, &assignment.name)
                 .await?;
         }
+        self.clients
+            .delete_credential(&target.at, &target.credential.name)
+            .await?;
         if identity.tags.get(naming::TAG_ADOPTED).map(String::as_str) != Some("true") {
             self.clients.delete_identity(&target.at).await?;
         }
