@@ -43,8 +43,12 @@ run: controlplane build
 	  --operator $(CARGO_TARGET_DIR)/debug/wib-controller \
 	  --samples config/samples
 
+# Unit, integration and e2e tests (all targets; the crates have no doc tests),
+# then one closing line that counts every test binary's results.
 test: fmt lint controlplane build
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=$(TEST_THREADS)
+	@mkdir -p $(WIB_CACHE)
+	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log
 
 fmt:
 	$(CARGO) fmt --all -- --check
