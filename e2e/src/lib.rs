@@ -24,8 +24,22 @@ pub struct Env {
     /// The operator's /metrics, /healthz and /readyz.
     pub metrics_url: String,
     pub azure: Option<AzureFake>,
-    pub client: Client,
+    pub admin: Admin,
     pub cp: ControlPlane,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.admin
+    }
+}
+
+/// Kubernetes-side helpers: apply manifests and wait for what users see.
+pub struct Admin {
+    pub client: Client,
+    /// Where the operator logs, quoted in failure messages.
+    log_dir: Option<std::path::PathBuf>,
 }
 
 impl Env {
@@ -66,11 +80,15 @@ impl Env {
             ],
             &envs,
         )?;
+        let admin = Admin {
+            client,
+            log_dir: Some(cp.dir().to_path_buf()),
+        };
         Ok(Self {
             operator,
             metrics_url,
             azure,
-            client,
+            admin,
             cp,
         })
     }
@@ -86,6 +104,38 @@ impl Env {
     /// The Azure fake; panics when the env was started without it.
     pub fn azure(&self) -> &AzureFake {
         self.azure.as_ref().expect("started with start_azure()")
+    }
+}
+
+impl Admin {
+    /// For a control plane the test runs its operators on itself.
+    pub async fn new(cp: &ControlPlane) -> Result<Self> {
+        Ok(Self {
+            client: cp.client().await?,
+            log_dir: None,
+        })
+    }
+
+    /// The newest operator log, if known.
+    fn operator_logs(&self) -> String {
+        let Some(dir) = &self.log_dir else {
+            return String::new();
+        };
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("wib-controller-")
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        logs.sort();
+        logs.last()
+            .and_then(|(_, p)| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
     }
 
     /// Applies YAML/JSON manifests (one or more documents) server-side as `manager`.
@@ -174,7 +224,7 @@ impl Env {
         }
         bail!(
             "{ns}/{name}: {type_} never became {status}/{reason}; last: {last:?}\noperator log tail:\n{}",
-            tail(&self.operator.logs(), 40)
+            tail(&self.operator_logs(), 40)
         )
     }
 
@@ -196,7 +246,7 @@ impl Env {
             if tokio::time::Instant::now() > deadline {
                 bail!(
                     "ServiceAccount {ns}/{name}: never {what}; last: {sa:?}\noperator log tail:\n{}",
-                    tail(&self.operator.logs(), 40)
+                    tail(&self.operator_logs(), 40)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -212,7 +262,7 @@ impl Env {
             if tokio::time::Instant::now() > deadline {
                 bail!(
                     "binding {ns}/{name} was never deleted\n{}",
-                    tail(&self.operator.logs(), 40)
+                    tail(&self.operator_logs(), 40)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

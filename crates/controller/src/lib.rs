@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod error;
+pub mod leader;
 pub mod metrics;
 pub mod provider;
 pub mod publish;
@@ -57,16 +58,66 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
     );
 
-    let shutdown = shutdown_signal().shared();
+    // One stop signal for everything: SIGTERM/Ctrl-C, or lost leadership.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+        .shared()
+    };
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+    }
     let ready = Arc::new(AtomicBool::new(false));
-    let server = server::serve(
+    let server = tokio::spawn(server::serve(
         settings.metrics_addr,
         registry,
         ready.clone(),
         shutdown.clone(),
-    );
+    ));
+
+    let election = settings.leader_elect.then(|| {
+        leader::LeaderElection::new(
+            ctx.client.clone(),
+            &settings.lease_namespace,
+            &settings.lease_name,
+            &Settings::identity(),
+            settings.lease_timing(),
+        )
+    });
+    let lost = Arc::new(AtomicBool::new(false));
+    if let Some(election) = &election {
+        // A standby replica is healthy and ready to take over.
+        ready.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = election.acquire() => {}
+            _ = shutdown.clone() => {
+                tracing::info!("stopped before becoming leader");
+                return Ok(());
+            }
+        }
+    }
+    let holding = election.map(|election| {
+        let (stop, lost) = (stop.clone(), lost.clone());
+        let election = Arc::new(election);
+        let holder = election.clone();
+        let task = tokio::spawn(async move {
+            holder.hold().await;
+            lost.store(true, Ordering::Relaxed);
+            let _ = stop.send(true);
+        });
+        (election, task)
+    });
+
     let readiness = {
         let (providers, bindings) = (ctx.providers.clone(), ctx.bindings.clone());
+        let ready = ready.clone();
         async move {
             if providers.wait_until_ready().await.is_ok()
                 && bindings.wait_until_ready().await.is_ok()
@@ -77,13 +128,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tracing::info!(resync = ?settings.resync(), "starting wib-controller");
-    let (server_result, _, _, _) = tokio::join!(
-        server,
+    tokio::join!(
         provider::run(providers, ctx.clone(), shutdown.clone()),
         reconcile::run(bindings, ctx.clone(), shutdown.clone()),
         readiness,
     );
-    server_result?;
+    if let Some((election, task)) = holding {
+        task.abort();
+        if lost.load(Ordering::Relaxed) {
+            anyhow::bail!("lost leadership; exiting so a fresh replica can stand for election");
+        }
+        election.release().await;
+    }
+    let _ = stop.send(true);
+    server.await??;
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,6 +30,30 @@ pub struct Settings {
     #[arg(long, env = "WIB_LOG_FORMAT", default_value = "json")]
     pub log_format: crate::telemetry::LogFormat,
 
+    /// Elect a leader on a Lease so only one replica reconciles.
+    #[arg(long, env = "WIB_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "wib-system")]
+    pub lease_namespace: String,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "WIB_LEASE_NAME", default_value = "wib-controller")]
+    pub lease_name: String,
+
+    /// How long a lease is valid without renewal.
+    #[arg(long, env = "WIB_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// How long the leader keeps trying to renew before it gives up.
+    #[arg(long, env = "WIB_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    pub lease_renew_deadline_seconds: u64,
+
+    /// How often candidates retry and the leader renews.
+    #[arg(long, env = "WIB_LEASE_RETRY_SECONDS", default_value_t = 2)]
+    pub lease_retry_seconds: u64,
+
     /// PEM bundle trusted, besides the system roots and the cluster CA, when
     /// reading the OIDC issuer.
     #[arg(long, env = "WIB_ISSUER_CA_FILE")]
@@ -39,6 +63,23 @@ pub struct Settings {
 impl Settings {
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_seconds.max(1))
+    }
+
+    pub fn lease_timing(&self) -> crate::leader::Timing {
+        crate::leader::Timing {
+            lease_duration: Duration::from_secs(self.lease_duration_seconds.max(1)),
+            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds.max(1)),
+            retry_period: Duration::from_secs(self.lease_retry_seconds.max(1)),
+        }
+    }
+
+    /// This replica's identity in the election: the pod name when the
+    /// Deployment passes it, else host name and pid.
+    pub fn identity() -> String {
+        std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
     }
 
     pub fn provider_resync(&self) -> Duration {
