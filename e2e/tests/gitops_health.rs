@@ -1,0 +1,169 @@
+//! GitOps health: Argo CD's Lua health check (config/argocd/health.lua, run
+//! in a real Lua 5.4) judges the objects wib actually writes — Healthy,
+//! Progressing and Degraded.
+
+use mlua::{Lua, LuaSerdeExt};
+use serde_json::{Value, json};
+use wib_api::conditions::{READY, STALLED};
+use wib_e2e::Env;
+
+fn health_lua() -> String {
+    let root = wib_testenv::binaries::repo_root();
+    std::fs::read_to_string(root.join("config/argocd/health.lua")).expect("health.lua")
+}
+
+/// The API server never sends JSON nulls; Argo CD's Lua sees absent fields
+/// as nil, so drop them rather than hand Lua a null sentinel.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Runs the health check as Argo CD does: `obj` is the live object.
+fn health(obj: &Value) -> (String, String) {
+    let lua = Lua::new();
+    lua.globals()
+        .set(
+            "obj",
+            lua.to_value(&without_nulls(obj)).expect("obj to Lua"),
+        )
+        .expect("set obj");
+    let result: mlua::Table = lua.load(health_lua()).eval().expect("health.lua runs");
+    (
+        result.get::<String>("status").expect("status"),
+        result
+            .get::<Option<String>>("message")
+            .expect("message")
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn argocd_configmap_patch_carries_the_same_health_check() {
+    let root = wib_testenv::binaries::repo_root();
+    let patch: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("config/argocd/argocd-cm-patch.yaml")).expect("patch"),
+    )
+    .expect("yaml");
+    for kind in ["WorkloadIdentityBinding", "ClusterIdentityProvider"] {
+        let key = format!("resource.customizations.health.wib.dev_{kind}");
+        assert_eq!(
+            patch["data"][&key].as_str(),
+            Some(health_lua().as_str()),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn argocd_health_reads_healthy_progressing_and_degraded_from_live_objects() {
+    let env = Env::start_azure().await.expect("env");
+    env.namespace("apps", &[]).await.expect("ns");
+    env.apply(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: ClusterIdentityProvider
+metadata:
+  name: default
+  annotations:
+    wib.dev/is-default-provider: "true"
+spec:
+  clusterName: gitops
+  azure:
+    tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
+    subscriptionId: 00000000-0000-0000-0000-00000000aaaa
+    resourceGroup: ids
+    location: westeurope
+  gcp:
+    projectId: wib-gitops
+---
+apiVersion: wib.dev/v1alpha1
+kind: WorkloadIdentityBinding
+metadata:
+  name: healthy
+  namespace: apps
+spec:
+  azure: {}
+---
+apiVersion: wib.dev/v1alpha1
+kind: WorkloadIdentityBinding
+metadata:
+  name: degraded
+  namespace: apps
+spec:
+  gcp: {}
+"#,
+    )
+    .await
+    .expect("objects");
+    let healthy = env
+        .wait_condition("apps", "healthy", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let degraded = env
+        .wait_condition("apps", "degraded", STALLED, "True", "CloudNotImplemented")
+        .await
+        .expect("Stalled");
+    let as_json = |o: &wib_api::WorkloadIdentityBinding| serde_json::to_value(o).expect("json");
+
+    assert_eq!(health(&as_json(&healthy)).0, "Healthy");
+    let (status, message) = health(&as_json(&degraded));
+    assert_eq!(status, "Degraded");
+    assert!(message.starts_with("CloudNotImplemented"), "{message}");
+
+    // The provider is Healthy once its issuer is readable.
+    let providers: kube::Api<wib_api::ClusterIdentityProvider> = kube::Api::all(env.client.clone());
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        let provider =
+            serde_json::to_value(providers.get("default").await.expect("provider")).expect("json");
+        if health(&provider).0 == "Healthy" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "provider never Healthy: {provider}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Progressing: no status yet, a generation wib has not observed yet, and
+    // a transient failure (Reconciling, not Stalled).
+    let mut fresh = as_json(&healthy);
+    fresh["status"] = Value::Null;
+    assert_eq!(health(&fresh).0, "Progressing");
+    let mut newer = as_json(&healthy);
+    newer["metadata"]["generation"] =
+        json!(newer["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+    assert_eq!(health(&newer).0, "Progressing");
+    env.azure()
+        .configure(json!({"principalReplicationSeconds": 60}))
+        .await
+        .expect("slow replication");
+    env.apply("apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: waiting\n  namespace: apps\nspec:\n  azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa\n")
+        .await
+        .expect("binding");
+    let waiting = env
+        .wait_condition(
+            "apps",
+            "waiting",
+            READY,
+            "False",
+            "WaitingForPrincipalReplication",
+        )
+        .await
+        .expect("waiting");
+    let (status, message) = health(&as_json(&waiting));
+    assert_eq!(status, "Progressing");
+    assert!(
+        message.starts_with("WaitingForPrincipalReplication"),
+        "{message}"
+    );
+}
