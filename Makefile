@@ -10,7 +10,7 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane build tools check-generated clean
+.PHONY: help run test generate fmt lint unit e2e controlplane moto build tools check-generated clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -28,6 +28,11 @@ tools:
 controlplane: tools
 	@bash e2e/controlplane/build.sh >/dev/null
 
+## moto[server] (the AWS fake) at the pinned version, in a virtualenv in the cache.
+moto:
+	@command -v python3 >/dev/null || { echo "Python 3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	@bash e2e/moto/install.sh >/dev/null
+
 build: tools
 	$(CARGO) build --workspace --bins
 
@@ -38,14 +43,14 @@ generate:
 
 ## The two commands ---------------------------------------------------------
 
-run: controlplane build
+run: controlplane moto build
 	$(CARGO_TARGET_DIR)/debug/wib-localenv \
 	  --operator $(CARGO_TARGET_DIR)/debug/wib-controller \
 	  --samples config/samples
 
 # Unit, integration and e2e tests (all targets; the crates have no doc tests),
 # then one closing line that counts every test binary's results.
-test: fmt lint controlplane build
+test: fmt lint controlplane moto build
 	@mkdir -p $(WIB_CACHE)
 	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log

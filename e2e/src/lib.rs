@@ -11,6 +11,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use wib_api::WorkloadIdentityBinding;
 use wib_testenv::fakes::AzureFake;
+use wib_testenv::moto::Moto;
 use wib_testenv::{ControlPlane, Operator, Options};
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -24,6 +25,7 @@ pub struct Env {
     /// The operator's /metrics, /healthz and /readyz.
     pub metrics_url: String,
     pub azure: Option<AzureFake>,
+    pub moto: Option<Moto>,
     pub admin: Admin,
     pub cp: ControlPlane,
 }
@@ -45,26 +47,37 @@ pub struct Admin {
 impl Env {
     /// The control plane and the operator, with no cloud fake.
     pub async fn start() -> Result<Self> {
-        Self::start_with(false).await
+        Self::start_with(false, false).await
     }
 
     /// The control plane, the Azure fake, and the operator authenticating
     /// to it with its own workload identity.
     pub async fn start_azure() -> Result<Self> {
-        Self::start_with(true).await
+        Self::start_with(true, false).await
     }
 
-    async fn start_with(azure: bool) -> Result<Self> {
+    /// The control plane, moto, and the operator authenticating to it with
+    /// its own web identity.
+    pub async fn start_aws() -> Result<Self> {
+        Self::start_with(false, true).await
+    }
+
+    async fn start_with(azure: bool, aws: bool) -> Result<Self> {
         let cp = ControlPlane::start(Options::default()).await?;
         let client = cp.client().await?;
         let azure = match azure {
             true => Some(AzureFake::start(&cp).await?),
             false => None,
         };
+        let moto = match aws {
+            true => Some(Moto::start(&cp).await?),
+            false => None,
+        };
         let envs: Vec<(String, String)> = azure
-            .as_ref()
-            .map(|a| a.operator_env.clone())
-            .unwrap_or_default();
+            .iter()
+            .flat_map(|a| a.operator_env.clone())
+            .chain(moto.iter().flat_map(|m| m.operator_env.clone()))
+            .collect();
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -88,6 +101,7 @@ impl Env {
             operator,
             metrics_url,
             azure,
+            moto,
             admin,
             cp,
         })
@@ -104,6 +118,37 @@ impl Env {
     /// The Azure fake; panics when the env was started without it.
     pub fn azure(&self) -> &AzureFake {
         self.azure.as_ref().expect("started with start_azure()")
+    }
+
+    /// moto; panics when the env was started without it.
+    pub fn moto(&self) -> &Moto {
+        self.moto.as_ref().expect("started with start_aws()")
+    }
+
+    /// An IAM client on moto, for arranging and checking a test (moto
+    /// accepts any access key; the operator itself uses web identity).
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let credentials =
+            aws_credential_types::Credentials::new("testing", "testing", None, None, "wib-e2e");
+        let config = aws_sdk_iam::config::Builder::new()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new(wib_testenv::moto::REGION))
+            .endpoint_url(&self.moto().url)
+            .credentials_provider(credentials)
+            .http_client(wib_cloud::aws::http_client().expect("an HTTP client for moto"))
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// Sums a counter's samples whose labels include every `label="value"` given.
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        let text = self.metrics().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 }
 
@@ -320,6 +365,7 @@ spec:
     location: westeurope
   aws:
     accountId: "123456789012"
+    createOidcProvider: true
   gcp:
     projectId: wib-e2e
 "#

@@ -34,6 +34,19 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         stdout.contains("workloadidentitybinding.wib.dev/app1 created"),
         "{stdout}"
     );
+    // The Azure and AWS samples turn Ready against the Azure fake and moto.
+    for (binding, identity) in [
+        ("app1 ", ""),
+        ("app1-aws ", "arn:aws:iam::123456789012:role/wib-local-team-a-app1-aws"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.contains("team-a")
+                && l.contains(binding)
+                && l.contains("True")
+                && l.contains(identity)),
+            "{binding} Ready:\n{stdout}"
+        );
+    }
 }
 
 #[test]

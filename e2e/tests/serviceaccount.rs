@@ -18,9 +18,11 @@ fn binding_yaml(name: &str, sa: &str, cloud: &str, create: bool) -> String {
 }
 
 async fn env() -> Env {
-    let env = Env::start()
+    // moto backs the AWS bindings; GCP bindings stand for a cloud whose
+    // step fails, so the ServiceAccount loop is seen on its own.
+    let env = Env::start_aws()
         .await
-        .expect("control plane and operator start");
+        .expect("control plane, moto and operator start");
     env.namespace(NS, &[]).await.expect("namespace");
     env.apply(&provider_yaml("default", true, None))
         .await

@@ -49,7 +49,8 @@ pub enum Reason {
     FederatedCredentialLimit,
     /// The AWS trust policy would exceed its size quota.
     TrustPolicyTooLarge,
-    /// A requested role does not exist.
+    /// A requested role does not exist (Azure role definition, AWS managed
+    /// policy, GCP role).
     RoleNotFound,
     /// A requested role is not in the provider's `allowedRoles` (or is denied by default).
     RoleNotAllowed,
@@ -57,6 +58,10 @@ pub enum Reason {
     PolicyNotAllowed,
     /// A requested scope is outside the provider's `allowedScopes`.
     ScopeNotAllowed,
+    /// The cloud rejected a policy document in the spec as malformed.
+    InvalidPolicyDocument,
+    /// A cloud quota (attachments per role, inline policy size ...) would be exceeded.
+    QuotaExceeded,
     /// wib's own cloud credentials were refused.
     CloudAuthorizationFailed,
     /// The cloud throttled wib; it retries after the time the cloud asked for.
@@ -91,6 +96,8 @@ impl Reason {
             Reason::RoleNotAllowed => "RoleNotAllowed",
             Reason::PolicyNotAllowed => "PolicyNotAllowed",
             Reason::ScopeNotAllowed => "ScopeNotAllowed",
+            Reason::InvalidPolicyDocument => "InvalidPolicyDocument",
+            Reason::QuotaExceeded => "QuotaExceeded",
             Reason::CloudAuthorizationFailed => "CloudAuthorizationFailed",
             Reason::Throttled => "Throttled",
             Reason::TransientError => "TransientError",
@@ -118,6 +125,8 @@ impl Reason {
                 | Reason::RoleNotAllowed
                 | Reason::PolicyNotAllowed
                 | Reason::ScopeNotAllowed
+                | Reason::InvalidPolicyDocument
+                | Reason::QuotaExceeded
                 | Reason::CloudAuthorizationFailed
         )
     }

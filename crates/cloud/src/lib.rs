@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
 
+pub mod aws;
 pub mod azure;
+pub mod calls;
 pub mod error;
 pub mod guardrails;
 pub mod http;
+pub mod ownership;
 
 pub use error::CloudError;
 
@@ -85,13 +88,20 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every cloud implemented in this build.
-    pub fn with_defaults() -> Self {
+    /// Every cloud implemented in this build, configured from the
+    /// environment; each reports its API calls to `observer`.
+    pub async fn with_defaults(observer: calls::Observer) -> Self {
         let mut registry = Self::default();
         match azure::from_env() {
             Ok(provider) => registry.register(Arc::new(provider)),
             Err(error) => {
                 tracing::warn!(%error, "Azure is not available; Azure bindings will report it")
+            }
+        }
+        match aws::from_env(observer).await {
+            Ok(provider) => registry.register(Arc::new(provider)),
+            Err(error) => {
+                tracing::warn!(%error, "AWS is not available; AWS bindings will report it")
             }
         }
         registry

@@ -51,7 +51,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context::Context::new(
         client,
         settings.clone(),
-        wib_cloud::Registry::with_defaults(),
+        wib_cloud::Registry::with_defaults(std::sync::Arc::new(metrics.clone())).await,
         issuer_http,
         providers.store(),
         bindings.store(),

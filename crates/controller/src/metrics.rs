@@ -26,6 +26,21 @@ pub struct Metrics {
     pub reconcile_errors_total: Family<ControllerLabels, Counter>,
     pub reconcile_time_seconds: Family<ControllerLabels, Histogram>,
     pub drift_repairs_total: Family<CloudLabels, Counter>,
+    pub cloud_api_calls_total: Family<CloudCallLabels, Counter>,
+    pub cloud_api_call_duration_seconds: Family<CloudOperationLabels, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudCallLabels {
+    pub cloud: String,
+    pub operation: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloudOperationLabels {
+    pub cloud: String,
+    pub operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,7 +57,21 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             drift_repairs_total: Family::default(),
+            cloud_api_calls_total: Family::default(),
+            cloud_api_call_duration_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
         };
+        registry.register(
+            "wib_cloud_api_calls",
+            "Cloud API calls by cloud, operation and result (success, not_found, throttled, error)",
+            this.cloud_api_calls_total.clone(),
+        );
+        registry.register(
+            "wib_cloud_api_call_duration_seconds",
+            "Latency of cloud API calls by cloud and operation",
+            this.cloud_api_call_duration_seconds.clone(),
+        );
         registry.register(
             "wib_drift_repairs",
             "Cloud resources put back after they drifted from the spec",
@@ -92,5 +121,23 @@ impl Metrics {
         self.reconcile_time_seconds
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl wib_cloud::calls::CallObserver for Metrics {
+    fn observe(&self, call: wib_cloud::calls::Call<'_>) {
+        self.cloud_api_calls_total
+            .get_or_create(&CloudCallLabels {
+                cloud: call.cloud.into(),
+                operation: call.operation.into(),
+                result: call.result.into(),
+            })
+            .inc();
+        self.cloud_api_call_duration_seconds
+            .get_or_create(&CloudOperationLabels {
+                cloud: call.cloud.into(),
+                operation: call.operation.into(),
+            })
+            .observe(call.elapsed.as_secs_f64());
     }
 }

@@ -12,7 +12,23 @@ pub fn ensure() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("WIB_K8S_BIN_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let script = repo_root().join("e2e/controlplane/build.sh");
+    run_installer("e2e/controlplane/build.sh")
+}
+
+/// `moto_server` at the version pinned in `e2e/moto/VERSION`:
+/// `$WIB_MOTO_SERVER` when set, else the virtualenv `e2e/moto/install.sh`
+/// fills from PyPI (a no-op once installed).
+pub fn moto_server() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("WIB_MOTO_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    run_installer("e2e/moto/install.sh")
+}
+
+/// Runs an install script (locked and idempotent) and returns the path it
+/// prints last.
+fn run_installer(relative: &str) -> Result<PathBuf> {
+    let script = repo_root().join(relative);
     let output = Command::new("bash")
         .arg(&script)
         .output()
@@ -29,7 +45,7 @@ pub fn ensure() -> Result<PathBuf> {
     let dir = stdout
         .lines()
         .last()
-        .context("build.sh printed no directory")?;
+        .with_context(|| format!("{relative} printed no path"))?;
     Ok(PathBuf::from(dir.trim()))
 }
 

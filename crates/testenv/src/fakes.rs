@@ -207,7 +207,7 @@ pub async fn entra_token(
     Ok((response.status().as_u16(), response.json().await?))
 }
 
-async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
+pub(crate) async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, Patch, PatchParams};
     let api: Api<Namespace> = Api::all(cp.client().await?);

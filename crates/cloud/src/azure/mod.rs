@@ -47,9 +47,9 @@ use wib_api::conditions::Reason;
 use wib_api::provider::AzureProvider as AzureDefaults;
 use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
 
+use crate::ownership::{self, Ownership};
 use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
 use arm::{Clients, Credential, IdentityRef};
-use naming::Ownership;
 
 pub const AUDIENCE: &str = "api://AzureADTokenExchange";
 /// Entra allows 20 federated identity credentials per identity.
@@ -239,7 +239,7 @@ impl AzureProvider {
         // Identity: find or create; never take over what wib does not own
         // unless the provider allows it.
         let identity = match self.clients.get_identity(&target.at).await? {
-            Some(existing) => match naming::ownership(&existing.tags, cluster, &uid) {
+            Some(existing) => match ownership::ownership(&existing.tags, cluster, &uid) {
                 Ownership::ThisBinding | Ownership::ThisCluster { .. } => existing,
                 Ownership::OtherCluster { cluster: other } => {
                     return Err(CloudError::new(
@@ -254,13 +254,13 @@ impl AzureProvider {
                     if request.provider.spec.adoption == AdoptionPolicy::AllowUntagged =>
                 {
                     let mut tags = existing.tags.clone();
-                    tags.extend(naming::owner_tags(
+                    tags.extend(ownership::owner_tags(
                         cluster,
                         &request.namespace,
                         &binding_name,
                         &uid,
                     ));
-                    tags.insert(naming::TAG_ADOPTED.into(), "true".into());
+                    tags.insert(ownership::TAG_ADOPTED.into(), "true".into());
                     writes.push(format!("adopted identity {}", target.at.name));
                     self.clients
                         .put_identity(&target.at, &target.location, &tags)
@@ -277,7 +277,7 @@ impl AzureProvider {
                 }
             },
             None => {
-                let tags = naming::owner_tags(cluster, &request.namespace, &binding_name, &uid);
+                let tags = ownership::owner_tags(cluster, &request.namespace, &binding_name, &uid);
                 writes.push(format!("created identity {}", target.at.name));
                 self.clients
                     .put_identity(&target.at, &target.location, &tags)
@@ -357,7 +357,7 @@ impl AzureProvider {
                 ready: true,
             });
         }
-        if naming::ownership(&identity.tags, cluster, &uid) == Ownership::ThisBinding {
+        if ownership::ownership(&identity.tags, cluster, &uid) == Ownership::ThisBinding {
             for extra in existing.iter().filter(|a| {
                 is_wib_assignment(a, &identity.principal_id)
                     && !desired_names
@@ -416,9 +416,8 @@ impl AzureProvider {
         let Some(identity) = self.clients.get_identity(&target.at).await? else {
             return Ok(());
         };
-        let ownership = naming::ownership(&identity.tags, cluster, &uid);
         if matches!(
-            ownership,
+            ownership::ownership(&identity.tags, cluster, &uid),
             Ownership::Untagged | Ownership::OtherCluster { .. }
         ) {
             // Never touched: refused at reconcile, nothing of wib's is on it.
@@ -461,7 +460,12 @@ impl AzureProvider {
         self.clients
             .delete_credential(&target.at, &target.credential.name)
             .await?;
-        if identity.tags.get(naming::TAG_ADOPTED).map(String::as_str) != Some("true") {
+        if identity
+            .tags
+            .get(ownership::TAG_ADOPTED)
+            .map(String::as_str)
+            != Some("true")
+        {
             self.clients.delete_identity(&target.at).await?;
         }
         Ok(())

@@ -1,18 +1,8 @@
-//! Azure names, ownership tags and role assignment GUIDs: pure and deterministic,
+//! Azure names and role assignment GUIDs: pure and deterministic,
 //! so a reconcile retried after a crash finds what it made instead of
 //! duplicating it.
 
-use std::collections::BTreeMap;
-
 use wib_api::naming::{fit, short_hash};
-
-pub const TAG_CLUSTER: &str = "wib.dev_cluster";
-pub const TAG_NAMESPACE: &str = "wib.dev_namespace";
-pub const TAG_BINDING: &str = "wib.dev_binding";
-pub const TAG_UID: &str = "wib.dev_uid";
-/// Set when wib took over an identity it did not create; such an identity is
-/// never deleted by wib.
-pub const TAG_ADOPTED: &str = "wib.dev_adopted";
 
 /// Prefix of every federated credential wib creates.
 pub const FIC_PREFIX: &str = "wib-";
@@ -75,50 +65,6 @@ pub fn role_assignment_name(principal_id: &str, role_definition_id: &str, scope:
     uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).to_string()
 }
 
-/// Ownership tags naming cluster, namespace, binding and uid.
-pub fn owner_tags(
-    cluster: &str,
-    namespace: &str,
-    binding: &str,
-    uid: &str,
-) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (TAG_CLUSTER.to_string(), cluster.to_string()),
-        (TAG_NAMESPACE.to_string(), namespace.to_string()),
-        (TAG_BINDING.to_string(), binding.to_string()),
-        (TAG_UID.to_string(), uid.to_string()),
-    ])
-}
-
-/// Who owns an existing identity, judged by its tags.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    /// Created (or adopted) for this very binding.
-    ThisBinding,
-    /// Created by another binding of this cluster: shared (many
-    /// ServiceAccounts, one identity).
-    ThisCluster { binding: String },
-    /// Owned by wib in another cluster.
-    OtherCluster { cluster: String },
-    /// No wib tags.
-    Untagged,
-}
-
-pub fn ownership(tags: &BTreeMap<String, String>, cluster: &str, uid: &str) -> Ownership {
-    match tags.get(TAG_CLUSTER) {
-        None => Ownership::Untagged,
-        Some(c) if c != cluster => Ownership::OtherCluster { cluster: c.clone() },
-        Some(_) if tags.get(TAG_UID).map(String::as_str) == Some(uid) => Ownership::ThisBinding,
-        Some(_) => Ownership::ThisCluster {
-            binding: format!(
-                "{}/{}",
-                tags.get(TAG_NAMESPACE).cloned().unwrap_or_default(),
-                tags.get(TAG_BINDING).cloned().unwrap_or_default()
-            ),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,24 +105,5 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, role_assignment_name("p1", "abc", "/subscriptions/s"));
         assert!(uuid::Uuid::parse_str(&a).is_ok());
-    }
-
-    #[test]
-    fn ownership_cases() {
-        let tags = owner_tags("c1", "ns", "b", "u1");
-        assert_eq!(ownership(&tags, "c1", "u1"), Ownership::ThisBinding);
-        assert_eq!(
-            ownership(&tags, "c1", "u2"),
-            Ownership::ThisCluster {
-                binding: "ns/b".into()
-            }
-        );
-        assert_eq!(
-            ownership(&tags, "c2", "u1"),
-            Ownership::OtherCluster {
-                cluster: "c1".into()
-            }
-        );
-        assert_eq!(ownership(&BTreeMap::new(), "c1", "u1"), Ownership::Untagged);
     }
 }

@@ -56,9 +56,13 @@ async fn main() -> Result<()> {
     println!("==> starting the Azure fake (ARM, Authorization, Entra token endpoint)");
     let azure = wib_testenv::fakes::AzureFake::start(&cp).await?;
     println!("    Azure fake: {}", azure.url);
+    println!("==> starting moto (AWS IAM and STS), installed from PyPI on first use");
+    let moto = wib_testenv::moto::Moto::start(&cp).await?;
+    println!("    moto: {}", moto.url);
     let envs: Vec<(&str, &str)> = azure
         .operator_env
         .iter()
+        .chain(moto.operator_env.iter())
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
@@ -88,6 +92,7 @@ async fn main() -> Result<()> {
         let settled = wait_settled(&cp).await;
         let _ = cp.kubectl().args(["get", "cip,wib", "-A"]).status();
         operator.stop();
+        drop(moto);
         drop(azure);
         return settled;
     }
@@ -108,6 +113,7 @@ async fn main() -> Result<()> {
     println!("\n==> tearing down");
     let _ = watch.kill().await;
     operator.stop();
+    drop(moto);
     drop(azure);
     drop(cp);
     Ok(())

@@ -1,0 +1,496 @@
+//! The IAM calls wib makes, on `aws-sdk-iam`: each one observed (metrics by
+//! operation and result) and its errors mapped to condition reasons. Reads
+//! answer `None` for `NoSuchEntity`; deletes of what is already gone succeed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::Tag;
+use serde_json::Value;
+use wib_api::conditions::Reason;
+
+use super::policy;
+use crate::CloudError;
+use crate::calls::{self, Observer};
+
+/// A role as wib reads it.
+#[derive(Clone, Debug)]
+pub struct Role {
+    pub arn: String,
+    pub trust: Option<Value>,
+    pub max_session_duration: Option<i32>,
+    pub permissions_boundary: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What a new role is created with.
+pub struct NewRole<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub trust: &'a Value,
+    pub max_session_duration: i32,
+    pub permissions_boundary: Option<&'a str>,
+    pub description: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct Iam {
+    client: aws_sdk_iam::Client,
+    observer: Observer,
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.code()
+}
+
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+    )
+}
+
+fn classify<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> &'static str {
+    match code(e) {
+        Some("NoSuchEntity") => "not_found",
+        Some(c) if is_throttling(c) => "throttled",
+        _ => "error",
+    }
+}
+
+fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    code(e) == Some("NoSuchEntity")
+}
+
+/// The condition reason and message of a failed IAM call.
+pub fn error<E, R>(doing: &str, e: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let reason = match code(&e) {
+        Some(c) if is_throttling(c) => Reason::Throttled,
+        Some(
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "UnrecognizedClientException",
+        ) => Reason::CloudAuthorizationFailed,
+        Some("MalformedPolicyDocument") => Reason::InvalidPolicyDocument,
+        Some("LimitExceeded") => Reason::QuotaExceeded,
+        Some("NoSuchEntity") => Reason::RoleNotFound,
+        _ => Reason::TransientError,
+    };
+    let detail = match (code(&e), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => chain(&e),
+    };
+    let mut error = CloudError::new(reason, format!("{doing}: {detail}"));
+    error.source = Some(Box::new(e));
+    error
+}
+
+/// Transport failures carry their cause in the source chain, not the message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {
+    map.iter()
+        .map(|(k, v)| {
+            Tag::builder().key(k).value(v).build().map_err(|e| {
+                CloudError::new(Reason::TransientError, format!("building tag {k}: {e}"))
+            })
+        })
+        .collect()
+}
+
+impl Iam {
+    pub fn new(client: aws_sdk_iam::Client, observer: Observer) -> Self {
+        Self { client, observer }
+    }
+
+    async fn call<T, E, R>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, SdkError<E, R>>
+    where
+        E: ProvideErrorMetadata,
+    {
+        calls::observed(&self.observer, "aws", operation, classify, call).await
+    }
+
+    pub async fn get_role(&self, name: &str) -> Result<Option<Role>, CloudError> {
+        let out = match self
+            .call("GetRole", self.client.get_role().role_name(name).send())
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(error(&format!("reading role {name}"), e)),
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        Ok(Some(Role {
+            arn: role.arn().to_string(),
+            trust: role.assume_role_policy_document().and_then(policy::parse),
+            max_session_duration: role.max_session_duration(),
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    pub async fn create_role(&self, role: NewRole<'_>) -> Result<Role, CloudError> {
+        let doing = format!("creating role {}", role.name);
+        let out = self
+            .call(
+                "CreateRole",
+                self.client
+                    .create_role()
+                    .role_name(role.name)
+                    .path(role.path)
+                    .assume_role_policy_document(policy::compact(role.trust))
+                    .max_session_duration(role.max_session_duration)
+                    .set_permissions_boundary(role.permissions_boundary.map(str::to_string))
+                    .description(role.description)
+                    .set_tags(Some(tags(role.tags)?))
+                    .send(),
+            )
+            .await
+            .map_err(|e| error(&doing, e))?;
+        let arn = out
+            .role()
+            .map(|r| r.arn().to_string())
+            .ok_or_else(|| CloudError::new(Reason::TransientError, format!("{doing}: no role")))?;
+        Ok(Role {
+            arn,
+            trust: Some(role.trust.clone()),
+            max_session_duration: Some(role.max_session_duration),
+            permissions_boundary: role.permissions_boundary.map(str::to_string),
+            tags: role.tags.clone(),
+        })
+    }
+
+    pub async fn update_trust(&self, name: &str, trust: &Value) -> Result<(), CloudError> {
+        self.call(
+            "UpdateAssumeRolePolicy",
+            self.client
+                .update_assume_role_policy()
+                .role_name(name)
+                .policy_document(policy::compact(trust))
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("updating the trust policy of role {name}"), e))
+    }
+
+    pub async fn update_max_session(&self, name: &str, seconds: i32) -> Result<(), CloudError> {
+        self.call(
+            "UpdateRole",
+            self.client
+                .update_role()
+                .role_name(name)
+                .max_session_duration(seconds)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("updating role {name}"), e))
+    }
+
+    pub async fn put_boundary(&self, name: &str, arn: &str) -> Result<(), CloudError> {
+        self.call(
+            "PutRolePermissionsBoundary",
+            self.client
+                .put_role_permissions_boundary()
+                .role_name(name)
+                .permissions_boundary(arn)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| {
+            error(
+                &format!("setting the permissions boundary of role {name}"),
+                e,
+            )
+        })
+    }
+
+    pub async fn tag_role(
+        &self,
+        name: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        self.call(
+            "TagRole",
+            self.client
+                .tag_role()
+                .role_name(name)
+                .set_tags(Some(tags(values)?))
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("tagging role {name}"), e))
+    }
+
+    pub async fn untag_role(&self, name: &str, keys: &[&str]) -> Result<(), CloudError> {
+        self.call(
+            "UntagRole",
+            self.client
+                .untag_role()
+                .role_name(name)
+                .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("untagging role {name}"), e))
+    }
+
+    pub async fn list_attached(&self, name: &str) -> Result<Vec<String>, CloudError> {
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .call(
+                    "ListAttachedRolePolicies",
+                    self.client
+                        .list_attached_role_policies()
+                        .role_name(name)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await
+                .map_err(|e| error(&format!("listing the policies of role {name}"), e))?;
+            arns.extend(
+                out.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
+            match out.marker() {
+                Some(next) if out.is_truncated() => marker = Some(next.to_string()),
+                _ => return Ok(arns),
+            }
+        }
+    }
+
+    pub async fn attach(&self, name: &str, arn: &str) -> Result<(), CloudError> {
+        self.call(
+            "AttachRolePolicy",
+            self.client
+                .attach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("attaching {arn} to role {name}"), e))
+    }
+
+    pub async fn detach(&self, name: &str, arn: &str) -> Result<(), CloudError> {
+        match self
+            .call(
+                "DetachRolePolicy",
+                self.client
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send(),
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(error(&format!("detaching {arn} from role {name}"), e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a managed policy exists (AWS managed or customer managed).
+    pub async fn policy_exists(&self, arn: &str) -> Result<bool, CloudError> {
+        match self
+            .call("GetPolicy", self.client.get_policy().policy_arn(arn).send())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(error(&format!("reading policy {arn}"), e)),
+        }
+    }
+
+    pub async fn list_inline(&self, name: &str) -> Result<Vec<String>, CloudError> {
+        let mut names = Vec::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .call(
+                    "ListRolePolicies",
+                    self.client
+                        .list_role_policies()
+                        .role_name(name)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await
+                .map_err(|e| error(&format!("listing the inline policies of role {name}"), e))?;
+            names.extend(out.policy_names().iter().cloned());
+            match out.marker() {
+                Some(next) if out.is_truncated() => marker = Some(next.to_string()),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    pub async fn get_inline(&self, name: &str, policy: &str) -> Result<Option<Value>, CloudError> {
+        match self
+            .call(
+                "GetRolePolicy",
+                self.client
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send(),
+            )
+            .await
+        {
+            Ok(out) => Ok(policy::parse(out.policy_document())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(error(
+                &format!("reading inline policy {policy} of role {name}"),
+                e,
+            )),
+        }
+    }
+
+    pub async fn put_inline(
+        &self,
+        name: &str,
+        policy: &str,
+        document: &Value,
+    ) -> Result<(), CloudError> {
+        self.call(
+            "PutRolePolicy",
+            self.client
+                .put_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .policy_document(policy::compact(document))
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("putting inline policy {policy} on role {name}"), e))
+    }
+
+    pub async fn delete_inline(&self, name: &str, policy: &str) -> Result<(), CloudError> {
+        match self
+            .call(
+                "DeleteRolePolicy",
+                self.client
+                    .delete_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send(),
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(error(
+                &format!("deleting inline policy {policy} of role {name}"),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn delete_role(&self, name: &str) -> Result<(), CloudError> {
+        match self
+            .call(
+                "DeleteRole",
+                self.client.delete_role().role_name(name).send(),
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(error(&format!("deleting role {name}"), e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The client IDs (audiences) of an IAM OIDC provider, if it exists.
+    pub async fn get_oidc_provider(&self, arn: &str) -> Result<Option<Vec<String>>, CloudError> {
+        match self
+            .call(
+                "GetOpenIDConnectProvider",
+                self.client
+                    .get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send(),
+            )
+            .await
+        {
+            Ok(out) => Ok(Some(out.client_id_list().to_vec())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(error(&format!("reading OIDC provider {arn}"), e)),
+        }
+    }
+
+    pub async fn create_oidc_provider(
+        &self,
+        issuer: &str,
+        audience: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<String, CloudError> {
+        let doing = format!("creating the IAM OIDC provider for {issuer}");
+        let out = self
+            .call(
+                "CreateOpenIDConnectProvider",
+                self.client
+                    .create_open_id_connect_provider()
+                    .url(issuer)
+                    .client_id_list(audience)
+                    .set_tags(Some(tags(values)?))
+                    .send(),
+            )
+            .await
+            .map_err(|e| error(&doing, e))?;
+        out.open_id_connect_provider_arn()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::new(Reason::TransientError, format!("{doing}: no ARN")))
+    }
+
+    pub async fn add_audience(&self, arn: &str, audience: &str) -> Result<(), CloudError> {
+        self.call(
+            "AddClientIDToOpenIDConnectProvider",
+            self.client
+                .add_client_id_to_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .client_id(audience)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("adding audience {audience} to {arn}"), e))
+    }
+}

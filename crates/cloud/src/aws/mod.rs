@@ -1,0 +1,634 @@
+//! AWS: an IAM role whose trust policy lets exactly the binding's
+//! ServiceAccount in through the cluster's IAM OIDC provider, and the managed
+//! and inline policies the binding lists. Every step reads first and writes
+//! only what differs, so a steady state makes no IAM writes.
+
+pub mod iam;
+pub mod naming;
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_http_client::tls;
+use serde_json::Value;
+use wib_api::binding::{AwsBinding, AwsStatus, RoleAssignmentStatus};
+use wib_api::conditions::Reason;
+use wib_api::provider::AwsProvider as AwsDefaults;
+use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
+
+use crate::calls::Observer;
+use crate::ownership::{self, Ownership};
+use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
+use iam::{Iam, NewRole, Role};
+use policy::Federation;
+
+pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub const DEFAULT_MAX_SESSION_SECONDS: i32 = 3600;
+
+/// The AWS provider as configured by the environment, through `aws-config`'s
+/// default chain: credentials (web identity in a cluster, `AWS_*` variables
+/// elsewhere), region (IAM is global; `us-east-1` when none is set) and
+/// endpoints (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_IAM`). Extra CAs for a
+/// private endpoint come from `WIB_CLOUD_CA_FILE`. `WIB_AWS_TRUST_POLICY_MAX_CHARS`
+/// raises the trust-policy quota for accounts where AWS raised it.
+pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client()?)
+        .load()
+        .await;
+    let region = config
+        .region()
+        .cloned()
+        .unwrap_or_else(|| aws_config::Region::new("us-east-1"));
+    let iam = aws_sdk_iam::config::Builder::from(&config)
+        .region(region)
+        .build();
+    let max = match std::env::var("WIB_AWS_TRUST_POLICY_MAX_CHARS") {
+        Ok(raw) => raw.parse().map_err(|e| {
+            CloudError::new(
+                Reason::CloudNotConfigured,
+                format!("WIB_AWS_TRUST_POLICY_MAX_CHARS={raw:?}: {e}"),
+            )
+        })?,
+        Err(_) => policy::TRUST_POLICY_MAX_CHARS,
+    };
+    Ok(AwsProvider::new(
+        Iam::new(aws_sdk_iam::Client::from_conf(iam), observer),
+        max,
+    ))
+}
+
+/// rustls on ring (the crypto the rest of wib uses), system roots plus
+/// `WIB_CLOUD_CA_FILE`.
+pub fn http_client() -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, CloudError> {
+    let mut trust = tls::TrustStore::default();
+    if let Some(path) = std::env::var_os("WIB_CLOUD_CA_FILE") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            CloudError::new(
+                Reason::CloudNotConfigured,
+                format!("reading WIB_CLOUD_CA_FILE {}: {e}", path.to_string_lossy()),
+            )
+        })?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| CloudError::new(Reason::CloudNotConfigured, format!("TLS: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(context)
+        .build_https())
+}
+
+pub struct AwsProvider {
+    iam: Iam,
+    trust_policy_max_chars: usize,
+    /// Bindings sharing a role rewrite its one trust policy: wib does that
+    /// read-modify-write one binding at a time per role.
+    role_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The binding's role and federation, after defaults.
+struct Target<'a> {
+    spec: &'a AwsBinding,
+    defaults: &'a AwsDefaults,
+    role: String,
+    path: String,
+    max_session: i32,
+    federation: Federation,
+}
+
+impl AwsProvider {
+    pub fn new(iam: Iam, trust_policy_max_chars: usize) -> Self {
+        Self {
+            iam,
+            trust_policy_max_chars,
+            role_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, role: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.role_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(role.to_string()).or_default().clone()
+    }
+
+    fn target<'a>(request: &Request<'a>) -> Result<Target<'a>, CloudError> {
+        let spec = request.binding.spec.aws.as_ref().ok_or_else(|| {
+            CloudError::new(Reason::CloudNotConfigured, "the binding has no spec.aws")
+        })?;
+        let defaults = request.provider.spec.aws.as_ref().ok_or_else(|| {
+            CloudError::new(Reason::CloudNotConfigured, "the provider has no spec.aws")
+        })?;
+        let cluster = &request.provider.spec.cluster_name;
+        let binding = request.binding.metadata.name.clone().unwrap_or_default();
+        let provider_arn = defaults
+            .oidc_provider_arn
+            .clone()
+            .unwrap_or_else(|| naming::oidc_provider_arn(&defaults.account_id, request.issuer));
+        Ok(Target {
+            spec,
+            defaults,
+            role: spec
+                .role_name
+                .clone()
+                .unwrap_or_else(|| naming::role_name(cluster, &request.namespace, &binding)),
+            path: spec.path.clone().unwrap_or_else(|| "/".into()),
+            max_session: spec
+                .max_session_duration_seconds
+                .unwrap_or(DEFAULT_MAX_SESSION_SECONDS),
+            federation: Federation {
+                issuer_key: naming::issuer_key_of_arn(&provider_arn)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| naming::issuer_key(request.issuer)),
+                provider_arn,
+                subject: request.subject.clone(),
+                audience: spec
+                    .audience
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+                sid: naming::statement_id(cluster, &request.namespace, &request.service_account),
+            },
+        })
+    }
+
+    /// Checks the spec against the provider's guardrails and IAM's hard
+    /// rules, before any cloud call.
+    fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError> {
+        let allowed = request.provider.spec.allowed_roles.as_deref();
+        for arn in &spec.managed_policy_arns {
+            // The denied list names the `aws` partition; judge other
+            // partitions' ARNs by the same policy path.
+            let in_aws_partition = arn
+                .split_once(":iam::")
+                .map(|(_, rest)| format!("arn:aws:iam::{rest}"))
+                .unwrap_or_default();
+            if !guardrails::role_allowed(&[arn.as_str(), in_aws_partition.as_str()], allowed) {
+                return Err(CloudError::new(
+                    Reason::PolicyNotAllowed,
+                    format!(
+                        "policy {arn} is not allowed by ClusterIdentityProvider {:?} (administrator policies are denied unless listed in allowedRoles); nothing was created",
+                        request.provider.metadata.name.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        let mut inline_chars = 0;
+        for inline in &spec.inline_policies {
+            if let Some(problem) = policy::document_problem(&inline.document) {
+                return Err(CloudError::new(
+                    Reason::InvalidPolicyDocument,
+                    format!("inline policy {:?} {problem}", inline.name),
+                ));
+            }
+            inline_chars += policy::size(&inline.document);
+        }
+        if inline_chars > policy::INLINE_POLICIES_MAX_CHARS {
+            return Err(CloudError::new(
+                Reason::QuotaExceeded,
+                format!(
+                    "the inline policies total {inline_chars} characters; IAM allows {} per role",
+                    policy::INLINE_POLICIES_MAX_CHARS
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The IAM OIDC provider the trust policy names: checked, or created
+    /// when the provider asks for it (with the binding's audience).
+    async fn oidc_provider(
+        &self,
+        request: &Request<'_>,
+        target: &Target<'_>,
+        writes: &mut Vec<String>,
+    ) -> Result<String, CloudError> {
+        let arn = &target.federation.provider_arn;
+        let audience = &target.federation.audience;
+        match self.iam.get_oidc_provider(arn).await? {
+            Some(audiences) => {
+                if target.defaults.create_oidc_provider && !audiences.contains(audience) {
+                    writes.push(format!("added audience {audience} to {arn}"));
+                    self.iam.add_audience(arn, audience).await?;
+                }
+                Ok(arn.clone())
+            }
+            None if target.defaults.create_oidc_provider => {
+                writes.push(format!("created IAM OIDC provider for {}", request.issuer));
+                let tags = BTreeMap::from([(
+                    ownership::TAG_CLUSTER.to_string(),
+                    request.provider.spec.cluster_name.clone(),
+                )]);
+                self.iam
+                    .create_oidc_provider(request.issuer, audience, &tags)
+                    .await
+            }
+            None => Err(CloudError::new(
+                Reason::CloudNotConfigured,
+                format!(
+                    "IAM OIDC provider {arn} does not exist; create it for {} or set createOidcProvider: true on the ClusterIdentityProvider",
+                    request.issuer
+                ),
+            )),
+        }
+    }
+
+    async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
+        let target = Self::target(request)?;
+        let spec = target.spec;
+        Self::check_spec(request, spec)?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
+        let lock = self.lock_for(&target.role);
+        let _serialized = lock.lock().await;
+
+        // Observe and decide everything that can refuse before any write.
+        let existing = self.iam.get_role(&target.role).await?;
+        let owner = existing
+            .as_ref()
+            .map(|r| ownership::ownership(&r.tags, cluster, &uid));
+        let adopting = match &owner {
+            Some(Ownership::OtherCluster { cluster: other }) => {
+                return Err(CloudError::new(
+                    Reason::AdoptionNotAllowed,
+                    format!(
+                        "role {} is managed by wib in cluster {other:?}",
+                        target.role
+                    ),
+                ));
+            }
+            Some(Ownership::Untagged)
+                if request.provider.spec.adoption != AdoptionPolicy::AllowUntagged =>
+            {
+                return Err(CloudError::new(
+                    Reason::AdoptionNotAllowed,
+                    format!(
+                        "role {} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed",
+                        target.role
+                    ),
+                ));
+            }
+            Some(Ownership::ThisCluster { binding })
+                if !spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty() =>
+            {
+                return Err(CloudError::new(
+                    Reason::PolicyNotAllowed,
+                    format!(
+                        "role {} is shared and its policies are managed by binding {binding}; list policies there, not here",
+                        target.role
+                    ),
+                ));
+            }
+            Some(Ownership::Untagged) => true,
+            _ => false,
+        };
+        let manages_policies = !matches!(owner, Some(Ownership::ThisCluster { .. }));
+        let adopted = adopting
+            || existing.as_ref().is_some_and(|r| {
+                r.tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true")
+            });
+        let trust = policy::with_statement(
+            existing.as_ref().and_then(|r| r.trust.as_ref()),
+            policy::statement(&target.federation),
+            adopted,
+        );
+        let trust_chars = policy::size(&trust);
+        if trust_chars > self.trust_policy_max_chars {
+            return Err(CloudError::new(
+                Reason::TrustPolicyTooLarge,
+                format!(
+                    "the trust policy of role {} would be {trust_chars} characters, over IAM's quota of {}; bind this ServiceAccount to another role",
+                    target.role, self.trust_policy_max_chars
+                ),
+            ));
+        }
+        let attached = match &existing {
+            Some(_) if manages_policies => self.iam.list_attached(&target.role).await?,
+            _ => Vec::new(),
+        };
+        for arn in spec
+            .managed_policy_arns
+            .iter()
+            .filter(|arn| !attached.contains(arn))
+        {
+            if !self.iam.policy_exists(arn).await? {
+                return Err(CloudError::new(
+                    Reason::RoleNotFound,
+                    format!("managed policy {arn} does not exist; nothing was created"),
+                ));
+            }
+        }
+        let boundary = target.defaults.permissions_boundary_arn.as_deref();
+        if let Some(b) = boundary
+            && existing
+                .as_ref()
+                .is_none_or(|r| r.permissions_boundary.as_deref() != Some(b))
+            && !self.iam.policy_exists(b).await?
+        {
+            return Err(CloudError::new(
+                Reason::CloudNotConfigured,
+                format!("the provider's permissionsBoundaryArn {b} does not exist"),
+            ));
+        }
+        let mut writes = Vec::new();
+        let oidc_provider_arn = self.oidc_provider(request, &target, &mut writes).await?;
+
+        // Role: create, adopt, or put back what drifted.
+        let mut tags = ownership::owner_tags(cluster, &request.namespace, &binding_name, &uid);
+        let role = match existing {
+            None => {
+                tags.insert(
+                    naming::TAG_MANAGED_POLICIES.into(),
+                    naming::marks(spec.managed_policy_arns.iter().map(String::as_str)),
+                );
+                tags.insert(
+                    naming::TAG_INLINE_POLICIES.into(),
+                    naming::marks(spec.inline_policies.iter().map(|p| p.name.as_str())),
+                );
+                writes.push(format!("created role {}", target.role));
+                self.iam
+                    .create_role(NewRole {
+                        name: &target.role,
+                        path: &target.path,
+                        trust: &trust,
+                        max_session_duration: target.max_session,
+                        permissions_boundary: boundary,
+                        description: &format!(
+                            "Managed by wib for {}/{binding_name} in cluster {cluster}",
+                            request.namespace
+                        ),
+                        tags: &tags,
+                    })
+                    .await?
+            }
+            Some(mut role) => {
+                if adopting {
+                    tags.insert(ownership::TAG_ADOPTED.into(), "true".into());
+                    writes.push(format!("adopted role {}", target.role));
+                    self.iam.tag_role(&target.role, &tags).await?;
+                    role.tags.extend(tags);
+                }
+                if role.trust.as_ref().is_none_or(|t| !policy::same(t, &trust)) {
+                    writes.push(format!("put the trust policy of role {}", target.role));
+                    self.iam.update_trust(&target.role, &trust).await?;
+                }
+                if manages_policies && role.max_session_duration != Some(target.max_session) {
+                    writes.push(format!("set max session duration of {}", target.role));
+                    self.iam
+                        .update_max_session(&target.role, target.max_session)
+                        .await?;
+                }
+                if let Some(b) = boundary
+                    && role.permissions_boundary.as_deref() != Some(b)
+                {
+                    writes.push(format!("set permissions boundary of {}", target.role));
+                    self.iam.put_boundary(&target.role, b).await?;
+                }
+                role
+            }
+        };
+        if manages_policies {
+            self.reconcile_policies(&target, &role, &attached, &mut writes)
+                .await?;
+        }
+
+        let mut policies: Vec<String> = spec.managed_policy_arns.clone();
+        policies.extend(spec.inline_policies.iter().map(|p| p.name.clone()));
+        let mut statuses: Vec<RoleAssignmentStatus> = spec
+            .managed_policy_arns
+            .iter()
+            .map(|arn| RoleAssignmentStatus {
+                role: arn.clone(),
+                scope: None,
+                id: Some(arn.clone()),
+                ready: true,
+            })
+            .collect();
+        statuses.extend(spec.inline_policies.iter().map(|p| RoleAssignmentStatus {
+            role: p.name.clone(),
+            scope: Some("inline".into()),
+            id: Some(format!("{}/{}", role.arn, p.name)),
+            ready: true,
+        }));
+        Ok(Outcome {
+            annotations: annotations(spec, &role.arn),
+            labels: BTreeMap::new(),
+            status: wib_api::WorkloadIdentityBindingStatus {
+                identity: Some(role.arn.clone()),
+                aws: Some(AwsStatus {
+                    role_arn: Some(role.arn.clone()),
+                    oidc_provider_arn: Some(oidc_provider_arn),
+                    policies,
+                }),
+                role_assignments: statuses,
+                ..Default::default()
+            },
+            writes,
+        })
+    }
+
+    /// Managed attachments and inline policies to exactly the spec: missing
+    /// ones added, drifted ones put back, extras removed only when wib's tags
+    /// say wib added them. The tags are written before an attachment and
+    /// after a removal, so a crash in between never leaves an attachment wib
+    /// would not recognise as its own.
+    async fn reconcile_policies(
+        &self,
+        target: &Target<'_>,
+        role: &Role,
+        attached: &[String],
+        writes: &mut Vec<String>,
+    ) -> Result<(), CloudError> {
+        let spec = target.spec;
+        let name = &target.role;
+        let managed_tag = role.tags.get(naming::TAG_MANAGED_POLICIES);
+        let inline_tag = role.tags.get(naming::TAG_INLINE_POLICIES);
+        let wanted_managed = naming::marks(spec.managed_policy_arns.iter().map(String::as_str));
+        let wanted_inline = naming::marks(spec.inline_policies.iter().map(|p| p.name.as_str()));
+        let inline_names = self.iam.list_inline(name).await?;
+        let extra_managed: Vec<&String> = attached
+            .iter()
+            .filter(|a| !spec.managed_policy_arns.contains(a) && naming::is_marked(managed_tag, a))
+            .collect();
+        let extra_inline: Vec<&String> = inline_names
+            .iter()
+            .filter(|n| {
+                !spec.inline_policies.iter().any(|p| &p.name == *n)
+                    && naming::is_marked(inline_tag, n)
+            })
+            .collect();
+        let union = |tag: Option<&String>, wanted: &str| {
+            let mut all: Vec<&str> = tag.map(|t| t.split(' ').collect()).unwrap_or_default();
+            all.extend(wanted.split(' '));
+            all.retain(|m| !m.is_empty());
+            all.sort();
+            all.dedup();
+            all.join(" ")
+        };
+        let marks_before = BTreeMap::from([
+            (
+                naming::TAG_MANAGED_POLICIES.to_string(),
+                union(managed_tag, &wanted_managed),
+            ),
+            (
+                naming::TAG_INLINE_POLICIES.to_string(),
+                union(inline_tag, &wanted_inline),
+            ),
+        ]);
+        let current_marks = |key: &str| role.tags.get(key).cloned().unwrap_or_default();
+        if marks_before.iter().any(|(k, v)| current_marks(k) != *v) {
+            self.iam.tag_role(name, &marks_before).await?;
+        }
+
+        for arn in spec
+            .managed_policy_arns
+            .iter()
+            .filter(|a| !attached.contains(a))
+        {
+            writes.push(format!("attached {arn}"));
+            self.iam.attach(name, arn).await?;
+        }
+        for inline in &spec.inline_policies {
+            let current = if inline_names.contains(&inline.name) {
+                self.iam.get_inline(name, &inline.name).await?
+            } else {
+                None
+            };
+            if current.is_none_or(|c| !policy::same(&c, &inline.document)) {
+                writes.push(format!("put inline policy {}", inline.name));
+                self.iam
+                    .put_inline(name, &inline.name, &inline.document)
+                    .await?;
+            }
+        }
+        for arn in &extra_managed {
+            writes.push(format!("detached {arn}"));
+            self.iam.detach(name, arn).await?;
+        }
+        for policy in &extra_inline {
+            writes.push(format!("deleted inline policy {policy}"));
+            self.iam.delete_inline(name, policy).await?;
+        }
+        let marks_after = BTreeMap::from([
+            (naming::TAG_MANAGED_POLICIES.to_string(), wanted_managed),
+            (naming::TAG_INLINE_POLICIES.to_string(), wanted_inline),
+        ]);
+        if marks_after != marks_before {
+            self.iam.tag_role(name, &marks_after).await?;
+        }
+        Ok(())
+    }
+
+    async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
+        let target = Self::target(request)?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let lock = self.lock_for(&target.role);
+        let _serialized = lock.lock().await;
+        let Some(role) = self.iam.get_role(&target.role).await? else {
+            return Ok(());
+        };
+        let owner = ownership::ownership(&role.tags, cluster, &uid);
+        if matches!(owner, Ownership::Untagged | Ownership::OtherCluster { .. }) {
+            // Refused at reconcile: nothing of this binding's is on it.
+            return Ok(());
+        }
+        let trust = role.trust.clone().unwrap_or(Value::Null);
+        let others = policy::other_wib_statements(&trust, &target.federation.sid);
+        let adopted = role.tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true");
+        let last = others == 0 && request.binding.spec.deletion_policy == DeletionPolicy::Delete;
+        if last && !adopted {
+            // The role goes with its last binding. IAM deletes a role only
+            // once nothing is attached to it.
+            for arn in self.iam.list_attached(&target.role).await? {
+                self.iam.detach(&target.role, &arn).await?;
+            }
+            for name in self.iam.list_inline(&target.role).await? {
+                self.iam.delete_inline(&target.role, &name).await?;
+            }
+            return self.iam.delete_role(&target.role).await;
+        }
+        let remaining = policy::without_statement(
+            &trust,
+            &target.federation.sid,
+            &target.federation.provider_arn,
+        );
+        if !policy::same(&trust, &remaining) {
+            self.iam.update_trust(&target.role, &remaining).await?;
+        }
+        if last {
+            // An adopted role goes back as wib found it: wib's policies and
+            // tags off, the role itself kept.
+            for arn in self.iam.list_attached(&target.role).await? {
+                if naming::is_marked(role.tags.get(naming::TAG_MANAGED_POLICIES), &arn) {
+                    self.iam.detach(&target.role, &arn).await?;
+                }
+            }
+            for name in self.iam.list_inline(&target.role).await? {
+                if naming::is_marked(role.tags.get(naming::TAG_INLINE_POLICIES), &name) {
+                    self.iam.delete_inline(&target.role, &name).await?;
+                }
+            }
+            self.iam
+                .untag_role(
+                    &target.role,
+                    &[
+                        ownership::TAG_CLUSTER,
+                        ownership::TAG_NAMESPACE,
+                        ownership::TAG_BINDING,
+                        ownership::TAG_UID,
+                        ownership::TAG_ADOPTED,
+                        naming::TAG_MANAGED_POLICIES,
+                        naming::TAG_INLINE_POLICIES,
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The ServiceAccount annotations EKS's pod identity webhook reads.
+fn annotations(spec: &AwsBinding, role_arn: &str) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(
+        "eks.amazonaws.com/role-arn".to_string(),
+        role_arn.to_string(),
+    )]);
+    if let Some(audience) = &spec.audience {
+        annotations.insert("eks.amazonaws.com/audience".into(), audience.clone());
+    }
+    if let Some(seconds) = spec.token_expiration_seconds {
+        annotations.insert(
+            "eks.amazonaws.com/token-expiration".into(),
+            seconds.to_string(),
+        );
+    }
+    if let Some(regional) = spec.sts_regional_endpoints {
+        annotations.insert(
+            "eks.amazonaws.com/sts-regional-endpoints".into(),
+            regional.to_string(),
+        );
+    }
+    annotations
+}
+
+impl CloudProvider for AwsProvider {
+    fn cloud(&self) -> Cloud {
+        Cloud::Aws
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, CloudError>> {
+        Box::pin(self.reconcile_inner(request))
+    }
+
+    fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(self.cleanup_inner(request))
+    }
+}

@@ -1,0 +1,254 @@
+//! IAM policy documents, pure: the trust statement of one ServiceAccount, the
+//! trust policy of a role shared by several, semantic comparison (key order,
+//! statement order and a single value versus a one-element array are not
+//! drift) and IAM's size quota.
+
+use serde_json::{Value, json};
+
+pub const POLICY_VERSION: &str = "2012-10-17";
+pub const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
+/// Every trust statement wib writes has a `Sid` starting with this.
+pub const WIB_SID_PREFIX: &str = "wib";
+/// Left in the trust policy of a retained role once its last binding is
+/// gone: IAM requires a statement, and this one lets nobody in.
+pub const RETAINED_SID: &str = "wibRetainedNoFederation";
+/// IAM's default quota for a role trust policy, in characters.
+pub const TRUST_POLICY_MAX_CHARS: usize = 2048;
+/// IAM's quota for all inline policies of one role together, in characters.
+pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
+
+/// Who may assume the role: the cluster's OIDC provider, for exactly one
+/// ServiceAccount and audience.
+#[derive(Clone, Debug)]
+pub struct Federation {
+    pub provider_arn: String,
+    /// Issuer host and path, the prefix of IAM's condition keys.
+    pub issuer_key: String,
+    pub subject: String,
+    pub audience: String,
+    pub sid: String,
+}
+
+/// The trust statement of one ServiceAccount.
+pub fn statement(f: &Federation) -> Value {
+    json!({
+        "Sid": f.sid,
+        "Effect": "Allow",
+        "Principal": {"Federated": f.provider_arn},
+        "Action": WEB_IDENTITY_ACTION,
+        "Condition": {"StringEquals": {
+            format!("{}:sub", f.issuer_key): f.subject,
+            format!("{}:aud", f.issuer_key): f.audience,
+        }},
+    })
+}
+
+fn statements(document: Option<&Value>) -> Vec<Value> {
+    match document.and_then(|d| d.get("Statement")) {
+        Some(Value::Array(items)) => items.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn sid(statement: &Value) -> &str {
+    statement.get("Sid").and_then(Value::as_str).unwrap_or("")
+}
+
+fn is_wib(statement: &Value) -> bool {
+    sid(statement).starts_with(WIB_SID_PREFIX) && sid(statement) != RETAINED_SID
+}
+
+fn document(statements: Vec<Value>) -> Value {
+    json!({"Version": POLICY_VERSION, "Statement": statements})
+}
+
+/// The trust policy with `ours` in place. Other wib statements (bindings
+/// sharing the role) stay; statements wib did not write stay only when
+/// `keep_foreign` (an adopted role), since on a role wib created they would
+/// widen who can assume it.
+pub fn with_statement(current: Option<&Value>, ours: Value, keep_foreign: bool) -> Value {
+    let own = sid(&ours).to_string();
+    let mut kept: Vec<Value> = statements(current)
+        .into_iter()
+        .filter(|s| sid(s) != own && sid(s) != RETAINED_SID && (is_wib(s) || keep_foreign))
+        .collect();
+    kept.push(ours);
+    document(kept)
+}
+
+/// The trust policy without the statement `sid`; a deny placeholder when
+/// nothing would be left.
+pub fn without_statement(current: &Value, sid_to_drop: &str, provider_arn: &str) -> Value {
+    let kept: Vec<Value> = statements(Some(current))
+        .into_iter()
+        .filter(|s| sid(s) != sid_to_drop)
+        .collect();
+    if kept.is_empty() {
+        return document(vec![json!({
+            "Sid": RETAINED_SID,
+            "Effect": "Deny",
+            "Principal": {"Federated": provider_arn},
+            "Action": WEB_IDENTITY_ACTION,
+        })]);
+    }
+    document(kept)
+}
+
+/// How many wib trust statements other than `sid` the policy holds: the
+/// other ServiceAccounts that share the role.
+pub fn other_wib_statements(current: &Value, own_sid: &str) -> usize {
+    statements(Some(current))
+        .iter()
+        .filter(|s| is_wib(s) && sid(s) != own_sid)
+        .count()
+}
+
+/// A canonical text of a policy for comparison: object keys sorted, arrays
+/// sorted, one-element arrays equal to their element.
+pub fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) if items.len() == 1 => canonical(&items[0]),
+        Value::Array(items) => {
+            let mut parts: Vec<String> = items.iter().map(canonical).collect();
+            parts.sort();
+            parts.dedup();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether two policy documents mean the same.
+pub fn same(a: &Value, b: &Value) -> bool {
+    canonical(a) == canonical(b)
+}
+
+/// The length IAM counts against its quotas: the document without whitespace.
+pub fn size(document: &Value) -> usize {
+    compact(document).chars().count()
+}
+
+pub fn compact(document: &Value) -> String {
+    serde_json::to_string(document).unwrap_or_default()
+}
+
+/// Parses a policy as IAM returns it: URL-encoded JSON in the Query API.
+pub fn parse(raw: &str) -> Option<Value> {
+    serde_json::from_str(raw).ok().or_else(|| {
+        urlencoding::decode(raw)
+            .ok()
+            .and_then(|decoded| serde_json::from_str(&decoded).ok())
+    })
+}
+
+/// What is wrong with an inline policy document, if anything IAM would surely reject.
+pub fn document_problem(document: &Value) -> Option<String> {
+    let Some(object) = document.as_object() else {
+        return Some("must be a JSON object with Version and Statement".into());
+    };
+    match object.get("Statement") {
+        None => Some("has no Statement".into()),
+        Some(Value::Array(items)) if items.is_empty() => Some("has an empty Statement".into()),
+        Some(Value::Array(_) | Value::Object(_)) => None,
+        Some(_) => Some("Statement must be an object or a list of objects".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn federation(sa: &str) -> Federation {
+        Federation {
+            provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/1".into(),
+            issuer_key: "oidc.example/id/1".into(),
+            subject: format!("system:serviceaccount:ns:{sa}"),
+            audience: "sts.amazonaws.com".into(),
+            sid: format!("wib{sa}"),
+        }
+    }
+
+    #[test]
+    fn the_statement_is_the_public_eks_shape() {
+        let s = statement(&federation("app"));
+        assert_eq!(s["Action"], WEB_IDENTITY_ACTION);
+        assert_eq!(
+            s["Condition"]["StringEquals"]["oidc.example/id/1:sub"],
+            "system:serviceaccount:ns:app"
+        );
+        assert_eq!(
+            s["Condition"]["StringEquals"]["oidc.example/id/1:aud"],
+            "sts.amazonaws.com"
+        );
+        assert_eq!(
+            s["Principal"]["Federated"],
+            "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/1"
+        );
+    }
+
+    #[test]
+    fn key_order_and_single_values_are_not_drift() {
+        let ours = with_statement(None, statement(&federation("a")), false);
+        let reordered: Value = serde_json::from_str(
+            r#"{"Statement":{"Condition":{"StringEquals":{"oidc.example/id/1:aud":["sts.amazonaws.com"],"oidc.example/id/1:sub":"system:serviceaccount:ns:a"}},"Action":["sts:AssumeRoleWithWebIdentity"],"Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.example/id/1"},"Effect":"Allow","Sid":"wiba"},"Version":"2012-10-17"}"#,
+        )
+        .expect("json");
+        assert!(same(&ours, &reordered));
+        let mut edited = ours.clone();
+        edited["Statement"][0]["Condition"]["StringEquals"]["oidc.example/id/1:sub"] =
+            json!("system:serviceaccount:ns:*");
+        assert!(!same(&ours, &edited));
+    }
+
+    #[test]
+    fn shared_roles_keep_other_bindings_and_drop_foreign_statements() {
+        let foreign =
+            json!({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"});
+        let a = with_statement(None, statement(&federation("a")), false);
+        let mut current = a.clone();
+        current["Statement"]
+            .as_array_mut()
+            .expect("array")
+            .push(foreign.clone());
+        let ab = with_statement(Some(&current), statement(&federation("b")), false);
+        assert_eq!(statements(Some(&ab)).len(), 2);
+        assert_eq!(other_wib_statements(&ab, "wiba"), 1);
+        let adopted = with_statement(Some(&current), statement(&federation("b")), true);
+        assert_eq!(statements(Some(&adopted)).len(), 3);
+        // Re-adding ours replaces it rather than duplicating it.
+        let again = with_statement(Some(&ab), statement(&federation("b")), false);
+        assert!(same(&again, &ab));
+    }
+
+    #[test]
+    fn dropping_the_last_statement_leaves_a_deny() {
+        let a = with_statement(None, statement(&federation("a")), false);
+        let left = without_statement(&a, "wiba", "arn:p");
+        assert_eq!(left["Statement"][0]["Effect"], "Deny");
+        assert_eq!(other_wib_statements(&left, "x"), 0);
+        let back = with_statement(Some(&left), statement(&federation("a")), false);
+        assert_eq!(statements(Some(&back)).len(), 1);
+    }
+
+    #[test]
+    fn size_and_parsing() {
+        let a = with_statement(None, statement(&federation("a")), false);
+        assert!(size(&a) < TRUST_POLICY_MAX_CHARS);
+        let encoded = urlencoding::encode(&compact(&a)).into_owned();
+        assert_eq!(parse(&encoded), Some(a.clone()));
+        assert_eq!(parse(&compact(&a)), Some(a));
+        assert!(document_problem(&json!({"Version": POLICY_VERSION})).is_some());
+        assert!(document_problem(&json!({"Statement": []})).is_some());
+        assert!(document_problem(&json!({"Statement": [{"Effect": "Allow"}]})).is_none());
+    }
+}

@@ -1,0 +1,145 @@
+//! moto, the AWS fake nobody here wrote, as a process on a free 127.0.0.1
+//! port, with AWS managed policies loaded; and the wiring that gives the
+//! operator its own web identity against it (no access keys).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use base64::Engine;
+use serde_json::Value;
+
+use crate::ControlPlane;
+use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace};
+use crate::process::Process;
+
+/// moto's default account.
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The role the operator itself assumes with its projected token.
+pub const OPERATOR_ROLE: &str = "wib-controller";
+
+pub struct Moto {
+    process: Process,
+    pub url: String,
+    http: reqwest::Client,
+    recording: std::path::PathBuf,
+    /// Operator environment: endpoint, region, web identity.
+    pub operator_env: Vec<(String, String)>,
+}
+
+impl Moto {
+    pub async fn start(cp: &ControlPlane) -> Result<Self> {
+        let binary = crate::binaries::moto_server()?;
+        let recording = cp.dir().join("moto-recording.jsonl");
+        let mut cmd = Command::new(binary);
+        cmd.args(["-H", "127.0.0.1", "-p", "0"])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_RECORDER_FILEPATH", &recording)
+            .env("PYTHONUNBUFFERED", "1");
+        let process = Process::spawn("moto", cmd, cp.dir())?;
+        let log = cp.dir().join("moto.log");
+        let started = Instant::now();
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(|l| l.split("Running on ").nth(1)) {
+                break url.trim().to_string();
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("moto did not start:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut this = Self {
+            process,
+            url,
+            http: reqwest::Client::new(),
+            recording,
+            operator_env: Vec::new(),
+        };
+        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
+        let token = cp
+            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, STS_AUDIENCE)
+            .await?;
+        let token_file = cp.dir().join("aws-web-identity-token");
+        std::fs::write(&token_file, token)?;
+        this.operator_env = vec![
+            ("AWS_ENDPOINT_URL".into(), this.url.clone()),
+            ("AWS_REGION".into(), REGION.into()),
+            (
+                "AWS_ROLE_ARN".into(),
+                format!("arn:aws:iam::{ACCOUNT}:role/{OPERATOR_ROLE}"),
+            ),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE".into(),
+                token_file.display().to_string(),
+            ),
+            ("AWS_ROLE_SESSION_NAME".into(), "wib-controller".into()),
+            // aws-config would otherwise probe the EC2 metadata service.
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ];
+        Ok(this)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    async fn post(&self, path: &str) -> Result<()> {
+        let response = self.http.post(format!("{}{path}", self.url)).send().await?;
+        if !response.status().is_success() {
+            bail!("moto {path}: {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// Starts moto's request recorder afresh.
+    pub async fn start_recording(&self) -> Result<()> {
+        self.post("/moto-api/recorder/reset-recording").await?;
+        self.post("/moto-api/recorder/start-recording").await
+    }
+
+    /// Stops the recorder and counts the recorded requests to `service`
+    /// (by their SigV4 credential scope) per `Action`.
+    pub async fn recorded_actions(&self, service: &str) -> Result<BTreeMap<String, u64>> {
+        let scope = format!("/{service}/aws4_request");
+        self.post("/moto-api/recorder/stop-recording").await?;
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        let mut counts = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let request: Value = serde_json::from_str(line)?;
+            let authorization = request["headers"]["Authorization"]
+                .as_str()
+                .or_else(|| request["headers"]["authorization"].as_str())
+                .unwrap_or_default();
+            if !authorization.contains(&scope) {
+                continue;
+            }
+            let raw = request["body"].as_str().unwrap_or_default();
+            let body = if request["body_encoded"].as_bool() == Some(true) {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                raw.to_string()
+            };
+            let url = request["url"].as_str().unwrap_or_default();
+            let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let action = form_field(&body, "Action").or_else(|| form_field(query, "Action"));
+            if let Some(action) = action {
+                *counts.entry(action).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+fn form_field(form: &str, key: &str) -> Option<String> {
+    form.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| v.to_string())
+    })
+}

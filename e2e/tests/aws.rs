@@ -1,0 +1,761 @@
+//! AWS end to end: the operator binary, the local control plane and moto,
+//! reached only through aws-sdk-iam; the operator authenticates with its own
+//! web identity, and a pod stand-in exchanges its projected token through
+//! aws-config's web-identity provider.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_iam::Client as Iam;
+use base64::Engine;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+use wib_api::conditions::READY;
+use wib_cloud::aws::policy;
+use wib_e2e::Env;
+use wib_testenv::moto::{ACCOUNT, REGION, STS_AUDIENCE};
+
+const CLUSTER: &str = "eks-qa";
+const NS: &str = "my-namespace";
+const SA: &str = "my-ksa";
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
+
+fn provider(extra: &str) -> String {
+    format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: ClusterIdentityProvider
+metadata:
+  name: aws
+  annotations:
+    wib.dev/is-default-provider: "true"
+spec:
+  clusterName: {CLUSTER}
+  aws:
+    accountId: "{ACCOUNT}"
+    createOidcProvider: true{extra}
+"#
+    )
+}
+
+fn binding(name: &str, sa: &str, aws: &str) -> String {
+    format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: WorkloadIdentityBinding
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  serviceAccount:
+    name: {sa}
+  aws:
+{aws}"#
+    )
+}
+
+async fn env(provider_extra: &str) -> Env {
+    let env = Env::start_aws()
+        .await
+        .expect("control plane, moto and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider(provider_extra))
+        .await
+        .expect("provider");
+    env
+}
+
+fn role_name(binding: &str) -> String {
+    format!("wib-{CLUSTER}-{NS}-{binding}")
+}
+
+/// The role as moto holds it: trust policy, tags, attachments, inline policies.
+struct RoleState {
+    trust: Value,
+    tags: BTreeMap<String, String>,
+    attached: Vec<String>,
+    inline: BTreeMap<String, Value>,
+    boundary: Option<String>,
+}
+
+async fn role_state(iam: &Iam, name: &str) -> Option<RoleState> {
+    let role = match iam.get_role().role_name(name).send().await {
+        Ok(out) => out.role?.clone(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            return None;
+        }
+        Err(e) => panic!("GetRole {name}: {e:?}"),
+    };
+    let tags = iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .expect("tags")
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .expect("attachments")
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    let mut inline = BTreeMap::new();
+    for policy_name in iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .expect("inline")
+        .policy_names()
+    {
+        let doc = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(policy_name)
+            .send()
+            .await
+            .expect("inline policy");
+        inline.insert(
+            policy_name.clone(),
+            policy::parse(doc.policy_document()).expect("inline JSON"),
+        );
+    }
+    Some(RoleState {
+        trust: policy::parse(role.assume_role_policy_document().unwrap_or_default())
+            .expect("trust JSON"),
+        tags,
+        attached,
+        inline,
+        boundary: role
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+    })
+}
+
+fn issuer_key(env: &Env) -> String {
+    env.cp
+        .issuer()
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn oidc_arn(env: &Env) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{}", issuer_key(env))
+}
+
+/// The JWT's claims, read without verification (moto does not verify them).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims JSON")
+}
+
+/// Runs the pod stand-in with the environment EKS's webhook injects.
+fn pod_exchange(env: &Env, role_arn: &str, token: &str) -> (bool, String) {
+    let token_file = env.cp.dir().join("pod-aws-token");
+    std::fs::write(&token_file, token).expect("token file");
+    let pod = wib_testenv::operator::workspace_binary("wib-e2e-pod-aws").expect("pod binary");
+    let out = Command::new(pod)
+        .env_clear()
+        .env("AWS_ROLE_ARN", role_arn)
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_ROLE_SESSION_NAME", "pod")
+        .env("AWS_ENDPOINT_URL", &env.moto().url)
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("pod runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn public_eks_guide_binding_becomes_ready_and_the_pod_token_assumes_the_role() {
+    let env = env("").await;
+    let iam = env.iam();
+    env.apply(&binding(
+        SA,
+        SA,
+        &format!(
+            r#"    managedPolicyArns: [{READ_ONLY}]
+    inlinePolicies:
+      - name: s3-read
+        document:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: ["s3:GetObject"]
+              Resource: arn:aws:s3:::my-bucket/*
+    tokenExpirationSeconds: 3600
+    stsRegionalEndpoints: true
+"#
+        ),
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, SA, READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let role = role_name(SA);
+    let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
+    let status = b.status.clone().expect("status");
+    let aws = status.aws.clone().expect("status.aws");
+    assert_eq!(aws.role_arn.as_deref(), Some(role_arn.as_str()));
+    assert_eq!(
+        aws.oidc_provider_arn.as_deref(),
+        Some(oidc_arn(&env).as_str())
+    );
+    assert_eq!(
+        aws.policies,
+        vec![READ_ONLY.to_string(), "s3-read".to_string()]
+    );
+    assert_eq!(status.identity.as_deref(), Some(role_arn.as_str()));
+
+    // moto holds exactly the expected role.
+    let state = role_state(&iam, &role).await.expect("role exists");
+    let key = issuer_key(&env);
+    let expected = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": oidc_arn(&env)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{key}:sub"): format!("system:serviceaccount:{NS}:{SA}"),
+                format!("{key}:aud"): STS_AUDIENCE,
+            }},
+        }],
+    });
+    let mut trust = state.trust.clone();
+    let sid = trust["Statement"][0]["Sid"].take();
+    assert!(sid.as_str().is_some_and(|s| s.starts_with("wib")), "{sid}");
+    trust["Statement"][0]
+        .as_object_mut()
+        .expect("statement")
+        .remove("Sid");
+    assert!(policy::same(&trust, &expected), "trust policy {trust}");
+    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
+    assert_eq!(
+        state.inline["s3-read"]["Statement"][0]["Resource"],
+        "arn:aws:s3:::my-bucket/*"
+    );
+    assert_eq!(state.tags["wib.dev_cluster"], CLUSTER);
+    assert_eq!(state.tags["wib.dev_namespace"], NS);
+    assert_eq!(state.tags["wib.dev_binding"], SA);
+    assert_eq!(state.tags["wib.dev_uid"], b.uid().expect("uid"));
+
+    // The IAM OIDC provider was created for the issuer, with the audience.
+    let oidc = iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(oidc_arn(&env))
+        .send()
+        .await
+        .expect("OIDC provider");
+    assert_eq!(oidc.client_id_list(), [STS_AUDIENCE.to_string()]);
+
+    // The ServiceAccount carries what EKS's webhook reads.
+    let sa = env
+        .wait_service_account(NS, SA, "annotated", |sa| {
+            sa.is_some_and(|sa| sa.annotations().contains_key("eks.amazonaws.com/role-arn"))
+        })
+        .await
+        .expect("SA")
+        .expect("exists");
+    let annotations = sa.annotations();
+    assert_eq!(annotations["eks.amazonaws.com/role-arn"], role_arn);
+    assert_eq!(annotations["eks.amazonaws.com/token-expiration"], "3600");
+    assert_eq!(
+        annotations["eks.amazonaws.com/sts-regional-endpoints"],
+        "true"
+    );
+    assert!(!annotations.contains_key("eks.amazonaws.com/audience"));
+    assert_eq!(sa.automount_service_account_token, Some(false));
+
+    // Web identity: the pod's projected token, as EKS would mount it. moto
+    // does not evaluate trust policies, so the claims are checked against
+    // the role's conditions here.
+    let token = env
+        .cp
+        .service_account_token(NS, SA, STS_AUDIENCE)
+        .await
+        .expect("token");
+    let claims = claims(&token);
+    let condition = &state.trust["Statement"][0]["Condition"]["StringEquals"];
+    assert_eq!(claims["iss"], env.cp.issuer().trim_end_matches('/'));
+    assert_eq!(
+        format!(
+            "arn:aws:iam::{ACCOUNT}:oidc-provider/{}",
+            claims["iss"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("https://")
+        ),
+        state.trust["Statement"][0]["Principal"]["Federated"]
+    );
+    assert_eq!(claims["sub"], condition[format!("{key}:sub")]);
+    let audiences: Vec<String> = match &claims["aud"] {
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Value::String(s) => vec![s.clone()],
+        other => panic!("aud {other}"),
+    };
+    assert!(
+        audiences
+            .iter()
+            .any(|a| condition[format!("{key}:aud")] == a.as_str())
+    );
+    let (ok, out) = pod_exchange(&env, &role_arn, &token);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "caller arn:aws:sts::{ACCOUNT}:assumed-role/{role}/"
+        )),
+        "{out}"
+    );
+
+    // Delete (the default policy): role, attachment and inline policy gone.
+    env.delete_binding(NS, SA).await.expect("deleted");
+    assert!(role_state(&iam, &role).await.is_none(), "role left behind");
+    env.wait_service_account(NS, SA, "deleted", |sa| sa.is_none())
+        .await
+        .expect("SA gone");
+    // The cluster's OIDC provider is shared by every binding: it stays.
+    assert!(
+        iam.get_open_id_connect_provider()
+            .open_id_connect_provider_arn(oidc_arn(&env))
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn retain_keeps_the_role_and_its_policies_and_drops_only_federation() {
+    let env = env("\n    permissionsBoundaryArn: arn:aws:iam::aws:policy/PowerUserAccess").await;
+    let iam = env.iam();
+    env.apply(&format!(
+        "{}  deletionPolicy: Retain\n",
+        binding(
+            "kept",
+            "kept",
+            &format!("    managedPolicyArns: [{READ_ONLY}]\n    audience: my-audience\n"),
+        )
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let role = role_name("kept");
+    let state = role_state(&iam, &role).await.expect("role");
+    // The provider's permissions boundary is on the role; the audience is
+    // in the trust policy and on the ServiceAccount.
+    assert_eq!(
+        state.boundary.as_deref(),
+        Some("arn:aws:iam::aws:policy/PowerUserAccess")
+    );
+    assert_eq!(
+        state.trust["Statement"][0]["Condition"]["StringEquals"]
+            [format!("{}:aud", issuer_key(&env))],
+        "my-audience"
+    );
+    env.wait_service_account(NS, "kept", "audience annotation", |sa| {
+        sa.is_some_and(|sa| {
+            sa.annotations()
+                .get("eks.amazonaws.com/audience")
+                .map(String::as_str)
+                == Some("my-audience")
+        })
+    })
+    .await
+    .expect("SA");
+
+    // The boundary is enforced: removed out of band, it is put back.
+    iam.delete_role_permissions_boundary()
+        .role_name(&role)
+        .send()
+        .await
+        .expect("remove boundary");
+    wait_for("boundary restored", async || {
+        role_state(&iam, &role)
+            .await
+            .and_then(|s| s.boundary)
+            .filter(|b| b.ends_with("/PowerUserAccess"))
+    })
+    .await;
+
+    env.delete_binding(NS, "kept").await.expect("deleted");
+    let state = role_state(&iam, &role).await.expect("role retained");
+    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
+    let statements = state.trust["Statement"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        statements.iter().all(|s| s["Effect"] == "Deny"),
+        "federation left on a retained role: {}",
+        state.trust
+    );
+}
+
+#[tokio::test]
+async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
+    let mut env = env("").await;
+    let iam = env.iam();
+    let role = role_name("drifty");
+    env.apply(&binding(
+        "drifty",
+        "drifty",
+        &format!(
+            "    managedPolicyArns: [{READ_ONLY}]\n    inlinePolicies:\n      - name: logs\n        document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: logs:PutLogEvents, Resource: \"*\"}}]}}\n"
+        ),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "drifty", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let before = env
+        .metric_sum("wib_drift_repairs_total", &[r#"cloud="aws""#])
+        .await
+        .expect("metrics");
+
+    // Out of band: the policy detached, the trust policy widened to every
+    // ServiceAccount, the inline policy edited, and someone else's policy
+    // attached.
+    iam.detach_role_policy()
+        .role_name(&role)
+        .policy_arn(READ_ONLY)
+        .send()
+        .await
+        .expect("detach");
+    let mut widened = role_state(&iam, &role).await.expect("role").trust;
+    widened["Statement"][0]["Condition"] = json!({"StringLike": {
+        format!("{}:sub", issuer_key(&env)): "system:serviceaccount:*:*"
+    }});
+    iam.update_assume_role_policy()
+        .role_name(&role)
+        .policy_document(widened.to_string())
+        .send()
+        .await
+        .expect("widen trust");
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name("logs")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("edit inline");
+    iam.attach_role_policy()
+        .role_name(&role)
+        .policy_arn(S3_READ_ONLY)
+        .send()
+        .await
+        .expect("foreign attachment");
+
+    let subject_key = format!("{}:sub", issuer_key(&env));
+    let state = wait_for("drift put back", async || {
+        let s = role_state(&iam, &role).await?;
+        let trust_ok = s.trust["Statement"][0]["Condition"]["StringEquals"][&subject_key]
+            == format!("system:serviceaccount:{NS}:drifty");
+        let inline_ok = s
+            .inline
+            .get("logs")
+            .is_some_and(|d| d["Statement"][0]["Action"] == "logs:PutLogEvents");
+        (trust_ok && inline_ok && s.attached.contains(&READ_ONLY.to_string())).then_some(s)
+    })
+    .await;
+    // What wib did not attach stays.
+    assert!(state.attached.contains(&S3_READ_ONLY.to_string()));
+    let after = env
+        .metric_sum("wib_drift_repairs_total", &[r#"cloud="aws""#])
+        .await
+        .expect("metrics");
+    assert!(after >= before + 3.0, "drift repairs {before} -> {after}");
+    let events = env.events_for(NS, "drifty").await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DriftRepaired")),
+        "{:?}",
+        events
+            .iter()
+            .map(|e| (&e.reason, &e.message))
+            .collect::<Vec<_>>()
+    );
+
+    // The spec drops the managed policy: wib detaches its own, never the foreign one.
+    env.apply(&binding("drifty", "drifty", "    managedPolicyArns: []\n"))
+        .await
+        .expect("update");
+    wait_for(
+        "ReadOnlyAccess detached and inline policy deleted",
+        async || {
+            let s = role_state(&iam, &role).await?;
+            (!s.attached.contains(&READ_ONLY.to_string()) && s.inline.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        role_state(&iam, &role).await.expect("role").attached,
+        vec![S3_READ_ONLY.to_string()]
+    );
+
+    // A crash mid-reconcile: the operator is killed as soon as the role
+    // exists; the next one finishes without duplicating anything.
+    env.apply(&binding(
+        "crashy",
+        "crashy",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    wait_for("role created", async || {
+        role_state(&iam, &role_name("crashy")).await.map(|_| ())
+    })
+    .await;
+    env.operator.kill();
+    env.operator.restart().expect("restart");
+    env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
+        .await
+        .expect("Ready after restart");
+    let roles = iam.list_roles().send().await.expect("roles");
+    let crashy: Vec<_> = roles
+        .roles()
+        .iter()
+        .filter(|r| r.role_name().contains("crashy"))
+        .collect();
+    assert_eq!(crashy.len(), 1);
+    let state = role_state(&iam, &role_name("crashy")).await.expect("role");
+    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
+    assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
+    let env = env("").await;
+    let iam = env.iam();
+
+    // Admission: not an ARN.
+    let err = env
+        .apply(&binding(
+            "bad-arn",
+            "bad-arn",
+            "    managedPolicyArns: [ReadOnlyAccess]\n",
+        ))
+        .await
+        .expect_err("rejected at admission");
+    assert!(
+        format!("{err:#}").contains("managedPolicyArns entries must be IAM policy ARNs"),
+        "{err:#}"
+    );
+
+    // An administrator policy: refused before anything is created.
+    env.apply(&binding(
+        "admin",
+        "admin",
+        "    managedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n",
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "admin", READY, "False", "PolicyNotAllowed")
+        .await
+        .expect("PolicyNotAllowed");
+    let message = wib_e2e::condition(&b, READY)
+        .expect("Ready")
+        .message
+        .clone();
+    assert!(message.contains("AdministratorAccess"), "{message}");
+    assert!(role_state(&iam, &role_name("admin")).await.is_none());
+
+    // A managed policy that does not exist.
+    env.apply(&binding(
+        "missing",
+        "missing",
+        &format!("    managedPolicyArns: [arn:aws:iam::{ACCOUNT}:policy/does-not-exist]\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "missing", READY, "False", "RoleNotFound")
+        .await
+        .expect("RoleNotFound");
+    assert!(role_state(&iam, &role_name("missing")).await.is_none());
+
+    // An untagged role of the same name: not adopted, not changed.
+    let foreign_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    iam.create_role()
+        .role_name(role_name("taken"))
+        .assume_role_policy_document(foreign_trust)
+        .send()
+        .await
+        .expect("foreign role");
+    env.apply(&binding(
+        "taken",
+        "taken",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "taken", READY, "False", "AdoptionNotAllowed")
+        .await
+        .expect("AdoptionNotAllowed");
+    let state = role_state(&iam, &role_name("taken")).await.expect("role");
+    assert!(state.tags.is_empty(), "{:?}", state.tags);
+    assert!(state.attached.is_empty());
+    assert!(policy::same(
+        &state.trust,
+        &serde_json::from_str(foreign_trust).expect("json")
+    ));
+
+    // One role shared by ServiceAccounts with long names until its trust
+    // policy would pass IAM's 2048 characters: the last one is refused
+    // before any write, the others stay Ready.
+    let long = |c: char| format!("{}{}", c, "x".repeat(240));
+    for (i, c) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
+        env.apply(&binding(
+            &format!("shared-{c}"),
+            &long(c),
+            "    roleName: shared-role\n",
+        ))
+        .await
+        .expect("binding");
+        if i < 3 {
+            env.wait_condition(NS, &format!("shared-{c}"), READY, "True", "Provisioned")
+                .await
+                .expect("Ready");
+        }
+    }
+    let b = env
+        .wait_condition(NS, "shared-d", READY, "False", "TrustPolicyTooLarge")
+        .await
+        .expect("TrustPolicyTooLarge");
+    let message = wib_e2e::condition(&b, READY)
+        .expect("Ready")
+        .message
+        .clone();
+    assert!(message.contains("2048"), "{message}");
+    let state = role_state(&iam, "shared-role").await.expect("role");
+    assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(3));
+    assert!(policy::size(&state.trust) <= policy::TRUST_POLICY_MAX_CHARS);
+    // Each refusal is an Event too.
+    let events = env.events_for(NS, "shared-d").await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("TrustPolicyTooLarge"))
+    );
+
+    // Sharing: removing one binding drops only its statement.
+    env.delete_binding(NS, "shared-c").await.expect("deleted");
+    let state = role_state(&iam, "shared-role").await.expect("role stays");
+    assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_iam_writes_and_wibs_counts_match_motos_request_log() {
+    let env = env("").await;
+    env.moto().start_recording().await.expect("recording");
+    env.apply(&binding(
+        "steady",
+        "steady",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "steady", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    // Past the first resync, count; several resyncs later, count again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = |text: &str| {
+        calls(text)
+            .into_iter()
+            .filter(|(op, _)| wib_cloud::calls::is_write(op))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let reads = |text: &str| {
+        calls(text)
+            .into_iter()
+            .filter(|(op, _)| !wib_cloud::calls::is_write(op))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let before = env.metrics().await.expect("metrics");
+    tokio::time::sleep(Duration::from_secs(4 * 2 + 1)).await;
+    let after = env.metrics().await.expect("metrics");
+    let (writes_before, writes_after) = (writes(&before), writes(&after));
+    let (reads_before, reads_after) = (reads(&before), reads(&after));
+    assert_eq!(writes_before, writes_after, "IAM writes in a steady state");
+    assert!(
+        reads_after > reads_before,
+        "no resync happened ({reads_before} -> {reads_after})"
+    );
+
+    // Once the binding is gone wib makes no more AWS calls: its own
+    // per-operation counts then equal moto's request log exactly.
+    env.delete_binding(NS, "steady").await.expect("deleted");
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    let counted = calls(&env.metrics().await.expect("metrics"));
+    assert_eq!(counted, recorded, "wib's metrics vs moto's request log");
+    assert!(recorded.get("CreateRole") == Some(&1), "{recorded:?}");
+    assert!(recorded.get("DeleteRole") == Some(&1), "{recorded:?}");
+}
+
+/// wib's `wib_cloud_api_calls_total` for AWS, summed per operation.
+fn calls(metrics: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("wib_cloud_api_calls_total{") && l.contains(r#"cloud="aws""#))
+    {
+        let operation = line
+            .split("operation=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let value: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_default() as u64;
+        *counts.entry(operation).or_default() += value;
+    }
+    counts
+}
