@@ -37,7 +37,10 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
     // The Azure and AWS samples turn Ready against the Azure fake and moto.
     for (binding, identity) in [
         ("app1 ", ""),
-        ("app1-aws ", "arn:aws:iam::123456789012:role/wib-local-team-a-app1-aws"),
+        (
+            "app1-aws ",
+            "arn:aws:iam::123456789012:role/wib-local-team-a-app1-aws",
+        ),
     ] {
         assert!(
             stdout.lines().any(|l| l.contains("team-a")
