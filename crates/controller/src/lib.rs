@@ -48,6 +48,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let providers = provider::controller(client.clone());
     let bindings = reconcile::controller(client.clone());
+    registry.register_collector(Box::new(metrics::BindingsByReady(bindings.store())));
     let ctx = context::Context::new(
         client,
         settings.clone(),

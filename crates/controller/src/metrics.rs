@@ -77,6 +77,14 @@ impl Metrics {
             "Cloud resources put back after they drifted from the spec",
             this.drift_repairs_total.clone(),
         );
+        // Zero from the start, as controller-runtime does, so alerts on the
+        // error rate see a series before the first error.
+        for controller in ["workloadidentitybinding", "clusteridentityprovider"] {
+            this.reconcile_errors_total
+                .get_or_create(&ControllerLabels {
+                    controller: controller.into(),
+                });
+        }
         let cr = registry.sub_registry_with_prefix("controller_runtime");
         cr.register(
             "reconcile",
@@ -139,5 +147,57 @@ impl wib_cloud::calls::CallObserver for Metrics {
                 operation: call.operation.into(),
             })
             .observe(call.elapsed.as_secs_f64());
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    cloud: String,
+    ready: String,
+}
+
+/// `wib_bindings{cloud,ready}`: bindings by their Ready status, counted from
+/// the controller's cache at scrape time (never stale, no bookkeeping).
+#[derive(Debug)]
+pub struct BindingsByReady(pub kube::runtime::reflector::Store<wib_api::WorkloadIdentityBinding>);
+
+impl prometheus_client::collector::Collector for BindingsByReady {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let mut counts: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for binding in self.0.state() {
+            let ready = binding
+                .status
+                .as_ref()
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == wib_api::conditions::READY)
+                })
+                .map(|c| c.status.clone())
+                .unwrap_or_else(|| "Unknown".into());
+            let cloud = binding
+                .spec
+                .cloud()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default();
+            *counts.entry((cloud, ready)).or_default() += 1;
+        }
+        let gauge = prometheus_client::metrics::gauge::ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "wib_bindings",
+            "WorkloadIdentityBindings by cloud and Ready status",
+            None,
+            gauge.metric_type(),
+        )?;
+        for ((cloud, ready), n) in counts {
+            let labels = ReadyLabels { cloud, ready };
+            prometheus_client::metrics::gauge::ConstGauge::new(n)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,118 @@
+//! The operator's Prometheus endpoint after a run: controller-runtime's
+//! reconcile metrics, wib's cloud call counters and latency, drift repairs
+//! and bindings by Ready state, scraped as Prometheus would.
+
+use wib_api::conditions::READY;
+use wib_e2e::{Env, provider_yaml};
+
+const NS: &str = "metered";
+
+fn binding(name: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  aws:\n    managedPolicyArns: [{policy}]\n"
+    )
+}
+
+/// The value of the sample whose name and labels start `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
+    let env = Env::start_aws().await.expect("env");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider_yaml("default", true, None))
+        .await
+        .expect("provider");
+    env.apply(&binding("good", "arn:aws:iam::aws:policy/ReadOnlyAccess"))
+        .await
+        .expect("good");
+    env.apply(&binding(
+        "denied",
+        "arn:aws:iam::aws:policy/AdministratorAccess",
+    ))
+    .await
+    .expect("denied");
+    env.wait_condition(NS, "good", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    env.wait_condition(NS, "denied", READY, "False", "PolicyNotAllowed")
+        .await
+        .expect("refused");
+    // Drift, so the repair counter moves.
+    env.iam()
+        .detach_role_policy()
+        .role_name("wib-e2e-metered-good")
+        .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+        .send()
+        .await
+        .expect("detach");
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    let text = loop {
+        let text = env.metrics().await.expect("scrape");
+        if sample(&text, r#"wib_drift_repairs_total{cloud="aws"}"#).unwrap_or_default() >= 1.0 {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no drift repair:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+
+    for (series, at_least) in [
+        (
+            r#"controller_runtime_reconcile_total{controller="workloadidentitybinding",result="success"}"#,
+            2.0,
+        ),
+        (
+            r#"controller_runtime_reconcile_total{controller="clusteridentityprovider",result="success"}"#,
+            1.0,
+        ),
+        (
+            r#"controller_runtime_reconcile_time_seconds_count{controller="workloadidentitybinding"}"#,
+            2.0,
+        ),
+        (
+            r#"wib_cloud_api_calls_total{cloud="aws",operation="CreateRole",result="success"}"#,
+            1.0,
+        ),
+        (
+            r#"wib_cloud_api_calls_total{cloud="aws",operation="AttachRolePolicy",result="success"}"#,
+            2.0,
+        ),
+        (
+            r#"wib_cloud_api_calls_total{cloud="aws",operation="GetRole",result="not_found"}"#,
+            1.0,
+        ),
+        (
+            r#"wib_cloud_api_call_duration_seconds_count{cloud="aws",operation="GetRole"}"#,
+            2.0,
+        ),
+        (r#"wib_bindings{cloud="aws",ready="True"}"#, 1.0),
+        (r#"wib_bindings{cloud="aws",ready="False"}"#, 1.0),
+    ] {
+        let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        assert!(value >= at_least, "{series} = {value}, want >= {at_least}");
+    }
+    // Declared even before the first error, so dashboards and alerts can rely on it.
+    assert!(
+        sample(
+            &text,
+            r#"controller_runtime_reconcile_errors_total{controller="workloadidentitybinding"}"#
+        )
+        .is_some(),
+        "{text}"
+    );
+    // A refused binding made no IAM writes: one CreateRole in all.
+    assert_eq!(
+        sample(
+            &text,
+            r#"wib_cloud_api_calls_total{cloud="aws",operation="CreateRole",result="success"}"#
+        ),
+        Some(1.0)
+    );
+}
