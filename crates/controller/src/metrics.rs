@@ -83,7 +83,8 @@ impl Metrics {
             this.reconcile_errors_total
                 .get_or_create(&ControllerLabels {
                     controller: controller.into(),
-                });
+                })
+                .inc_by(0);
         }
         let cr = registry.sub_registry_with_prefix("controller_runtime");
         cr.register(
