@@ -10,12 +10,13 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane moto build tools check-generated clean
+.PHONY: help run test generate fmt lint unit e2e controlplane moto helm build release-build e2e-kind image tools check-generated clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
 	@echo "make test      fmt, clippy, unit, integration and e2e tests (what CI runs)"
-	@echo "make generate  regenerate CRD YAML from the Rust types"
+	@echo "make generate  regenerate CRD YAML from the Rust types and config/ from the chart"
+	@echo "make e2e-kind  (needs Docker and kind) the chart in a kind cluster"
 
 ## Tooling ----------------------------------------------------------------
 
@@ -33,13 +34,18 @@ moto:
 	@command -v python3 >/dev/null || { echo "Python 3 is required (apt-get install python3 python3-venv)"; exit 1; }
 	@bash e2e/moto/install.sh >/dev/null
 
+## helm from the pinned Go module (e2e/helm), for lint/template in the tests.
+helm: tools
+	@bash e2e/helm/build.sh >/dev/null
+
 build: tools
 	$(CARGO) build --workspace --bins
 
 ## Generated files ----------------------------------------------------------
 
-generate:
+generate: helm
 	$(CARGO) run -q -p wib-api --bin crdgen -- config/crd charts/wib/crds
+	bash e2e/helm/render-config.sh config
 
 ## The two commands ---------------------------------------------------------
 
@@ -50,7 +56,7 @@ run: controlplane moto build
 
 # Unit, integration and e2e tests (all targets; the crates have no doc tests),
 # then one closing line that counts every test binary's results.
-test: fmt lint controlplane moto build
+test: fmt lint controlplane moto helm build
 	@mkdir -p $(WIB_CACHE)
 	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log
@@ -60,6 +66,17 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## The image's build stage outside Docker: the release profile, locked.
+release-build: tools
+	$(CARGO) build --release --locked -p wib-controller
+
+image:
+	docker build -t ghcr.io/wib-dev/wib-controller:dev .
+
+## Needs Docker and kind: the chart in a kind cluster (e2e/kind/run.sh).
+e2e-kind: helm
+	bash e2e/kind/run.sh
 
 clean:
 	rm -rf $(CARGO_TARGET_DIR)

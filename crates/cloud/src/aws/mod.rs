@@ -33,17 +33,18 @@ pub const DEFAULT_MAX_SESSION_SECONDS: i32 = 3600;
 /// private endpoint come from `WIB_CLOUD_CA_FILE`. `WIB_AWS_TRUST_POLICY_MAX_CHARS`
 /// raises the trust-policy quota for accounts where AWS raised it.
 pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
+    // The region from the environment (EKS's webhook sets it), never probed
+    // from EC2 metadata: IAM is global, and off AWS the probe only warns.
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "us-east-1".into());
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client()?)
+        .region(aws_config::Region::new(region))
         .load()
         .await;
-    let region = config
-        .region()
-        .cloned()
-        .unwrap_or_else(|| aws_config::Region::new("us-east-1"));
-    let iam = aws_sdk_iam::config::Builder::from(&config)
-        .region(region)
-        .build();
+    let iam = aws_sdk_iam::config::Builder::from(&config).build();
     let max = match std::env::var("WIB_AWS_TRUST_POLICY_MAX_CHARS") {
         Ok(raw) => raw.parse().map_err(|e| {
             CloudError::new(

@@ -122,6 +122,9 @@ async fn main() -> Result<()> {
 /// Waits until every binding has settled for its current generation.
 async fn wait_settled(cp: &ControlPlane) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    // Stalled can be momentary (a binding seen before its provider is in the
+    // cache): settled means it stays so for a few seconds.
+    let mut settled_since: Option<tokio::time::Instant> = None;
     loop {
         let out = cp
             .kubectl()
@@ -147,8 +150,12 @@ async fn wait_settled(cp: &ControlPlane) -> Result<()> {
                 };
                 is("Ready") || is("Stalled")
             });
-        if settled {
+        if !settled {
+            settled_since = None;
+        } else if settled_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(4)) {
             return Ok(());
+        } else if settled_since.is_none() {
+            settled_since = Some(tokio::time::Instant::now());
         }
         if tokio::time::Instant::now() > deadline {
             bail!("bindings did not settle within 120s");

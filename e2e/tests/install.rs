@@ -1,0 +1,419 @@
+//! Installing wib: the Helm chart lints and renders, `config/` (kustomize) is
+//! the chart's install, both apply cleanly (server-side dry run) to a real API
+//! server, and the operator works with exactly the chart's RBAC and nothing
+//! more — proved by running it through the Azure happy path as the chart's
+//! ServiceAccount and by `kubectl auth can-i`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use wib_api::conditions::READY;
+use wib_testenv::fakes::{AZURE_TENANT, AzureFake};
+use wib_testenv::{ControlPlane, Operator, Options};
+
+const NS: &str = "wib-system";
+const SA: &str = "wib-controller";
+
+fn root() -> PathBuf {
+    wib_testenv::binaries::repo_root()
+}
+
+fn helm() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("e2e/helm/build.sh"))
+        .output()
+        .expect("e2e/helm/build.sh runs");
+    assert!(
+        out.status.success(),
+        "building helm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn run(mut cmd: Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn helm_template(extra: &[&str]) -> Command {
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", "wib"])
+        .arg(root().join("charts/wib"))
+        .args(["--namespace", NS])
+        .args(extra);
+    cmd
+}
+
+/// Every object of a multi-document YAML stream, as JSON.
+fn objects(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+fn key(o: &Value) -> (String, String) {
+    (
+        o["kind"].as_str().unwrap_or_default().to_string(),
+        o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| key(o) == (kind.to_string(), name.to_string()))
+        .unwrap_or_else(|| panic!("{kind}/{name} missing"))
+}
+
+#[test]
+fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
+    run(
+        {
+            let mut c = Command::new(helm());
+            c.args(["lint", "--strict"]).arg(root().join("charts/wib"));
+            c
+        },
+        "helm lint",
+    );
+    let rendered = objects(&run(helm_template(&["--include-crds"]), "helm template"));
+
+    // CRDs are the generated ones, byte for byte in charts/wib/crds.
+    let crds: Vec<_> = rendered
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    assert_eq!(crds.len(), 2);
+
+    // Hardened pod: non-root, read-only root, RuntimeDefault seccomp, no
+    // capabilities, resources, probes on /healthz and /readyz.
+    let deployment = find(&rendered, "Deployment", "wib-controller");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        container["args"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "--leader-elect"))
+    );
+    assert_eq!(pod["serviceAccountName"], SA);
+    find(&rendered, "PodDisruptionBudget", "wib-controller");
+
+    // Least privilege in the ClusterRole: no Secrets, no token minting, no wildcards.
+    let rules = find(&rendered, "ClusterRole", "wib-controller")["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for rule in &rules {
+        let resources: Vec<&str> = rule["resources"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(!resources.contains(&"secrets"), "{rule}");
+        assert!(!resources.contains(&"serviceaccounts/token"), "{rule}");
+        assert!(!resources.contains(&"*"), "{rule}");
+        assert!(
+            !rule["verbs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == "*")),
+            "{rule}"
+        );
+    }
+    // Leases only in its own namespace.
+    assert_eq!(
+        find(&rendered, "Role", "wib-leader-election")["metadata"]["namespace"],
+        NS
+    );
+
+    // The cloud identity values become the ServiceAccount's annotations.
+    let with_identity = objects(&run(
+        helm_template(&[
+            "--set",
+            "cloudIdentity.azure.clientId=0b5e4f3a-7d1c-4c2e-9f6a-1a2b3c4d5e6f",
+            "--set",
+            "cloudIdentity.aws.roleArn=arn:aws:iam::123456789012:role/wib",
+            "--set",
+            "cloudIdentity.gcp.serviceAccount=wib@p.iam.gserviceaccount.com",
+        ]),
+        "helm template with a cloud identity",
+    ));
+    let sa = find(&with_identity, "ServiceAccount", SA);
+    assert_eq!(
+        sa["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        "0b5e4f3a-7d1c-4c2e-9f6a-1a2b3c4d5e6f"
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/wib"
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"],
+        "wib@p.iam.gserviceaccount.com"
+    );
+    assert_eq!(
+        sa["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+
+    // values.schema.json refuses a bad value with a message.
+    let bad = helm_template(&["--set", "logFormat=xml"])
+        .output()
+        .expect("helm");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("logFormat"));
+
+    // config/ is the chart rendered by `make generate`: no drift.
+    let fresh = tempdir("wib-config");
+    run(
+        {
+            let mut c = Command::new("bash");
+            c.arg(root().join("e2e/helm/render-config.sh")).arg(&fresh);
+            c
+        },
+        "render-config.sh",
+    );
+    for file in [
+        "rbac/serviceaccount.yaml",
+        "rbac/clusterrole.yaml",
+        "rbac/leader-election-role.yaml",
+        "manager/deployment.yaml",
+        "manager/service.yaml",
+        "manager/pdb.yaml",
+    ] {
+        let want = std::fs::read_to_string(fresh.join(file)).expect("rendered");
+        let have = std::fs::read_to_string(root().join("config").join(file)).unwrap_or_default();
+        assert_eq!(
+            have, want,
+            "config/{file} differs from the chart: run `make generate`"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&fresh);
+}
+
+fn tempdir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = cp
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn helm_and_kustomize_installs_apply_to_the_api_server_and_hold_the_same_objects() {
+    let cp = ControlPlane::start(Options::default())
+        .await
+        .expect("control plane");
+    let chart = run(helm_template(&["--include-crds"]), "helm template");
+    let kustomized = run(
+        {
+            let mut c = cp.kubectl();
+            c.arg("kustomize").arg(root().join("config/default"));
+            c
+        },
+        "kubectl kustomize config/default",
+    );
+    let mut chart_keys: Vec<_> = objects(&chart).iter().map(key).collect();
+    let mut kustomize_keys: Vec<_> = objects(&kustomized)
+        .iter()
+        .filter(|o| o["kind"] != "Namespace")
+        .map(key)
+        .collect();
+    chart_keys.sort();
+    kustomize_keys.sort();
+    assert_eq!(chart_keys, kustomize_keys);
+
+    // Server-side dry runs: every object is valid for this API server.
+    run(
+        {
+            let mut c = cp.kubectl();
+            c.args(["create", "namespace", NS]);
+            c
+        },
+        "namespace",
+    );
+    kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &chart);
+    kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &kustomized);
+}
+
+/// A kubeconfig that authenticates as `namespace/name` with a bound token.
+async fn kubeconfig_for(cp: &ControlPlane, namespace: &str, name: &str, path: &Path) {
+    let token = cp
+        .service_account_token(namespace, name, cp.issuer())
+        .await
+        .expect("token for the chart's ServiceAccount");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: wib\n  context:\n    cluster: local\n    user: wib\n    namespace: {namespace}\ncurrent-context: wib\nusers:\n- name: wib\n  user:\n    token: {token}\n",
+        cp.server(),
+        cp.ca_cert_path().display()
+    );
+    std::fs::write(path, config).expect("kubeconfig");
+}
+
+fn can_i(cp: &ControlPlane, args: &str) -> bool {
+    let mut cmd = cp.kubectl();
+    cmd.args(["auth", "can-i"])
+        .args(args.split_whitespace())
+        .arg(format!("--as=system:serviceaccount:{NS}:{SA}"));
+    let out = cmd.output().expect("kubectl auth can-i");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+#[tokio::test]
+async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
+    let cp = ControlPlane::start(Options::default())
+        .await
+        .expect("control plane");
+    // The Azure fake creates wib-system and trusts wib-system/wib-controller.
+    let azure = AzureFake::start(&cp).await.expect("Azure fake");
+    let rendered = run(helm_template(&[]), "helm template");
+    let rbac: Vec<String> = rendered
+        .split("\n---")
+        .filter(|doc| {
+            objects(doc).first().is_some_and(|o| {
+                matches!(
+                    o["kind"].as_str(),
+                    Some(
+                        "ServiceAccount"
+                            | "ClusterRole"
+                            | "ClusterRoleBinding"
+                            | "Role"
+                            | "RoleBinding"
+                    )
+                )
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(rbac.len(), 5, "{rendered}");
+    kubectl_stdin(&cp, &["apply", "-f", "-"], &rbac.join("\n---\n"));
+
+    // What the chart's ServiceAccount can and cannot do.
+    for allowed in [
+        "watch workloadidentitybindings.wib.dev -A",
+        "patch workloadidentitybindings.wib.dev --subresource=status -n team",
+        "create serviceaccounts -n team",
+        "update leases -n wib-system",
+    ] {
+        assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
+    }
+    for denied in [
+        "get secrets -A",
+        "list secrets -n wib-system",
+        "create serviceaccounts --subresource=token -n team",
+        "create pods -n team",
+        "create deployments -n team",
+        "patch clusteridentityproviders.wib.dev",
+        "update leases -n kube-system",
+        "delete namespaces",
+        "create clusterrolebindings",
+    ] {
+        assert!(!can_i(&cp, denied), "must be denied: {denied}");
+    }
+
+    // The operator as that ServiceAccount, with leader election, through the
+    // Azure happy path.
+    let kubeconfig = cp.dir().join("wib-controller.kubeconfig");
+    kubeconfig_for(&cp, NS, SA, &kubeconfig).await;
+    let envs: Vec<(&str, &str)> = azure
+        .operator_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut operator = Operator::start(
+        &kubeconfig,
+        cp.dir(),
+        &[
+            "--metrics-addr=127.0.0.1:0",
+            "--resync-seconds=2",
+            "--leader-elect",
+            "--lease-namespace=wib-system",
+        ],
+        &envs,
+    )
+    .expect("operator");
+    let admin = wib_e2e::Admin::new(&cp).await.expect("admin");
+    admin.namespace("team", &[]).await.expect("namespace");
+    admin
+        .apply(&format!(
+            "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: aks\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: rbac\n  azure:\n    tenantId: {AZURE_TENANT}\n    subscriptionId: 00000000-0000-0000-0000-00000000aaaa\n    resourceGroup: ids\n    location: westeurope\n"
+        ))
+        .await
+        .expect("provider");
+    admin
+        .apply("apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: app\n  namespace: team\nspec:\n  azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps\n")
+        .await
+        .expect("binding");
+    let ready = admin
+        .wait_condition("team", "app", READY, "True", "Provisioned")
+        .await;
+    let logs = operator.logs();
+    ready.unwrap_or_else(|e| panic!("{e}\noperator:\n{logs}"));
+    admin
+        .wait_service_account("team", "app", "annotated", |sa| {
+            sa.is_some_and(|sa| {
+                sa.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("azure.workload.identity/client-id"))
+            })
+        })
+        .await
+        .expect("ServiceAccount");
+    admin.delete_binding("team", "app").await.expect("deleted");
+    assert!(
+        !operator.logs().contains("is forbidden"),
+        "the operator hit RBAC denials:\n{}",
+        operator.logs()
+    );
+    operator.stop();
+}
