@@ -10,7 +10,7 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane moto helm build release-build e2e-kind image tools check-generated clean
+.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build release-build e2e-kind image tools check-generated clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -38,6 +38,10 @@ moto:
 helm: tools
 	@bash e2e/helm/build.sh >/dev/null
 
+## The kstatus checker (Flux's status library) for the GitOps health tests.
+kstatus: tools
+	@bash e2e/kstatus/build.sh >/dev/null
+
 build: tools
 	$(CARGO) build --workspace --bins
 
@@ -56,7 +60,7 @@ run: controlplane moto build
 
 # Unit, integration and e2e tests (all targets; the crates have no doc tests),
 # then one closing line that counts every test binary's results.
-test: fmt lint controlplane moto helm build
+test: fmt lint controlplane moto helm kstatus build
 	@mkdir -p $(WIB_CACHE)
 	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log

@@ -11,9 +11,12 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use wib_api::WorkloadIdentityBinding;
 use wib_testenv::fakes::AzureFake;
+use wib_testenv::gcp::GcpFake;
 use wib_testenv::moto::Moto;
 use wib_testenv::{ControlPlane, Operator, Options};
 
+/// The GCP project of `provider_yaml` and the GCP fake in e2e.
+pub const GCP_PROJECT: &str = "wib-e2e";
 pub const WAIT: Duration = Duration::from_secs(60);
 /// Resync used in e2e so drift checks and steady-state checks are quick.
 pub const RESYNC_SECONDS: &str = "2";
@@ -26,6 +29,7 @@ pub struct Env {
     pub metrics_url: String,
     pub azure: Option<AzureFake>,
     pub moto: Option<Moto>,
+    pub gcp: Option<GcpFake>,
     pub admin: Admin,
     pub cp: ControlPlane,
 }
@@ -45,21 +49,31 @@ pub struct Admin {
 }
 
 impl Env {
-    /// The control plane and the operator, with no cloud fake.
+    /// The control plane, every cloud fake (Azure, moto, GCP) and the
+    /// operator, authenticating to each with its own workload identity.
     pub async fn start() -> Result<Self> {
-        Self::start_with(false, false).await
+        Self::start_with(true, true).await
     }
 
-    /// The control plane, the Azure fake, and the operator authenticating
-    /// to it with its own workload identity.
+    /// The same: a test that is about Azure says so.
     pub async fn start_azure() -> Result<Self> {
-        Self::start_with(true, false).await
+        Self::start().await
     }
 
-    /// The control plane, moto, and the operator authenticating to it with
-    /// its own web identity.
+    /// The same: a test that is about AWS says so.
     pub async fn start_aws() -> Result<Self> {
-        Self::start_with(false, true).await
+        Self::start().await
+    }
+
+    /// The same: a test that is about GCP says so.
+    pub async fn start_gcp() -> Result<Self> {
+        Self::start().await
+    }
+
+    /// Without any cloud fake: the operator's clouds fail as they would
+    /// with no credentials.
+    pub async fn start_without_clouds() -> Result<Self> {
+        Self::start_with(false, false).await
     }
 
     async fn start_with(azure: bool, aws: bool) -> Result<Self> {
@@ -73,10 +87,15 @@ impl Env {
             true => Some(Moto::start(&cp).await?),
             false => None,
         };
+        let gcp = match azure.is_some() && aws {
+            true => Some(GcpFake::start(&cp, GCP_PROJECT).await?),
+            false => None,
+        };
         let envs: Vec<(String, String)> = azure
             .iter()
             .flat_map(|a| a.operator_env.clone())
             .chain(moto.iter().flat_map(|m| m.operator_env.clone()))
+            .chain(gcp.iter().flat_map(|g| g.operator_env.clone()))
             .collect();
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -102,6 +121,7 @@ impl Env {
             metrics_url,
             azure,
             moto,
+            gcp,
             admin,
             cp,
         })
@@ -118,6 +138,11 @@ impl Env {
     /// The Azure fake; panics when the env was started without it.
     pub fn azure(&self) -> &AzureFake {
         self.azure.as_ref().expect("started with start_azure()")
+    }
+
+    /// The GCP fake; panics when the env was started without it.
+    pub fn gcp(&self) -> &GcpFake {
+        self.gcp.as_ref().expect("started with the cloud fakes")
     }
 
     /// moto; panics when the env was started without it.

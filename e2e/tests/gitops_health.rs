@@ -1,6 +1,8 @@
 //! GitOps health: Argo CD's Lua health check (config/argocd/health.lua, run
 //! in a real Lua 5.4) judges the objects wib actually writes — Healthy,
-//! Progressing and Degraded.
+//! Progressing and Degraded — and kstatus, the library Flux uses
+//! (sigs.k8s.io/cli-utils, built from e2e/kstatus), reads them as Current,
+//! InProgress and Failed.
 
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{Value, json};
@@ -43,6 +45,39 @@ fn health(obj: &Value) -> (String, String) {
             .get::<Option<String>>("message")
             .expect("message")
             .unwrap_or_default(),
+    )
+}
+
+/// kstatus of a live object, computed by cli-utils as Flux does.
+fn kstatus(obj: &Value) -> (String, String) {
+    use std::io::Write;
+    let root = wib_testenv::binaries::repo_root();
+    let built = std::process::Command::new("bash")
+        .arg(root.join("e2e/kstatus/build.sh"))
+        .output()
+        .expect("e2e/kstatus/build.sh");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let binary = String::from_utf8_lossy(&built.stdout).trim().to_string();
+    let mut child = std::process::Command::new(binary)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kstatus");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(without_nulls(obj).to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kstatus output");
+    let result: Value = serde_json::from_slice(&out.stdout).expect("kstatus JSON");
+    (
+        result["status"].as_str().unwrap_or_default().to_string(),
+        result["message"].as_str().unwrap_or_default().to_string(),
     )
 }
 
@@ -117,6 +152,9 @@ spec:
     let (status, message) = health(&as_json(&degraded));
     assert_eq!(status, "Degraded");
     assert!(message.starts_with("CloudNotImplemented"), "{message}");
+    // Flux: Current when Ready, Failed when Stalled.
+    assert_eq!(kstatus(&as_json(&healthy)).0, "Current");
+    assert_eq!(kstatus(&as_json(&degraded)).0, "Failed");
 
     // The provider is Healthy once its issuer is readable.
     let providers: kube::Api<wib_api::ClusterIdentityProvider> = kube::Api::all(env.client.clone());
@@ -143,6 +181,7 @@ spec:
     newer["metadata"]["generation"] =
         json!(newer["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
     assert_eq!(health(&newer).0, "Progressing");
+    assert_eq!(kstatus(&newer).0, "InProgress");
     env.azure()
         .configure(json!({"principalReplicationSeconds": 60}))
         .await
@@ -160,6 +199,7 @@ spec:
         )
         .await
         .expect("waiting");
+    assert_eq!(kstatus(&as_json(&waiting)).0, "InProgress");
     let (status, message) = health(&as_json(&waiting));
     assert_eq!(status, "Progressing");
     assert!(

@@ -34,7 +34,7 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         stdout.contains("workloadidentitybinding.wib.dev/app1 created"),
         "{stdout}"
     );
-    // The Azure and AWS samples turn Ready against the Azure fake and moto.
+    // Every sample turns Ready against the Azure fake, moto and the GCP fake.
     for (binding, identity) in [
         ("app1 ", ""),
         (

@@ -12,6 +12,7 @@ pub mod aws;
 pub mod azure;
 pub mod calls;
 pub mod error;
+pub mod gcp;
 pub mod guardrails;
 pub mod http;
 pub mod ownership;
@@ -98,6 +99,7 @@ impl Registry {
                 tracing::warn!(%error, "Azure is not available; Azure bindings will report it")
             }
         }
+        registry.register(Arc::new(gcp::from_env(observer.clone())));
         match aws::from_env(observer).await {
             Ok(provider) => registry.register(Arc::new(provider)),
             Err(error) => {

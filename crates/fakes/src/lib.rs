@@ -4,4 +4,5 @@
 
 pub mod azure;
 pub mod faults;
+pub mod gcp;
 pub mod oidc;

@@ -5,6 +5,7 @@
 pub mod binaries;
 pub mod controlplane;
 pub mod fakes;
+pub mod gcp;
 pub mod moto;
 pub mod operator;
 pub mod pki;

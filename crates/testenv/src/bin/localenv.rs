@@ -59,10 +59,14 @@ async fn main() -> Result<()> {
     println!("==> starting moto (AWS IAM and STS), installed from PyPI on first use");
     let moto = wib_testenv::moto::Moto::start(&cp).await?;
     println!("    moto: {}", moto.url);
+    println!("==> starting the GCP fake (IAM, Resource Manager, STS, IAM Credentials)");
+    let gcp = wib_testenv::gcp::GcpFake::start(&cp, "wib-local").await?;
+    println!("    GCP fake: {}", gcp.url);
     let envs: Vec<(&str, &str)> = azure
         .operator_env
         .iter()
         .chain(moto.operator_env.iter())
+        .chain(gcp.operator_env.iter())
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
@@ -92,6 +96,7 @@ async fn main() -> Result<()> {
         let settled = wait_settled(&cp).await;
         let _ = cp.kubectl().args(["get", "cip,wib", "-A"]).status();
         operator.stop();
+        drop(gcp);
         drop(moto);
         drop(azure);
         return settled;
@@ -113,6 +118,7 @@ async fn main() -> Result<()> {
     println!("\n==> tearing down");
     let _ = watch.kill().await;
     operator.stop();
+    drop(gcp);
     drop(moto);
     drop(azure);
     drop(cp);

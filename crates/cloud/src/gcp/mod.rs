@@ -1,0 +1,477 @@
+//! GCP: a Google service account, `roles/iam.workloadIdentityUser` on it for
+//! exactly the binding's Kubernetes ServiceAccount (GKE's workload pool or a
+//! workload identity pool's principal), and the project roles the binding
+//! lists. Policies change only by read-modify-write on the etag; a steady
+//! state makes only reads.
+
+pub mod iam;
+pub mod naming;
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
+use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_resourcemanager_v3::client::Projects;
+use tokio::sync::OnceCell;
+use wib_api::binding::{GcpBinding, GcpStatus, RoleAssignmentStatus};
+use wib_api::conditions::Reason;
+use wib_api::provider::GcpProvider as GcpDefaults;
+use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
+
+use crate::calls::Observer;
+use crate::ownership::{self, Ownership};
+use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
+use iam::{Clients, Resource};
+
+pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
+
+/// The GCP provider configured from the environment: Application Default
+/// Credentials (the GKE metadata server, or an `external_account` file in
+/// `GOOGLE_APPLICATION_CREDENTIALS` for workload identity federation) and
+/// endpoints `WIB_GCP_IAM_ENDPOINT` / `WIB_GCP_RESOURCE_MANAGER_ENDPOINT`
+/// (default Google's). Clients are built on first use, so clusters without
+/// GCP bindings never contact Google.
+pub fn from_env(observer: Observer) -> GcpProvider {
+    GcpProvider {
+        observer,
+        iam_endpoint: std::env::var("WIB_GCP_IAM_ENDPOINT")
+            .unwrap_or_else(|_| "https://iam.googleapis.com".into()),
+        projects_endpoint: std::env::var("WIB_GCP_RESOURCE_MANAGER_ENDPOINT")
+            .unwrap_or_else(|_| "https://cloudresourcemanager.googleapis.com".into()),
+        clients: OnceCell::new(),
+        locks: Mutex::new(HashMap::new()),
+    }
+}
+
+pub struct GcpProvider {
+    observer: Observer,
+    iam_endpoint: String,
+    projects_endpoint: String,
+    clients: OnceCell<Clients>,
+    /// One reconcile at a time per service account (its policy is shared by
+    /// every binding that names it).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct Target<'a> {
+    spec: &'a GcpBinding,
+    defaults: &'a GcpDefaults,
+    account_id: String,
+    email: String,
+    /// `projects/<project>/serviceAccounts/<email>`
+    name: String,
+    member: String,
+    /// (role, resource) as requested, resources defaulted.
+    roles: Vec<(String, String)>,
+}
+
+fn not_configured(message: impl Into<String>) -> CloudError {
+    CloudError::new(Reason::CloudNotConfigured, message)
+}
+
+impl GcpProvider {
+    async fn clients(&self) -> Result<&Clients, CloudError> {
+        self.clients
+            .get_or_try_init(|| async {
+                // The Google crates use rustls without a built-in provider;
+                // wib runs on ring everywhere.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let credentials = google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .map_err(|e| {
+                        CloudError::new(
+                            Reason::CloudAuthorizationFailed,
+                            format!("GCP credentials: {e}"),
+                        )
+                    })?;
+                // Fail within seconds, not the library's minute, when GCP is
+                // unreachable: the binding reports it and retries with backoff.
+                let retry = || {
+                    Aip194Strict
+                        .with_attempt_limit(3)
+                        .with_time_limit(std::time::Duration::from_secs(15))
+                };
+                let iam = Iam::builder()
+                    .with_endpoint(&self.iam_endpoint)
+                    .with_credentials(credentials.clone())
+                    .with_retry_policy(retry())
+                    .build()
+                    .await
+                    .map_err(|e| not_configured(format!("GCP IAM client: {e}")))?;
+                let projects = Projects::builder()
+                    .with_endpoint(&self.projects_endpoint)
+                    .with_credentials(credentials)
+                    .with_retry_policy(retry())
+                    .build()
+                    .await
+                    .map_err(|e| not_configured(format!("GCP Resource Manager client: {e}")))?;
+                Ok(Clients {
+                    iam,
+                    projects,
+                    observer: self.observer.clone(),
+                })
+            })
+            .await
+    }
+
+    fn lock_for(&self, email: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(email.to_string()).or_default().clone()
+    }
+
+    fn target<'a>(request: &Request<'a>) -> Result<Target<'a>, CloudError> {
+        let spec = request
+            .binding
+            .spec
+            .gcp
+            .as_ref()
+            .ok_or_else(|| not_configured("the binding has no spec.gcp"))?;
+        let defaults = request
+            .provider
+            .spec
+            .gcp
+            .as_ref()
+            .ok_or_else(|| not_configured("the provider has no spec.gcp"))?;
+        let cluster = &request.provider.spec.cluster_name;
+        let binding = request.binding.metadata.name.clone().unwrap_or_default();
+        let project = &defaults.project_id;
+        let account_id = spec
+            .account_id
+            .clone()
+            .unwrap_or_else(|| naming::account_id(cluster, &request.namespace, &binding));
+        let email = naming::email(&account_id, project);
+        let pool = match (&defaults.workload_identity_pool, &defaults.project_number) {
+            (None, _) => None,
+            (Some(pool), Some(number)) => Some((number.as_str(), pool.as_str())),
+            (Some(_), None) => {
+                return Err(not_configured(
+                    "the provider sets gcp.workloadIdentityPool but not gcp.projectNumber, which pool members need",
+                ));
+            }
+        };
+        Ok(Target {
+            spec,
+            defaults,
+            member: naming::member(project, pool, &request.namespace, &request.service_account),
+            name: format!("projects/{project}/serviceAccounts/{email}"),
+            roles: spec
+                .roles
+                .iter()
+                .map(|r| {
+                    (
+                        r.role.clone(),
+                        r.resource
+                            .clone()
+                            .unwrap_or_else(|| format!("projects/{project}")),
+                    )
+                })
+                .collect(),
+            account_id,
+            email,
+        })
+    }
+
+    fn check_guardrails(request: &Request<'_>, target: &Target<'_>) -> Result<(), CloudError> {
+        let allowed_roles = request.provider.spec.allowed_roles.as_deref();
+        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
+        for (role, resource) in &target.roles {
+            if !guardrails::role_allowed(&[role.as_str()], allowed_roles) {
+                return Err(CloudError::new(
+                    Reason::RoleNotAllowed,
+                    format!(
+                        "role {role} is not allowed by ClusterIdentityProvider {:?} (owner, editor and IAM admin roles are denied unless listed in allowedRoles); nothing was created",
+                        request.provider.metadata.name.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            if !guardrails::scope_allowed(resource, allowed_scopes) {
+                return Err(CloudError::new(
+                    Reason::ScopeNotAllowed,
+                    format!("resource {resource} is outside the provider's allowedScopes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn description(request: &Request<'_>, uid: &str, base: &str, adopted: bool) -> String {
+        let binding = request.binding.metadata.name.clone().unwrap_or_default();
+        let mut tags = ownership::owner_tags(
+            &request.provider.spec.cluster_name,
+            &request.namespace,
+            &binding,
+            uid,
+        );
+        if adopted {
+            tags.insert(ownership::TAG_ADOPTED.into(), "true".into());
+        }
+        naming::with_marker(base, &tags)
+    }
+
+    /// The project resources whose policies hold this account's roles.
+    fn role_resources(target: &Target<'_>) -> Vec<String> {
+        let mut resources = vec![format!("projects/{}", target.defaults.project_id)];
+        for (_, resource) in &target.roles {
+            if !resources.contains(resource) {
+                resources.push(resource.clone());
+            }
+        }
+        resources
+    }
+
+    async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
+        let target = Self::target(request)?;
+        Self::check_guardrails(request, &target)?;
+        let clients = self.clients().await?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
+        let lock = self.lock_for(&target.email);
+        let _serialized = lock.lock().await;
+        let mut writes = Vec::new();
+
+        let existing = clients.get_account(&target.name).await?;
+        let owner = existing
+            .as_ref()
+            .map(|a| ownership::ownership(&naming::tags(&a.description), cluster, &uid));
+        let adopting = match &owner {
+            Some(Ownership::OtherCluster { cluster: other }) => {
+                return Err(CloudError::new(
+                    Reason::AdoptionNotAllowed,
+                    format!(
+                        "service account {} is managed by wib in cluster {other:?}",
+                        target.email
+                    ),
+                ));
+            }
+            Some(Ownership::Untagged)
+                if request.provider.spec.adoption != AdoptionPolicy::AllowUntagged =>
+            {
+                return Err(CloudError::new(
+                    Reason::AdoptionNotAllowed,
+                    format!(
+                        "service account {} exists without wib's ownership marker and the provider's adoption policy is Deny; nothing was changed",
+                        target.email
+                    ),
+                ));
+            }
+            Some(Ownership::ThisCluster { binding }) if !target.roles.is_empty() => {
+                return Err(CloudError::new(
+                    Reason::RoleNotAllowed,
+                    format!(
+                        "service account {} is shared and its roles are managed by binding {binding}; list roles there, not here",
+                        target.email
+                    ),
+                ));
+            }
+            Some(Ownership::Untagged) => true,
+            _ => false,
+        };
+        let manages_roles = !matches!(owner, Some(Ownership::ThisCluster { .. }));
+        let display_name = target
+            .spec
+            .display_name
+            .clone()
+            .unwrap_or_else(|| format!("wib {}/{binding_name}", request.namespace));
+
+        // The account: created, adopted, or its name and marker put back.
+        match &existing {
+            None => {
+                let description = Self::description(request, &uid, "", false);
+                writes.push(format!("created service account {}", target.email));
+                if clients
+                    .create_account(
+                        &target.defaults.project_id,
+                        &target.account_id,
+                        &display_name,
+                        &description,
+                    )
+                    .await?
+                    .is_none()
+                {
+                    // Created by an earlier, interrupted reconcile of ours or
+                    // by someone else at the same moment: judge it next time.
+                    return Err(CloudError::new(
+                        Reason::TransientError,
+                        format!("service account {} appeared meanwhile", target.email),
+                    ));
+                }
+            }
+            Some(account) if manages_roles => {
+                let adopted = adopting
+                    || naming::tags(&account.description).get(ownership::TAG_ADOPTED)
+                        == Some(&"true".to_string());
+                let description = Self::description(
+                    request,
+                    &uid,
+                    &naming::without_marker(&account.description),
+                    adopted,
+                );
+                let want_name = if adopted && target.spec.display_name.is_none() {
+                    account.display_name.clone()
+                } else {
+                    display_name.clone()
+                };
+                if account.description != description || account.display_name != want_name {
+                    writes.push(format!(
+                        "{} service account {}",
+                        if adopting { "adopted" } else { "repaired" },
+                        target.email
+                    ));
+                    clients
+                        .patch_account(&target.name, &want_name, &description)
+                        .await?;
+                }
+            }
+            Some(_) => {}
+        }
+
+        // Federation: this ServiceAccount may act as the account.
+        let member = target.member.clone();
+        if clients
+            .modify_policy(&Resource::Account(target.name.clone()), |p| {
+                policy::add_member(p, WORKLOAD_IDENTITY_USER, &member)
+            })
+            .await?
+        {
+            writes.push(format!("granted {WORKLOAD_IDENTITY_USER} to {member}"));
+        }
+
+        // Roles: exactly the spec on the resources it names and the
+        // provider's project.
+        let account_member = format!("serviceAccount:{}", target.email);
+        let mut statuses = Vec::new();
+        if manages_roles {
+            for resource in Self::role_resources(&target) {
+                let wanted: Vec<String> = target
+                    .roles
+                    .iter()
+                    .filter(|(_, r)| *r == resource)
+                    .map(|(role, _)| role.clone())
+                    .collect();
+                let changed = clients
+                    .modify_policy(&Resource::Project(resource.clone()), |p| {
+                        let mut changed = false;
+                        for role in &wanted {
+                            changed |= policy::add_member(p, role, &account_member);
+                        }
+                        for role in policy::roles_of(p, &account_member) {
+                            if !wanted.contains(&role) {
+                                changed |= policy::remove_member(p, &role, &account_member);
+                            }
+                        }
+                        changed
+                    })
+                    .await?;
+                if changed {
+                    writes.push(format!("set the roles of {} on {resource}", target.email));
+                }
+            }
+            statuses = target
+                .roles
+                .iter()
+                .map(|(role, resource)| RoleAssignmentStatus {
+                    role: role.clone(),
+                    scope: Some(resource.clone()),
+                    id: None,
+                    ready: true,
+                })
+                .collect();
+        }
+
+        Ok(Outcome {
+            annotations: BTreeMap::from([(
+                "iam.gke.io/gcp-service-account".to_string(),
+                target.email.clone(),
+            )]),
+            labels: BTreeMap::new(),
+            status: wib_api::WorkloadIdentityBindingStatus {
+                identity: Some(target.email.clone()),
+                gcp: Some(GcpStatus {
+                    email: Some(target.email.clone()),
+                    member: Some(target.member.clone()),
+                }),
+                role_assignments: statuses,
+                ..Default::default()
+            },
+            writes,
+        })
+    }
+
+    async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
+        let target = Self::target(request)?;
+        let clients = self.clients().await?;
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
+        let lock = self.lock_for(&target.email);
+        let _serialized = lock.lock().await;
+        let Some(account) = clients.get_account(&target.name).await? else {
+            return Ok(());
+        };
+        let tags = naming::tags(&account.description);
+        if matches!(
+            ownership::ownership(&tags, cluster, &uid),
+            Ownership::Untagged | Ownership::OtherCluster { .. }
+        ) {
+            return Ok(());
+        }
+        let member = target.member.clone();
+        let account_resource = Resource::Account(target.name.clone());
+        clients
+            .modify_policy(&account_resource, |p| {
+                policy::remove_member(p, WORKLOAD_IDENTITY_USER, &member)
+            })
+            .await?;
+        let others = policy::members_of(
+            &clients.get_policy(&account_resource).await?,
+            WORKLOAD_IDENTITY_USER,
+        )
+        .len();
+        if others > 0 || request.binding.spec.deletion_policy == DeletionPolicy::Retain {
+            return Ok(());
+        }
+        // The last user under Delete: the account's roles go, then the
+        // account (an adopted one is given back instead, marker removed).
+        let account_member = format!("serviceAccount:{}", target.email);
+        for resource in Self::role_resources(&target) {
+            clients
+                .modify_policy(&Resource::Project(resource), |p| {
+                    let mut changed = false;
+                    for role in policy::roles_of(p, &account_member) {
+                        changed |= policy::remove_member(p, &role, &account_member);
+                    }
+                    changed
+                })
+                .await?;
+        }
+        if tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true") {
+            return clients
+                .patch_account(
+                    &target.name,
+                    &account.display_name,
+                    &naming::without_marker(&account.description),
+                )
+                .await;
+        }
+        clients.delete_account(&target.name).await
+    }
+}
+
+impl CloudProvider for GcpProvider {
+    fn cloud(&self) -> Cloud {
+        Cloud::Gcp
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, CloudError>> {
+        Box::pin(self.reconcile_inner(request))
+    }
+
+    fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(self.cleanup_inner(request))
+    }
+}

@@ -1,0 +1,334 @@
+//! IAM v1 service accounts and the `getIamPolicy` / `setIamPolicy` methods of
+//! IAM (service accounts) and Resource Manager v3 (projects). A policy's etag
+//! changes on every write; a `setIamPolicy` carrying a stale etag gets 409
+//! `ABORTED`, one without an etag overwrites, as in GCP.
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{GcpFake, Request, rpc_error, with_faults};
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub project: String,
+    pub email: String,
+    pub unique_id: String,
+    pub display_name: String,
+    pub description: String,
+}
+
+impl Account {
+    pub fn name(&self) -> String {
+        format!("projects/{}/serviceAccounts/{}", self.project, self.email)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name(),
+            "projectId": self.project,
+            "uniqueId": self.unique_id,
+            "email": self.email,
+            "displayName": self.display_name,
+            "description": self.description,
+            "oauth2ClientId": self.unique_id,
+            "etag": base64::engine::general_purpose::STANDARD.encode(self.unique_id.as_bytes()),
+        })
+    }
+}
+
+/// An IAM policy and its write counter (the etag).
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub bindings: Vec<(String, Vec<String>)>,
+    pub revision: u64,
+}
+
+impl Policy {
+    pub fn etag(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("etag-{}", self.revision))
+    }
+
+    pub fn to_json(&self) -> Value {
+        let bindings: Vec<Value> = self
+            .bindings
+            .iter()
+            .map(|(role, members)| json!({"role": role, "members": members}))
+            .collect();
+        let mut policy = json!({"version": 1, "etag": self.etag()});
+        if !bindings.is_empty() {
+            policy["bindings"] = Value::Array(bindings);
+        }
+        policy
+    }
+
+    /// Whether `member` holds `role`.
+    pub fn grants(&self, role: &str, member: &str) -> bool {
+        self.bindings
+            .iter()
+            .any(|(r, members)| r == role && members.iter().any(|m| m == member))
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found."),
+    )
+}
+
+pub(crate) async fn handle(fake: &GcpFake, request: Request) -> Response {
+    let path = request.path.clone();
+    if let Some(rest) = path.strip_prefix("/v3/") {
+        return match rest.split_once(':') {
+            Some((resource, "getIamPolicy")) if resource.starts_with("projects/") => {
+                with_faults(fake, "cloudresourcemanager.projects.getIamPolicy", async {
+                    get_policy(fake, resource)
+                })
+                .await
+            }
+            Some((resource, "setIamPolicy")) if resource.starts_with("projects/") => {
+                with_faults(fake, "cloudresourcemanager.projects.setIamPolicy", async {
+                    set_policy(fake, resource, &request)
+                })
+                .await
+            }
+            _ => not_found(&format!("Method {path}")),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return not_found(&format!("Method {path}"));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    match (request.method.clone(), segments.as_slice()) {
+        (Method::POST, ["projects", project, "serviceAccounts"]) => {
+            with_faults(fake, "iam.projects.serviceAccounts.create", async {
+                create(fake, project, &request)
+            })
+            .await
+        }
+        (method, ["projects", project, "serviceAccounts", account]) => {
+            if let Some((email, verb)) = account.split_once(':') {
+                let resource = format!("projects/{project}/serviceAccounts/{email}");
+                if resolve(fake, project, email).is_none() {
+                    return not_found(&format!("Service account {resource}"));
+                }
+                let resource = format!(
+                    "projects/{}/serviceAccounts/{email}",
+                    resolve(fake, project, email).unwrap_or_default()
+                );
+                return match verb {
+                    "getIamPolicy" => {
+                        with_faults(fake, "iam.projects.serviceAccounts.getIamPolicy", async {
+                            get_policy(fake, &resource)
+                        })
+                        .await
+                    }
+                    "setIamPolicy" => {
+                        with_faults(fake, "iam.projects.serviceAccounts.setIamPolicy", async {
+                            set_policy(fake, &resource, &request)
+                        })
+                        .await
+                    }
+                    _ => not_found(&format!("Method {verb}")),
+                };
+            }
+            let email = *account;
+            match method {
+                Method::GET => {
+                    with_faults(fake, "iam.projects.serviceAccounts.get", async {
+                        match fake.state().accounts.get(email) {
+                            Some(a) if project == &"-" || a.project == *project => {
+                                axum::Json(a.to_json()).into_response()
+                            }
+                            _ => not_found(&format!(
+                                "Service account projects/{project}/serviceAccounts/{email}"
+                            )),
+                        }
+                    })
+                    .await
+                }
+                Method::PATCH | Method::PUT => {
+                    with_faults(fake, "iam.projects.serviceAccounts.patch", async {
+                        patch(fake, email, &request)
+                    })
+                    .await
+                }
+                Method::DELETE => {
+                    with_faults(fake, "iam.projects.serviceAccounts.delete", async {
+                        let mut state = fake.state();
+                        match state.accounts.remove(email) {
+                            Some(a) => {
+                                state.policies.remove(&a.name());
+                                axum::Json(json!({})).into_response()
+                            }
+                            None => not_found(&format!("Service account {email}")),
+                        }
+                    })
+                    .await
+                }
+                _ => not_found(&format!("Method {path}")),
+            }
+        }
+        _ => not_found(&format!("Method {path}")),
+    }
+}
+
+/// The project of an existing account, `-` standing for any project.
+fn resolve(fake: &GcpFake, project: &str, email: &str) -> Option<String> {
+    fake.state()
+        .accounts
+        .get(email)
+        .filter(|a| project == "-" || a.project == project)
+        .map(|a| a.project.clone())
+}
+
+fn valid_account_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (6..=30).contains(&id.len())
+        && bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn create(fake: &GcpFake, project: &str, request: &Request) -> Response {
+    let body = request.json();
+    let account_id = body["accountId"].as_str().unwrap_or_default().to_string();
+    if !valid_account_id(&account_id) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            format!(
+                "Invalid account ID '{account_id}': it must be 6-30 characters of lower-case letters, digits and hyphens, starting with a letter."
+            ),
+        );
+    }
+    let email = format!("{account_id}@{project}.iam.gserviceaccount.com");
+    let mut state = fake.state();
+    if !state.projects.contains_key(project) {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Project {project} not found or permission denied."),
+        );
+    }
+    if state.accounts.contains_key(&email) {
+        return rpc_error(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!(
+                "Service account {account_id} already exists within project projects/{project}."
+            ),
+        );
+    }
+    let unique_id = format!("1{:020}", state.accounts.len() as u64 + 1000);
+    let account = Account {
+        project: project.to_string(),
+        email: email.clone(),
+        unique_id,
+        display_name: body["serviceAccount"]["displayName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        description: body["serviceAccount"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let json = account.to_json();
+    state.policies.insert(account.name(), Policy::default());
+    state.accounts.insert(email, account);
+    axum::Json(json).into_response()
+}
+
+fn patch(fake: &GcpFake, email: &str, request: &Request) -> Response {
+    let body = request.json();
+    // PATCH carries {serviceAccount, updateMask}; the older PUT the account itself.
+    let fields = if body.get("serviceAccount").is_some() {
+        body["serviceAccount"].clone()
+    } else {
+        body.clone()
+    };
+    let mask: Vec<String> = body["updateMask"]
+        .as_str()
+        .map(|m| m.split(',').map(|f| f.trim().to_string()).collect())
+        .unwrap_or_else(|| vec!["displayName".into(), "description".into()]);
+    let mut state = fake.state();
+    let Some(account) = state.accounts.get_mut(email) else {
+        return not_found(&format!("Service account {email}"));
+    };
+    for field in &mask {
+        match field.as_str() {
+            "displayName" | "display_name" => {
+                account.display_name = fields["displayName"].as_str().unwrap_or_default().into()
+            }
+            "description" => {
+                account.description = fields["description"].as_str().unwrap_or_default().into()
+            }
+            other => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_ARGUMENT",
+                    format!("Field {other} cannot be updated."),
+                );
+            }
+        }
+    }
+    axum::Json(account.to_json()).into_response()
+}
+
+fn get_policy(fake: &GcpFake, resource: &str) -> Response {
+    match fake.state().policies.get(resource) {
+        Some(policy) => axum::Json(policy.to_json()).into_response(),
+        None => rpc_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!("The caller does not have permission on {resource}, or it does not exist."),
+        ),
+    }
+}
+
+fn set_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
+    let body = request.json();
+    let new = &body["policy"];
+    let mut state = fake.state();
+    let Some(current) = state.policies.get_mut(resource) else {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!("The caller does not have permission on {resource}, or it does not exist."),
+        );
+    };
+    if let Some(etag) = new["etag"].as_str()
+        && etag != current.etag()
+    {
+        return rpc_error(
+            StatusCode::CONFLICT,
+            "ABORTED",
+            "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
+        );
+    }
+    let mut bindings = Vec::new();
+    for binding in new["bindings"].as_array().into_iter().flatten() {
+        let role = binding["role"].as_str().unwrap_or_default().to_string();
+        let members: Vec<String> = binding["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect();
+        if role.is_empty() || members.is_empty() {
+            continue;
+        }
+        bindings.push((role, members));
+    }
+    current.bindings = bindings;
+    current.revision += 1;
+    axum::Json(current.to_json()).into_response()
+}

@@ -1,0 +1,181 @@
+//! Workload identity federation: STS `v1/token` exchanges a Kubernetes
+//! ServiceAccount token for a federated token, after verifying it for real
+//! (signature against the issuer's JWKS over https, issuer, audience, expiry)
+//! against a pool provider; IAM Credentials `generateAccessToken` then
+//! impersonates a service account when the federated principal holds
+//! `roles/iam.workloadIdentityUser` on it.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{GcpFake, Request, rpc_error};
+
+pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
+const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
+
+#[derive(Clone, Debug)]
+pub struct PoolProvider {
+    pub issuer: String,
+}
+
+fn oauth_error(error: &str, description: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": error, "error_description": description.into()})),
+    )
+        .into_response()
+}
+
+/// Form-encoded (RFC 8693) or JSON fields, by snake_case or camelCase name.
+fn fields(request: &Request) -> Value {
+    if let Ok(json) = serde_json::from_slice::<Value>(&request.body) {
+        return json;
+    }
+    let text = String::from_utf8_lossy(&request.body);
+    let mut map = serde_json::Map::new();
+    for pair in text.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if let (Some(k), Some(v)) = (
+            crate::azure::percent_decode(k),
+            crate::azure::percent_decode(v),
+        ) {
+            map.insert(k, Value::String(v));
+        }
+    }
+    Value::Object(map)
+}
+
+fn field<'a>(body: &'a Value, snake: &str, camel: &str) -> &'a str {
+    body[snake]
+        .as_str()
+        .or_else(|| body[camel].as_str())
+        .unwrap_or_default()
+}
+
+fn random_token(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+pub(crate) async fn token(fake: &GcpFake, request: &Request) -> Response {
+    let body = fields(request);
+    if field(&body, "grant_type", "grantType") != "urn:ietf:params:oauth:grant-type:token-exchange"
+    {
+        return oauth_error(
+            "unsupported_grant_type",
+            "grant_type must be token-exchange",
+        );
+    }
+    let audience = field(&body, "audience", "audience");
+    let Some(provider_name) = audience.strip_prefix("//iam.googleapis.com/") else {
+        return oauth_error(
+            "invalid_request",
+            format!("Invalid value for \"audience\": {audience:?}"),
+        );
+    };
+    let Some(provider) = fake.state().providers.get(provider_name).cloned() else {
+        return oauth_error(
+            "invalid_target",
+            format!(
+                "The target service indicated by the \"audience\" parameters is invalid: {audience}"
+            ),
+        );
+    };
+    let subject_token = field(&body, "subject_token", "subjectToken");
+    // A provider without allowed audiences accepts its own resource URL.
+    let expected_audience = format!("https://iam.googleapis.com/{provider_name}");
+    let claims = match fake
+        .verifier
+        .verify(subject_token, &expected_audience)
+        .await
+    {
+        Ok(claims) => claims,
+        Err(e) => {
+            return oauth_error(
+                "invalid_grant",
+                format!("Unable to verify the ID token: {e}"),
+            );
+        }
+    };
+    if claims.iss.trim_end_matches('/') != provider.issuer {
+        return oauth_error(
+            "invalid_grant",
+            format!(
+                "The issuer {} does not match the provider's issuer {}",
+                claims.iss, provider.issuer
+            ),
+        );
+    }
+    let pool = provider_name
+        .rsplit_once("/providers/")
+        .map(|(pool, _)| pool)
+        .unwrap_or(provider_name);
+    let principal = format!(
+        "principal://iam.googleapis.com/{pool}/subject/{}",
+        claims.sub
+    );
+    let token = random_token("ya29.federated");
+    fake.state().federated.insert(token.clone(), principal);
+    axum::Json(json!({
+        "access_token": token,
+        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    }))
+    .into_response()
+}
+
+pub(crate) async fn generate_access_token(
+    fake: &GcpFake,
+    request: &Request,
+    federated: Option<String>,
+) -> Response {
+    // /v1/projects/-/serviceAccounts/<email>:generateAccessToken
+    let email = request
+        .path
+        .trim_end_matches(":generateAccessToken")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let Some(member) = federated.or_else(|| {
+        request
+            .caller
+            .clone()
+            .map(|c| format!("serviceAccount:{c}"))
+    }) else {
+        return rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        );
+    };
+    let mut state = fake.state();
+    let Some(account) = state.accounts.get(&email).cloned() else {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Service account projects/-/serviceAccounts/{email} not found."),
+        );
+    };
+    let allowed = member == "serviceAccount:owner"
+        || state.policies.get(&account.name()).is_some_and(|p| {
+            p.grants(WORKLOAD_IDENTITY_USER, &member) || p.grants(TOKEN_CREATOR, &member)
+        });
+    if !allowed {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist). Caller: {member}"
+            ),
+        );
+    }
+    let token = random_token("ya29.impersonated");
+    state.access.insert(token.clone(), email);
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let expire_time = expires
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    axum::Json(json!({"accessToken": token, "expireTime": expire_time})).into_response()
+}

@@ -1,0 +1,187 @@
+//! The GCP fake (`wib-fake-gcp`) as a process, with a project, a workload
+//! identity pool trusting the local cluster's issuer, and the operator's own
+//! Google service account that `wib-system/wib-controller` may impersonate:
+//! the operator gets an `external_account` credential file, as on a cluster
+//! federated to Google Cloud (no keys).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::ControlPlane;
+use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace};
+use crate::process::Process;
+
+pub const PROJECT_NUMBER: &str = "123456789012";
+pub const POOL: &str = "wib-pool";
+pub const POOL_PROVIDER: &str = "local";
+/// A caller the fake allows everything (tests arrange and inspect with it).
+pub const OWNER_TOKEN: &str = "wib-fake-gcp-owner";
+pub const OPERATOR_ACCOUNT: &str = "wib-controller";
+
+pub struct GcpFake {
+    process: Process,
+    pub url: String,
+    http: reqwest::Client,
+    pub operator_env: Vec<(String, String)>,
+}
+
+/// The pool provider's resource name, and the audience a Kubernetes token
+/// must carry for it.
+pub fn pool_provider() -> String {
+    format!(
+        "projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{POOL}/providers/{POOL_PROVIDER}"
+    )
+}
+
+pub fn token_audience() -> String {
+    format!("https://iam.googleapis.com/{}", pool_provider())
+}
+
+impl GcpFake {
+    /// Starts the fake with one project, `project`, holding wib's own account.
+    pub async fn start(cp: &ControlPlane, project: &str) -> Result<Self> {
+        let binary = crate::operator::workspace_binary("wib-fake-gcp")?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--issuer-ca-file").arg(cp.ca_cert_path());
+        let process = Process::spawn("wib-fake-gcp", cmd, cp.dir())?;
+        let log = cp.dir().join("wib-fake-gcp.log");
+        let started = Instant::now();
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+                break url.trim().to_string();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("wib-fake-gcp did not start:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut this = Self {
+            process,
+            url,
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        };
+        this.post(
+            "/admin/projects",
+            json!({"projectId": project, "projectNumber": PROJECT_NUMBER}),
+        )
+        .await?;
+        this.post(
+            "/admin/pools",
+            json!({"projectNumber": PROJECT_NUMBER, "pool": POOL, "provider": POOL_PROVIDER, "issuer": cp.issuer()}),
+        )
+        .await?;
+        // wib's own Google service account, impersonable by its ServiceAccount.
+        this.post(
+            &format!("/v1/projects/{project}/serviceAccounts"),
+            json!({"accountId": OPERATOR_ACCOUNT, "serviceAccount": {"displayName": "wib operator"}}),
+        )
+        .await?;
+        let operator_email = format!("{OPERATOR_ACCOUNT}@{project}.iam.gserviceaccount.com");
+        this.post(
+            &format!("/v1/projects/{project}/serviceAccounts/{operator_email}:setIamPolicy"),
+            json!({"policy": {"bindings": [{
+                "role": "roles/iam.workloadIdentityUser",
+                "members": [format!("principal://iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{POOL}/subject/system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}")],
+            }]}}),
+        )
+        .await?;
+        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
+        let token = cp
+            .service_account_token(
+                OPERATOR_NAMESPACE,
+                OPERATOR_SERVICE_ACCOUNT,
+                &token_audience(),
+            )
+            .await?;
+        let token_file = cp.dir().join("gcp-identity-token");
+        std::fs::write(&token_file, token)?;
+        let config = this.credential_config(&token_file, &operator_email);
+        let config_file = cp.dir().join("gcp-credentials.json");
+        std::fs::write(&config_file, serde_json::to_vec_pretty(&config)?)?;
+        this.operator_env = vec![
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS".into(),
+                config_file.display().to_string(),
+            ),
+            ("WIB_GCP_IAM_ENDPOINT".into(), this.url.clone()),
+            ("WIB_GCP_RESOURCE_MANAGER_ENDPOINT".into(), this.url.clone()),
+        ];
+        Ok(this)
+    }
+
+    /// An `external_account` credential configuration (what `gcloud iam
+    /// workload-identity-pools create-cred-config` writes) for a token file
+    /// and the account to impersonate.
+    pub fn credential_config(&self, token_file: &std::path::Path, email: &str) -> Value {
+        json!({
+            "type": "external_account",
+            "audience": format!("//iam.googleapis.com/{}", pool_provider()),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{}/v1/token", self.url),
+            "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken", self.url),
+            "credential_source": {"file": token_file.display().to_string(), "format": {"type": "text"}},
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// A call as the project owner (for arranging a test); errors on non-2xx.
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(OWNER_TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Everything the fake holds: service accounts and IAM policies.
+    pub async fn state(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/admin/state", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Per-operation call counters and the number of writes.
+    pub async fn calls(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/admin/calls", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Injects a fault: `{"operation", "status", "retryAfter", "latencyMs", "times"}`.
+    pub async fn inject(&self, fault: Value) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/admin/faults", self.url))
+            .json(&fault)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("inject: {}", response.status());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! GCP end to end: the operator binary, the local control plane and the GCP
+//! fake, reached only through the official Google Cloud Rust crates; the
+//! operator authenticates by workload identity federation (STS exchange of
+//! its projected token, then impersonation), and so does a pod stand-in.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wib_api::conditions::READY;
+use wib_e2e::{Env, GCP_PROJECT, condition};
+use wib_testenv::gcp::{POOL, POOL_PROVIDER, PROJECT_NUMBER, token_audience};
+
+const NS: &str = "gke-ns";
+const CLUSTER: &str = "gke-qa";
+const WI_USER: &str = "roles/iam.workloadIdentityUser";
+
+fn provider(pool: bool, extra: &str) -> String {
+    let pool = if pool {
+        format!(
+            "\n    projectNumber: \"{PROJECT_NUMBER}\"\n    workloadIdentityPool: {POOL}\n    workloadIdentityProvider: {POOL_PROVIDER}"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: gcp\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: {CLUSTER}{extra}\n  gcp:\n    projectId: {GCP_PROJECT}{pool}\n"
+    )
+}
+
+fn binding(name: &str, gcp: &str) -> String {
+    format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  gcp:\n{gcp}"
+    )
+}
+
+fn email(binding: &str) -> String {
+    format!("wib-{CLUSTER}-{NS}-{binding}@{GCP_PROJECT}.iam.gserviceaccount.com")
+}
+
+async fn env(pool: bool, extra: &str) -> Env {
+    let env = Env::start_gcp()
+        .await
+        .expect("control plane, fakes, operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider(pool, extra)).await.expect("provider");
+    env
+}
+
+fn account(state: &Value, email: &str) -> Option<Value> {
+    state["serviceAccounts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["email"] == email)
+        .cloned()
+}
+
+fn members(state: &Value, resource: &str, role: &str) -> Vec<String> {
+    state["policies"][resource]["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"] == role)
+        .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+fn project() -> String {
+    format!("projects/{GCP_PROJECT}")
+}
+
+fn account_resource(email: &str) -> String {
+    format!("projects/{GCP_PROJECT}/serviceAccounts/{email}")
+}
+
+async fn wait_state(env: &Env, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        let state = env.gcp().state().await.expect("state");
+        if check(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {what}: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Read-modify-write of a policy as another writer (the project owner).
+async fn edit_policy(env: &Env, resource: &str, edit: impl Fn(&mut Value)) {
+    let (api, verb) = if resource.contains("/serviceAccounts/") {
+        ("v1", resource.to_string())
+    } else {
+        ("v3", resource.to_string())
+    };
+    let mut policy = env
+        .gcp()
+        .post(&format!("/{api}/{verb}:getIamPolicy"), json!({}))
+        .await
+        .expect("get policy");
+    edit(&mut policy);
+    env.gcp()
+        .post(
+            &format!("/{api}/{verb}:setIamPolicy"),
+            json!({"policy": policy}),
+        )
+        .await
+        .expect("set policy");
+}
+
+#[tokio::test]
+async fn public_gke_guide_binding_becomes_ready_with_exactly_the_expected_account_and_roles() {
+    let env = env(false, "").await;
+    env.apply(&binding(
+        "app",
+        "    roles:\n      - role: roles/storage.objectViewer\n",
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "app", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let email = email("app");
+    let member = format!("serviceAccount:{GCP_PROJECT}.svc.id.goog[{NS}/app]");
+    let status = b.status.clone().expect("status").gcp.expect("status.gcp");
+    assert_eq!(status.email.as_deref(), Some(email.as_str()));
+    assert_eq!(status.member.as_deref(), Some(member.as_str()));
+
+    let state = env.gcp().state().await.expect("state");
+    let sa = account(&state, &email).expect("service account");
+    let description = sa["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains(&format!("wib.dev_cluster={CLUSTER}")),
+        "{description}"
+    );
+    assert!(description.contains("wib.dev_binding=app"), "{description}");
+    assert_eq!(sa["displayName"], format!("wib {NS}/app"));
+    assert_eq!(
+        members(&state, &account_resource(&email), WI_USER),
+        vec![member]
+    );
+    assert_eq!(
+        members(&state, &project(), "roles/storage.objectViewer"),
+        vec![format!("serviceAccount:{email}")]
+    );
+    env.wait_service_account(NS, "app", "annotated", |sa| {
+        sa.and_then(|sa| sa.metadata.annotations.as_ref())
+            .and_then(|a| a.get("iam.gke.io/gcp-service-account"))
+            == Some(&email)
+    })
+    .await
+    .expect("annotation");
+
+    // Steady state: resyncs (every 2 s) make no writes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = env.gcp().calls().await.expect("calls");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let after = env.gcp().calls().await.expect("calls");
+    assert_eq!(before["writes"], after["writes"], "{before} -> {after}");
+    assert_ne!(
+        before["operations"], after["operations"],
+        "no resync read anything"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_token_is_exchanged_through_sts_and_impersonation_until_the_binding_is_deleted() {
+    let env = env(true, "").await;
+    env.apply(&binding("fed", "    roles: []\n"))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition(NS, "fed", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let member = b.status.clone().and_then(|s| s.gcp).and_then(|g| g.member);
+    assert_eq!(
+        member.as_deref(),
+        Some(format!("principal://iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{POOL}/subject/system:serviceaccount:{NS}:fed").as_str())
+    );
+    let token = env
+        .cp
+        .service_account_token(NS, "fed", &token_audience())
+        .await
+        .expect("token");
+    let token_file = env.cp.dir().join("pod-gcp-token");
+    std::fs::write(&token_file, token).expect("token file");
+    let config = env.gcp().credential_config(&token_file, &email("fed"));
+    let config_file = env.cp.dir().join("pod-gcp-credentials.json");
+    std::fs::write(&config_file, config.to_string()).expect("config");
+    let exchange = || {
+        let out = Command::new(
+            wib_testenv::operator::workspace_binary("wib-e2e-pod-gcp").expect("pod binary"),
+        )
+        .env_clear()
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &config_file)
+        .output()
+        .expect("pod runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = exchange();
+    assert!(ok && out.contains("token acquired"), "{out}");
+
+    env.delete_binding(NS, "fed").await.expect("deleted");
+    let (ok, out) = exchange();
+    assert!(!ok, "still exchanges after deletion: {out}");
+    let state = env.gcp().state().await.expect("state");
+    assert!(
+        account(&state, &email("fed")).is_none(),
+        "account left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_policy_writer_and_wib_both_keep_their_bindings() {
+    let env = env(false, "").await;
+    // wib's write of the project policy waits 1.5 s before it is served; the
+    // other writer changes the policy meanwhile, so wib's etag is stale.
+    env.gcp()
+        .inject(
+            json!({"operation": "cloudresourcemanager.projects.setIamPolicy", "latencyMs": 1500}),
+        )
+        .await
+        .expect("fault");
+    env.apply(&binding(
+        "busy",
+        "    roles:\n      - role: roles/logging.logWriter\n",
+    ))
+    .await
+    .expect("binding");
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        let calls = env.gcp().calls().await.expect("calls");
+        if calls["operations"]["cloudresourcemanager.projects.setIamPolicy"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wib never wrote: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    edit_policy(&env, &project(), |p| {
+        let bindings = p["bindings"].as_array().cloned().unwrap_or_default();
+        let mut bindings = bindings;
+        bindings.push(json!({"role": "roles/viewer", "members": ["user:alice@example.com"]}));
+        p["bindings"] = Value::Array(bindings);
+    })
+    .await;
+    env.wait_condition(NS, "busy", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let state = env.gcp().state().await.expect("state");
+    assert_eq!(
+        members(&state, &project(), "roles/viewer"),
+        vec!["user:alice@example.com"]
+    );
+    assert_eq!(
+        members(&state, &project(), "roles/logging.logWriter"),
+        vec![format!("serviceAccount:{}", email("busy"))]
+    );
+    let calls = env.gcp().calls().await.expect("calls");
+    assert!(
+        calls["operations"]["cloudresourcemanager.projects.setIamPolicy"].as_u64() >= Some(3),
+        "wib did not retry its read-modify-write: {calls}"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_put_back_and_retain_keeps_the_account() {
+    let env = env(false, "").await;
+    env.apply(&format!(
+        "{}  deletionPolicy: Retain\n",
+        binding(
+            "kept",
+            "    roles:\n      - role: roles/pubsub.subscriber\n"
+        )
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let email = email("kept");
+    let sa_member = format!("serviceAccount:{email}");
+    // Out of band: the role and the federation removed.
+    edit_policy(&env, &project(), |p| {
+        p["bindings"] = json!([]);
+    })
+    .await;
+    edit_policy(&env, &account_resource(&email), |p| {
+        p["bindings"] = json!([]);
+    })
+    .await;
+    wait_state(&env, "drift put back", |s| {
+        members(s, &project(), "roles/pubsub.subscriber") == vec![sa_member.clone()]
+            && members(s, &account_resource(&email), WI_USER).len() == 1
+    })
+    .await;
+    let events = env.events_for(NS, "kept").await.expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DriftRepaired"))
+    );
+
+    // Retain: the account and its roles stay; only the federation goes.
+    env.delete_binding(NS, "kept").await.expect("deleted");
+    let state = env.gcp().state().await.expect("state");
+    assert!(
+        account(&state, &email).is_some(),
+        "retained account deleted"
+    );
+    assert_eq!(
+        members(&state, &project(), "roles/pubsub.subscriber"),
+        vec![sa_member]
+    );
+    assert!(members(&state, &account_resource(&email), WI_USER).is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
+    let env = env(false, "").await;
+    let err = env
+        .apply(&binding("bad-id", "    accountId: Bad_Id\n"))
+        .await
+        .expect_err("admission");
+    assert!(
+        format!("{err:#}").contains("gcp.accountId must be 6-30 characters"),
+        "{err:#}"
+    );
+
+    env.apply(&binding("owner", "    roles:\n      - role: roles/owner\n"))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition(NS, "owner", READY, "False", "RoleNotAllowed")
+        .await
+        .expect("RoleNotAllowed");
+    assert!(
+        condition(&b, READY).is_some_and(|c| c.message.contains("roles/owner")),
+        "{:?}",
+        condition(&b, READY)
+    );
+    let state = env.gcp().state().await.expect("state");
+    assert!(account(&state, &email("owner")).is_none());
+
+    // An account of the same ID that wib did not create.
+    env.gcp()
+        .post(
+            &format!("/v1/projects/{GCP_PROJECT}/serviceAccounts"),
+            json!({"accountId": "team-owned-account", "serviceAccount": {"description": "the team's own"}}),
+        )
+        .await
+        .expect("foreign account");
+    env.apply(&binding("taken", "    accountId: team-owned-account\n"))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "taken", READY, "False", "AdoptionNotAllowed")
+        .await
+        .expect("AdoptionNotAllowed");
+    let state = env.gcp().state().await.expect("state");
+    let foreign = account(
+        &state,
+        &format!("team-owned-account@{GCP_PROJECT}.iam.gserviceaccount.com"),
+    )
+    .expect("still there");
+    assert_eq!(foreign["description"], "the team's own");
+    assert!(
+        members(
+            &state,
+            &account_resource(&format!(
+                "team-owned-account@{GCP_PROJECT}.iam.gserviceaccount.com"
+            )),
+            WI_USER
+        )
+        .is_empty()
+    );
+}
