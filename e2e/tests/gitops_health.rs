@@ -117,7 +117,7 @@ spec:
     resourceGroup: ids
     location: westeurope
   gcp:
-    projectId: wib-gitops
+    projectId: wib-e2e
 ---
 apiVersion: wib.dev/v1alpha1
 kind: WorkloadIdentityBinding
@@ -133,7 +133,9 @@ metadata:
   name: degraded
   namespace: apps
 spec:
-  gcp: {}
+  gcp:
+    roles:
+      - role: roles/owner
 "#,
     )
     .await
@@ -143,7 +145,7 @@ spec:
         .await
         .expect("Ready");
     let degraded = env
-        .wait_condition("apps", "degraded", STALLED, "True", "CloudNotImplemented")
+        .wait_condition("apps", "degraded", STALLED, "True", "RoleNotAllowed")
         .await
         .expect("Stalled");
     let as_json = |o: &wib_api::WorkloadIdentityBinding| serde_json::to_value(o).expect("json");
@@ -151,7 +153,7 @@ spec:
     assert_eq!(health(&as_json(&healthy)).0, "Healthy");
     let (status, message) = health(&as_json(&degraded));
     assert_eq!(status, "Degraded");
-    assert!(message.starts_with("CloudNotImplemented"), "{message}");
+    assert!(message.starts_with("RoleNotAllowed"), "{message}");
     // Flux: Current when Ready, Failed when Stalled.
     assert_eq!(kstatus(&as_json(&healthy)).0, "Current");
     assert_eq!(kstatus(&as_json(&degraded)).0, "Failed");

@@ -8,6 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use wib_api::conditions::SERVICE_ACCOUNT_READY;
 use wib_e2e::{WAIT, provider_yaml};
+use wib_testenv::gcp::GcpFake;
 use wib_testenv::{ControlPlane, Operator, Options};
 
 const LEASE_SECONDS: i64 = 4;
@@ -18,8 +19,14 @@ fn binding(name: &str) -> String {
     )
 }
 
-fn replica(cp: &ControlPlane, name: &str) -> Operator {
+fn replica(cp: &ControlPlane, gcp: &GcpFake, name: &str) -> Operator {
     let dir = cp.dir().join(name);
+    let mut envs: Vec<(&str, &str)> = gcp
+        .operator_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    envs.push(("POD_NAME", name));
     std::fs::create_dir_all(&dir).expect("log dir");
     Operator::start(
         cp.kubeconfig(),
@@ -33,7 +40,7 @@ fn replica(cp: &ControlPlane, name: &str) -> Operator {
             "--resync-seconds=2",
             "--metrics-addr=127.0.0.1:0",
         ],
-        &[("POD_NAME", name)],
+        &envs,
     )
     .expect("replica starts")
 }
@@ -75,6 +82,10 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_dies(
     let cp = ControlPlane::start(Options::default())
         .await
         .expect("control plane");
+    // The bindings are GCP's; both replicas reach the GCP fake.
+    let gcp = GcpFake::start(&cp, wib_e2e::GCP_PROJECT)
+        .await
+        .expect("GCP fake");
     let env = wib_e2e::Admin::new(&cp).await.expect("admin");
     env.namespace("wib-system", &[]).await.expect("ns");
     env.namespace("apps", &[]).await.expect("ns");
@@ -83,9 +94,9 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_dies(
         .expect("provider");
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "wib-system");
 
-    let mut a = replica(&cp, "replica-a");
+    let mut a = replica(&cp, &gcp, "replica-a");
     wait_holder(&leases, Some("replica-a")).await;
-    let b = replica(&cp, "replica-b");
+    let b = replica(&cp, &gcp, "replica-b");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     env.apply(&binding("first")).await.expect("binding");

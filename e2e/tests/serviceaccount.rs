@@ -41,19 +41,17 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
         .await
         .expect("binding");
 
-    let b = env
-        .wait_condition(NS, "app1", SERVICE_ACCOUNT_READY, "True", "Applied")
+    env.wait_condition(NS, "app1", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
         .expect("ServiceAccount applied");
-    // No cloud is implemented in this build yet: honest about it, and stalled (not retrying hot).
-    let ready = condition(&b, READY).expect("Ready");
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "CloudNotImplemented")
-    );
+    // The GCP fake provisions it: Ready, not stalled.
+    let b = env
+        .wait_condition(NS, "app1", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
     assert_eq!(
         condition(&b, STALLED).map(|c| c.status.as_str()),
-        Some("True")
+        Some("False")
     );
     let status = b.status.as_ref().expect("status");
     assert_eq!(status.observed_generation, b.metadata.generation);
@@ -97,10 +95,7 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
     // Events on the binding for its condition transitions.
     let events = env.events_for(NS, "app1").await.expect("events");
     let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
-    assert!(
-        reasons.iter().any(|r| r == "CloudNotImplemented"),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r == "Provisioned"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
 
     // The operator logs carry the binding's namespace and name.
