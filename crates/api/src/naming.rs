@@ -18,6 +18,21 @@ pub fn fit(value: &str, max: usize) -> String {
     format!("{prefix}-{}", short_hash(value))
 }
 
+/// `raw` with every character `allowed` rejects turned into `-`; when
+/// anything changed, a hash of the original is appended so `a.b` and `a-b`
+/// never collide.
+pub fn sanitize(raw: &str, allowed: impl Fn(char) -> bool) -> String {
+    let clean: String = raw
+        .chars()
+        .map(|c| if allowed(c) { c } else { '-' })
+        .collect();
+    if clean == raw {
+        clean
+    } else {
+        format!("{clean}-{}", short_hash(raw))
+    }
+}
+
 /// First 8 hex digits of the SHA-256 of `value`.
 pub fn short_hash(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());

@@ -7,17 +7,24 @@ use wib_api::conditions::Reason;
 
 use crate::CloudError;
 
+/// The PEM bundle in `WIB_CLOUD_CA_FILE`, when set.
+pub fn extra_ca_pem() -> Result<Option<Vec<u8>>, CloudError> {
+    let Some(path) = std::env::var_os("WIB_CLOUD_CA_FILE") else {
+        return Ok(None);
+    };
+    std::fs::read(&path).map(Some).map_err(|e| {
+        CloudError::new(
+            Reason::CloudNotConfigured,
+            format!("reading WIB_CLOUD_CA_FILE {}: {e}", path.to_string_lossy()),
+        )
+    })
+}
+
 pub fn client() -> Result<reqwest::Client, CloudError> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10));
-    if let Some(path) = std::env::var_os("WIB_CLOUD_CA_FILE") {
-        let pem = std::fs::read(&path).map_err(|e| {
-            CloudError::new(
-                Reason::CloudNotConfigured,
-                format!("reading WIB_CLOUD_CA_FILE {}: {e}", path.to_string_lossy()),
-            )
-        })?;
+    if let Some(pem) = extra_ca_pem()? {
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             CloudError::new(
                 Reason::CloudNotConfigured,

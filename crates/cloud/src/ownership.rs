@@ -57,6 +57,51 @@ pub fn ownership(tags: &BTreeMap<String, String>, cluster: &str, uid: &str) -> O
     }
 }
 
+/// What a reconcile may do with the identity of the wanted name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing of that name exists: create it.
+    Create,
+    /// Created or adopted for this binding: manage all of it.
+    Own,
+    /// Untagged, and the provider allows adoption: tag it and manage it.
+    Adopt,
+    /// Another binding of this cluster created it: add only this
+    /// binding's federation.
+    Shared { binding: String },
+}
+
+/// Judges an existing identity (`tags` is `None` when there is none) for a
+/// binding; what wib may not touch is refused with `AdoptionNotAllowed`
+/// before anything is written. `what` names it in messages (`role x`).
+pub fn claim(
+    tags: Option<&BTreeMap<String, String>>,
+    cluster: &str,
+    uid: &str,
+    adoption: wib_api::AdoptionPolicy,
+    what: &str,
+) -> Result<Claim, crate::CloudError> {
+    let refuse = |message: String| {
+        crate::CloudError::new(wib_api::conditions::Reason::AdoptionNotAllowed, message)
+    };
+    let Some(tags) = tags else {
+        return Ok(Claim::Create);
+    };
+    match ownership(tags, cluster, uid) {
+        Ownership::ThisBinding => Ok(Claim::Own),
+        Ownership::ThisCluster { binding } => Ok(Claim::Shared { binding }),
+        Ownership::OtherCluster { cluster } => Err(refuse(format!(
+            "{what} is managed by wib in cluster {cluster:?}"
+        ))),
+        Ownership::Untagged if adoption == wib_api::AdoptionPolicy::AllowUntagged => {
+            Ok(Claim::Adopt)
+        }
+        Ownership::Untagged => Err(refuse(format!(
+            "{what} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,6 +84,33 @@ impl Faults {
         }
     }
 
+    /// Counts the call, applies any injected latency, and answers an
+    /// injected status with `error(status)` (plus `Retry-After`) instead of
+    /// serving it.
+    pub async fn serve(
+        &self,
+        operation: &str,
+        error: impl FnOnce(axum::http::StatusCode) -> axum::response::Response,
+        serve: impl std::future::Future<Output = axum::response::Response>,
+    ) -> axum::response::Response {
+        let injected = self.record(operation);
+        if let Some(latency) = injected.latency {
+            tokio::time::sleep(latency).await;
+        }
+        let Some(status) = injected.status else {
+            return serve.await;
+        };
+        let status = axum::http::StatusCode::from_u16(status)
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = error(status);
+        if let Some(seconds) = injected.retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
+        response
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.inner
             .lock()

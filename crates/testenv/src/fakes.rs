@@ -38,19 +38,7 @@ impl AzureFake {
             .arg(AZURE_TENANT)
             .arg("--issuer-ca-file")
             .arg(cp.ca_cert_path());
-        let process = Process::spawn("wib-fake-azure", cmd, cp.dir())?;
-        let log = cp.dir().join("wib-fake-azure.log");
-        let started = Instant::now();
-        let url = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
-                break url.trim().to_string();
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("wib-fake-azure did not start:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (process, url) = spawn_listening(cp, "wib-fake-azure", cmd).await?;
         let mut this = Self {
             process,
             url,
@@ -103,24 +91,12 @@ impl AzureFake {
 
     /// Everything the fake holds: identities (with credentials) and role assignments.
     pub async fn state(&self) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/admin/state", self.url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        get_json(&self.http, &format!("{}/admin/state", self.url)).await
     }
 
     /// Per-operation call counters and the number of writes.
     pub async fn calls(&self) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/admin/calls", self.url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        get_json(&self.http, &format!("{}/admin/calls", self.url)).await
     }
 
     pub async fn reset_calls(&self) -> Result<()> {
@@ -219,4 +195,30 @@ pub(crate) async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()
     )
     .await?;
     Ok(())
+}
+
+/// Spawns a fake that prints `listening on <url>` and waits for that line.
+pub(crate) async fn spawn_listening(
+    cp: &ControlPlane,
+    name: &str,
+    cmd: Command,
+) -> Result<(Process, String)> {
+    let process = Process::spawn(name, cmd, cp.dir())?;
+    let log = cp.dir().join(format!("{name}.log"));
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+            return Ok((process, url.trim().to_string()));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("{name} did not start:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GET of a fake's admin JSON.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
+    Ok(http.get(url).send().await?.json().await?)
 }

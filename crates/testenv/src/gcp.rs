@@ -5,13 +5,14 @@
 //! federated to Google Cloud (no keys).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::ControlPlane;
-use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace};
+use crate::fakes::{
+    OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace, get_json, spawn_listening,
+};
 use crate::process::Process;
 
 pub const PROJECT_NUMBER: &str = "123456789012";
@@ -46,19 +47,7 @@ impl GcpFake {
         let binary = crate::operator::workspace_binary("wib-fake-gcp")?;
         let mut cmd = Command::new(binary);
         cmd.arg("--issuer-ca-file").arg(cp.ca_cert_path());
-        let process = Process::spawn("wib-fake-gcp", cmd, cp.dir())?;
-        let log = cp.dir().join("wib-fake-gcp.log");
-        let started = Instant::now();
-        let url = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
-                break url.trim().to_string();
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("wib-fake-gcp did not start:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (process, url) = spawn_listening(cp, "wib-fake-gcp", cmd).await?;
         let mut this = Self {
             process,
             url,
@@ -151,24 +140,12 @@ impl GcpFake {
 
     /// Everything the fake holds: service accounts and IAM policies.
     pub async fn state(&self) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/admin/state", self.url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        get_json(&self.http, &format!("{}/admin/state", self.url)).await
     }
 
     /// Per-operation call counters and the number of writes.
     pub async fn calls(&self) -> Result<Value> {
-        Ok(self
-            .http
-            .get(format!("{}/admin/calls", self.url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        get_json(&self.http, &format!("{}/admin/calls", self.url)).await
     }
 
     /// Injects a fault: `{"operation", "status", "retryAfter", "latencyMs", "times"}`.

@@ -15,10 +15,10 @@ use serde_json::Value;
 use wib_api::binding::{AwsBinding, AwsStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 use wib_api::provider::AwsProvider as AwsDefaults;
-use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
+use wib_api::{Cloud, DeletionPolicy};
 
 use crate::calls::Observer;
-use crate::ownership::{self, Ownership};
+use crate::ownership::{self, Claim, Ownership};
 use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
 use iam::{Iam, NewRole, Role};
 use policy::Federation;
@@ -64,13 +64,7 @@ pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
 /// `WIB_CLOUD_CA_FILE`.
 pub fn http_client() -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, CloudError> {
     let mut trust = tls::TrustStore::default();
-    if let Some(path) = std::env::var_os("WIB_CLOUD_CA_FILE") {
-        let pem = std::fs::read(&path).map_err(|e| {
-            CloudError::new(
-                Reason::CloudNotConfigured,
-                format!("reading WIB_CLOUD_CA_FILE {}: {e}", path.to_string_lossy()),
-            )
-        })?;
+    if let Some(pem) = crate::http::extra_ca_pem()? {
         trust = trust.with_pem_certificate(pem);
     }
     let context = tls::TlsContext::builder()
@@ -249,45 +243,26 @@ impl AwsProvider {
 
         // Observe and decide everything that can refuse before any write.
         let existing = self.iam.get_role(&target.role).await?;
-        let owner = existing
-            .as_ref()
-            .map(|r| ownership::ownership(&r.tags, cluster, &uid));
-        let adopting = match &owner {
-            Some(Ownership::OtherCluster { cluster: other }) => {
-                return Err(CloudError::new(
-                    Reason::AdoptionNotAllowed,
-                    format!(
-                        "role {} is managed by wib in cluster {other:?}",
-                        target.role
-                    ),
-                ));
-            }
-            Some(Ownership::Untagged)
-                if request.provider.spec.adoption != AdoptionPolicy::AllowUntagged =>
-            {
-                return Err(CloudError::new(
-                    Reason::AdoptionNotAllowed,
-                    format!(
-                        "role {} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed",
-                        target.role
-                    ),
-                ));
-            }
-            Some(Ownership::ThisCluster { binding })
-                if !spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty() =>
-            {
-                return Err(CloudError::new(
-                    Reason::PolicyNotAllowed,
-                    format!(
-                        "role {} is shared and its policies are managed by binding {binding}; list policies there, not here",
-                        target.role
-                    ),
-                ));
-            }
-            Some(Ownership::Untagged) => true,
-            _ => false,
-        };
-        let manages_policies = !matches!(owner, Some(Ownership::ThisCluster { .. }));
+        let claim = ownership::claim(
+            existing.as_ref().map(|r| &r.tags),
+            cluster,
+            &uid,
+            request.provider.spec.adoption,
+            &format!("role {}", target.role),
+        )?;
+        if let Claim::Shared { binding } = &claim
+            && (!spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty())
+        {
+            return Err(CloudError::new(
+                Reason::PolicyNotAllowed,
+                format!(
+                    "role {} is shared and its policies are managed by binding {binding}; list policies there, not here",
+                    target.role
+                ),
+            ));
+        }
+        let adopting = claim == Claim::Adopt;
+        let manages_policies = !matches!(claim, Claim::Shared { .. });
         let adopted = adopting
             || existing.as_ref().is_some_and(|r| {
                 r.tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true")

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use wib_api::naming::{fit, short_hash};
+use wib_api::naming::{fit, sanitize, short_hash};
 
 /// Hashes of the managed policy ARNs wib attached, space-separated: IAM has no
 /// per-attachment tags, and wib must tell its attachments from others'.
@@ -12,30 +12,15 @@ pub const TAG_MANAGED_POLICIES: &str = "wib.dev_managed-policies";
 /// Hashes of the inline policy names wib put on the role.
 pub const TAG_INLINE_POLICIES: &str = "wib.dev_inline-policies";
 
-/// Keeps IAM's `[\w+=,.@-]`; anything else becomes `-` and a hash of the
-/// original is appended so distinct inputs never collide.
-fn sanitize(raw: &str) -> String {
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if clean == raw {
-        clean
-    } else {
-        format!("{clean}-{}", short_hash(raw))
-    }
+/// IAM's `[\w+=,.@-]`.
+fn iam_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
 /// Default role name: 1-64 `[\w+=,.@-]`.
 pub fn role_name(cluster: &str, namespace: &str, binding: &str) -> String {
     fit(
-        &sanitize(&format!("wib-{cluster}-{namespace}-{binding}")),
+        &sanitize(&format!("wib-{cluster}-{namespace}-{binding}"), iam_char),
         64,
     )
 }

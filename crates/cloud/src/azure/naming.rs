@@ -2,29 +2,14 @@
 //! so a reconcile retried after a crash finds what it made instead of
 //! duplicating it.
 
-use wib_api::naming::{fit, short_hash};
+use wib_api::naming::fit;
 
 /// Prefix of every federated credential wib creates.
 pub const FIC_PREFIX: &str = "wib-";
 
-/// Keeps `[A-Za-z0-9-_]`; anything else becomes `-`, and a hash of the
-/// original is appended so `a.b` and `a-b` never collide.
+/// ARM's `[A-Za-z0-9-_]`, with a hash appended when anything was replaced.
 fn sanitize(raw: &str) -> String {
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if clean == raw {
-        clean
-    } else {
-        format!("{clean}-{}", short_hash(raw))
-    }
+    wib_api::naming::sanitize(raw, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Default identity name: 3-128 `[A-Za-z0-9-_]`, starting alphanumeric.

@@ -18,10 +18,10 @@ use tokio::sync::OnceCell;
 use wib_api::binding::{GcpBinding, GcpStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 use wib_api::provider::GcpProvider as GcpDefaults;
-use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
+use wib_api::{Cloud, DeletionPolicy};
 
 use crate::calls::Observer;
-use crate::ownership::{self, Ownership};
+use crate::ownership::{self, Claim, Ownership};
 use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
 use iam::{Clients, Resource};
 
@@ -233,43 +233,29 @@ impl GcpProvider {
         let mut writes = Vec::new();
 
         let existing = clients.get_account(&target.name).await?;
-        let owner = existing
-            .as_ref()
-            .map(|a| ownership::ownership(&naming::tags(&a.description), cluster, &uid));
-        let adopting = match &owner {
-            Some(Ownership::OtherCluster { cluster: other }) => {
-                return Err(CloudError::new(
-                    Reason::AdoptionNotAllowed,
-                    format!(
-                        "service account {} is managed by wib in cluster {other:?}",
-                        target.email
-                    ),
-                ));
-            }
-            Some(Ownership::Untagged)
-                if request.provider.spec.adoption != AdoptionPolicy::AllowUntagged =>
-            {
-                return Err(CloudError::new(
-                    Reason::AdoptionNotAllowed,
-                    format!(
-                        "service account {} exists without wib's ownership marker and the provider's adoption policy is Deny; nothing was changed",
-                        target.email
-                    ),
-                ));
-            }
-            Some(Ownership::ThisCluster { binding }) if !target.roles.is_empty() => {
-                return Err(CloudError::new(
-                    Reason::RoleNotAllowed,
-                    format!(
-                        "service account {} is shared and its roles are managed by binding {binding}; list roles there, not here",
-                        target.email
-                    ),
-                ));
-            }
-            Some(Ownership::Untagged) => true,
-            _ => false,
-        };
-        let manages_roles = !matches!(owner, Some(Ownership::ThisCluster { .. }));
+        let claim = ownership::claim(
+            existing
+                .as_ref()
+                .map(|a| naming::tags(&a.description))
+                .as_ref(),
+            cluster,
+            &uid,
+            request.provider.spec.adoption,
+            &format!("service account {}", target.email),
+        )?;
+        if let Claim::Shared { binding } = &claim
+            && !target.roles.is_empty()
+        {
+            return Err(CloudError::new(
+                Reason::RoleNotAllowed,
+                format!(
+                    "service account {} is shared and its roles are managed by binding {binding}; list roles there, not here",
+                    target.email
+                ),
+            ));
+        }
+        let adopting = claim == Claim::Adopt;
+        let manages_roles = !matches!(claim, Claim::Shared { .. });
         let display_name = target
             .spec
             .display_name

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use wib_api::naming::{fit, short_hash};
+use wib_api::naming::{fit, sanitize, short_hash};
 
 /// Where the marker starts in a description.
 const MARKER: &str = "[wib ";
@@ -13,16 +13,12 @@ const MARKER: &str = "[wib ";
 /// Default account ID: 6-30 `[a-z]([-a-z0-9]*[a-z0-9])`.
 pub fn account_id(cluster: &str, namespace: &str, binding: &str) -> String {
     let raw = format!("wib-{cluster}-{namespace}-{binding}");
-    let clean: String = raw
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let clean = if clean == raw {
-        clean
-    } else {
-        format!("{clean}-{}", short_hash(&raw))
-    };
+    let lower = raw.to_ascii_lowercase();
+    let mut clean = sanitize(&lower, |c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if lower != raw && clean == lower {
+        // Upper case was folded: keep `Prod` and `prod` apart.
+        clean = format!("{clean}-{}", short_hash(&raw));
+    }
     fit(&clean, 30).trim_end_matches('-').to_string()
 }
 

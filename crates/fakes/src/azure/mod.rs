@@ -226,27 +226,16 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let injected = fake.faults.record(operation);
-    if let Some(latency) = injected.latency {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(status) = injected.status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = |status: StatusCode| {
         let code = match status.as_u16() {
             429 => "TooManyRequests",
             500 => "InternalServerError",
             503 => "ServiceUnavailable",
             _ => "InjectedFault",
         };
-        let mut response = cloud_error(status, code, format!("Injected {status} for {operation}."));
-        if let Some(seconds) = injected.retry_after
-            && let Ok(value) = seconds.to_string().parse()
-        {
-            response.headers_mut().insert("retry-after", value);
-        }
-        return response;
-    }
-    serve().await
+        cloud_error(status, code, format!("Injected {status} for {operation}."))
+    };
+    fake.faults.serve(operation, error, serve()).await
 }
 
 fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {

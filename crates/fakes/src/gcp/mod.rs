@@ -164,27 +164,16 @@ pub(crate) async fn with_faults(
     operation: &str,
     serve: impl std::future::Future<Output = Response>,
 ) -> Response {
-    let injected = fake.faults.record(operation);
-    if let Some(latency) = injected.latency {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(status) = injected.status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = |status: StatusCode| {
         let code = match status.as_u16() {
             409 => "ABORTED",
             429 => "RESOURCE_EXHAUSTED",
             503 => "UNAVAILABLE",
             _ => "INTERNAL",
         };
-        let mut response = rpc_error(status, code, format!("Injected {status} for {operation}."));
-        if let Some(seconds) = injected.retry_after
-            && let Ok(value) = seconds.to_string().parse()
-        {
-            response.headers_mut().insert("retry-after", value);
-        }
-        return response;
-    }
-    serve.await
+        rpc_error(status, code, format!("Injected {status} for {operation}."))
+    };
+    fake.faults.serve(operation, error, serve).await
 }
 
 async fn admin_calls(State(fake): State<Shared>) -> impl IntoResponse {
