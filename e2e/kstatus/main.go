@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	kjson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -19,8 +20,9 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// Kubernetes' JSON decoding, so integers are int64 as kstatus expects.
 	var object map[string]interface{}
-	if err := json.Unmarshal(data, &object); err != nil {
+	if err := kjson.Unmarshal(data, &object); err != nil {
 		fail(err)
 	}
 	result, err := status.Compute(&unstructured.Unstructured{Object: object})

@@ -65,6 +65,7 @@ fn kstatus(obj: &Value) -> (String, String) {
     let mut child = std::process::Command::new(binary)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kstatus");
     child
@@ -74,7 +75,8 @@ fn kstatus(obj: &Value) -> (String, String) {
         .write_all(without_nulls(obj).to_string().as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("kstatus output");
-    let result: Value = serde_json::from_slice(&out.stdout).expect("kstatus JSON");
+    let result: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kstatus: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     (
         result["status"].as_str().unwrap_or_default().to_string(),
         result["message"].as_str().unwrap_or_default().to_string(),

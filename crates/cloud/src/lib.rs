@@ -15,6 +15,7 @@ pub mod error;
 pub mod gcp;
 pub mod guardrails;
 pub mod http;
+pub mod limiter;
 pub mod ownership;
 
 pub use error::CloudError;

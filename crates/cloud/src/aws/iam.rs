@@ -39,6 +39,7 @@ pub struct NewRole<'a> {
 pub struct Iam {
     client: aws_sdk_iam::Client,
     observer: Observer,
+    limiter: std::sync::Arc<crate::limiter::Limiter>,
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
@@ -118,8 +119,15 @@ fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {
 }
 
 impl Iam {
+    /// IAM's documented control-plane quota is in the tens of calls per
+    /// second per account; wib stays well below it by default
+    /// (`WIB_AWS_CALLS_PER_SECOND`).
     pub fn new(client: aws_sdk_iam::Client, observer: Observer) -> Self {
-        Self { client, observer }
+        Self {
+            client,
+            observer,
+            limiter: std::sync::Arc::new(crate::limiter::Limiter::from_env("aws", 10.0)),
+        }
     }
 
     async fn call<T, E, R>(
@@ -130,6 +138,7 @@ impl Iam {
     where
         E: ProvideErrorMetadata,
     {
+        self.limiter.acquire().await;
         calls::observed(&self.observer, "aws", operation, classify, call).await
     }
 

@@ -24,6 +24,9 @@ pub struct Clients {
     pub iam: Iam,
     pub projects: Projects,
     pub observer: Observer,
+    /// GCP allows about 600 IAM writes a minute per project; wib stays
+    /// below that by default (`WIB_GCP_CALLS_PER_SECOND`).
+    pub limiter: crate::limiter::Limiter,
 }
 
 /// Which IAM policy: a project's (Resource Manager) or a service account's (IAM).
@@ -76,6 +79,7 @@ impl Clients {
         operation: &str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        self.limiter.acquire().await;
         calls::observed(&self.observer, "gcp", operation, classify, call).await
     }
 

@@ -111,6 +111,7 @@ impl GcpProvider {
                     iam,
                     projects,
                     observer: self.observer.clone(),
+                    limiter: crate::limiter::Limiter::from_env("gcp", 8.0),
                 })
             })
             .await
