@@ -3,7 +3,7 @@
 
 use kube::api::Api;
 use wib_api::ClusterIdentityProvider;
-use wib_api::conditions::{ISSUER_READY, READY, SERVICE_ACCOUNT_READY};
+use wib_api::conditions::{CLOUD_CREDENTIALS_READY, ISSUER_READY, READY, SERVICE_ACCOUNT_READY};
 use wib_e2e::{Env, WAIT, provider_yaml};
 
 fn binding(name: &str, ns: &str, provider_ref: Option<&str>) -> String {
@@ -80,6 +80,39 @@ async fn provider_reports_the_discovered_issuer_and_an_unreachable_one() {
         message.contains("https://127.0.0.1:9/no-issuer-here/.well-known/openid-configuration"),
         "{message}"
     );
+    // wib's own cloud credentials are checked with one cheap read per cloud
+    // the provider configures; a refusal shows on the provider.
+    provider_condition(
+        &env,
+        "discovered",
+        CLOUD_CREDENTIALS_READY,
+        "True",
+        "Provisioned",
+    )
+    .await;
+    provider_condition(&env, "discovered", READY, "True", "Provisioned").await;
+    env.azure()
+        .inject(serde_json::json!({"operation": "UserAssignedIdentities_Get", "status": 403, "times": 1000}))
+        .await
+        .expect("fault");
+    let p = provider_condition(
+        &env,
+        "discovered",
+        CLOUD_CREDENTIALS_READY,
+        "False",
+        "CloudAuthorizationFailed",
+    )
+    .await;
+    let ready = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CloudAuthorizationFailed")
+    );
+    assert!(ready.message.starts_with("Azure: "), "{}", ready.message);
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ pub const ROLE_ASSIGNMENTS_READY: &str = "RoleAssignmentsReady";
 pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
 /// Provider: the issuer's discovery document and JWKS are readable anonymously.
 pub const ISSUER_READY: &str = "IssuerReady";
+/// Provider: wib's own credentials work for every cloud the provider configures.
+pub const CLOUD_CREDENTIALS_READY: &str = "CloudCredentialsReady";
 
 /// Every reason wib puts on a condition. The README documents each one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -81,7 +81,17 @@ pub trait CloudProvider: Send + Sync + 'static {
 
     /// Removes what wib created for the binding, honouring its `deletionPolicy`.
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>>;
+
+    /// One cheap read in the provider's account, subscription or project
+    /// (of something that need not exist), proving wib's own credentials work.
+    fn check<'a>(
+        &'a self,
+        provider: &'a ClusterIdentityProvider,
+    ) -> BoxFuture<'a, Result<(), CloudError>>;
 }
+
+/// The name wib reads to check its credentials; it never exists.
+pub const CREDENTIALS_PROBE: &str = "wib-credentials-check";
 
 /// The clouds this build of wib can reconcile.
 #[derive(Clone, Default)]

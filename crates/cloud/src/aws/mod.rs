@@ -607,4 +607,11 @@ impl CloudProvider for AwsProvider {
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
     }
+
+    fn check<'a>(
+        &'a self,
+        _provider: &'a wib_api::ClusterIdentityProvider,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async move { self.iam.get_role(crate::CREDENTIALS_PROBE).await.map(drop) })
+    }
 }

@@ -507,4 +507,23 @@ impl CloudProvider for AzureProvider {
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
     }
+
+    fn check<'a>(
+        &'a self,
+        provider: &'a wib_api::ClusterIdentityProvider,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async move {
+            let Some(defaults) = &provider.spec.azure else {
+                return Ok(());
+            };
+            self.clients
+                .get_identity(&IdentityRef {
+                    subscription: defaults.subscription_id.clone(),
+                    resource_group: defaults.resource_group.clone(),
+                    name: crate::CREDENTIALS_PROBE.into(),
+                })
+                .await
+                .map(drop)
+        })
+    }
 }

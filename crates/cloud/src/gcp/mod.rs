@@ -461,4 +461,22 @@ impl CloudProvider for GcpProvider {
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
     }
+
+    fn check<'a>(
+        &'a self,
+        provider: &'a wib_api::ClusterIdentityProvider,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async move {
+            let Some(defaults) = &provider.spec.gcp else {
+                return Ok(());
+            };
+            let project = &defaults.project_id;
+            let email = naming::email(crate::CREDENTIALS_PROBE, project);
+            self.clients()
+                .await?
+                .get_account(&format!("projects/{project}/serviceAccounts/{email}"))
+                .await
+                .map(drop)
+        })
+    }
 }

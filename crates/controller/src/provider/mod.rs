@@ -14,7 +14,9 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use tracing::{Instrument, info_span};
-use wib_api::conditions::{self, Desired, ISSUER_READY, READY, RECONCILING, Reason, STALLED};
+use wib_api::conditions::{
+    self, CLOUD_CREDENTIALS_READY, Desired, ISSUER_READY, READY, RECONCILING, Reason, STALLED,
+};
 use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus};
 
 use crate::context::Context;
@@ -64,7 +66,8 @@ async fn reconcile(
     async move {
         let started = Instant::now();
         let state = observe(&provider, &ctx).await;
-        let next = status(&provider, &state, (ctx.clock)());
+        let credentials = check_credentials(&provider, &ctx).await;
+        let next = status(&provider, &state, &credentials, (ctx.clock)());
         let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
         let result = publish::status(
             &api,
@@ -121,10 +124,64 @@ async fn observe(provider: &ClusterIdentityProvider, ctx: &Context) -> IssuerSta
     }
 }
 
-/// Pure: the provider's status from the issuer state.
+/// A cloud whose credentials failed the provider's check, and why.
+#[derive(Debug)]
+pub struct CredentialFailure {
+    pub cloud: wib_api::Cloud,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// One cheap read per cloud the provider configures, with wib's own
+/// credentials; what fails, fails here before any binding tries.
+async fn check_credentials(
+    provider: &ClusterIdentityProvider,
+    ctx: &Context,
+) -> Vec<CredentialFailure> {
+    let mut failures = Vec::new();
+    for cloud in wib_api::Cloud::ALL {
+        let configured = match cloud {
+            wib_api::Cloud::Azure => provider.spec.azure.is_some(),
+            wib_api::Cloud::Aws => provider.spec.aws.is_some(),
+            wib_api::Cloud::Gcp => provider.spec.gcp.is_some(),
+        };
+        if !configured {
+            continue;
+        }
+        let Some(implementation) = ctx.clouds.get(cloud) else {
+            failures.push(CredentialFailure {
+                cloud,
+                reason: Reason::CloudNotImplemented,
+                message: format!("this build of wib cannot reach {cloud}"),
+            });
+            continue;
+        };
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            implementation.check(provider),
+        )
+        .await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((e.reason, e.message)),
+            Err(_) => Some((Reason::TransientError, "no answer within 20s".to_string())),
+        };
+        if let Some((reason, message)) = failure {
+            failures.push(CredentialFailure {
+                cloud,
+                reason,
+                message,
+            });
+        }
+    }
+    failures
+}
+
+/// Pure: the provider's status from the issuer state and the credential checks.
 pub fn status(
     provider: &ClusterIdentityProvider,
     state: &IssuerState,
+    credentials: &[CredentialFailure],
     now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 ) -> ClusterIdentityProviderStatus {
     let generation = provider.metadata.generation;
@@ -175,6 +232,51 @@ pub fn status(
             ],
         ),
     };
+    let mut desired = desired;
+    match credentials.first() {
+        None => desired.push(Desired::new(
+            CLOUD_CREDENTIALS_READY,
+            true,
+            Reason::Provisioned,
+            "wib's own credentials work for every cloud this provider configures",
+        )),
+        Some(first) => {
+            let message = credentials
+                .iter()
+                .map(|f| format!("{}: {}", f.cloud, f.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            desired.push(Desired::new(
+                CLOUD_CREDENTIALS_READY,
+                false,
+                first.reason,
+                message.clone(),
+            ));
+            // The issuer's state speaks first; failing credentials make an
+            // otherwise ready provider not Ready.
+            if matches!(state, IssuerState::Ready { .. }) {
+                let terminal = first.reason.is_terminal();
+                desired.retain(|d| ![READY, RECONCILING, STALLED].contains(&d.type_));
+                desired.push(Desired::new(READY, false, first.reason, message.clone()));
+                desired.push(Desired::new(
+                    RECONCILING,
+                    !terminal,
+                    first.reason,
+                    if terminal {
+                        String::new()
+                    } else {
+                        message.clone()
+                    },
+                ));
+                desired.push(Desired::new(
+                    STALLED,
+                    terminal,
+                    first.reason,
+                    if terminal { message } else { String::new() },
+                ));
+            }
+        }
+    }
     let previous = provider
         .status
         .as_ref()
