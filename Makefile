@@ -10,7 +10,7 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build release-build e2e-kind image tools check-generated clean
+.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build bench release-build e2e-kind image tools check-generated clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -70,6 +70,10 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Many bindings against the fakes; the table goes to BENCHMARKS.md by hand.
+bench: controlplane moto build
+	$(CARGO_TARGET_DIR)/debug/wib-bench $(BENCH_BINDINGS_PER_CLOUD)
 
 ## The image's build stage outside Docker: the release profile, locked.
 release-build: tools

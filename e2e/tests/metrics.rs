@@ -116,3 +116,73 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
         Some(1.0)
     );
 }
+
+/// wib's `wib_cloud_api_calls_total` for one cloud, summed per operation.
+fn calls(metrics: &str, cloud: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("wib_cloud_api_calls_total{") && l.contains(&format!("cloud=\"{cloud}\""))
+    }) {
+        let operation = line
+            .split("operation=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_default() as u64;
+        *counts.entry(operation).or_default() += value;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn wibs_azure_call_counts_match_what_the_azure_fake_served() {
+    let env = Env::start_azure().await.expect("env");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider_yaml("default", true, None))
+        .await
+        .expect("provider");
+    env.apply(&format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: az\n  namespace: {NS}\nspec:\n  azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps\n"
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "az", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    env.delete_binding(NS, "az").await.expect("deleted");
+    // Provider resyncs keep reading; compare when both sides are still.
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        let served = env.azure().calls().await.expect("fake calls");
+        let counted = calls(&env.metrics().await.expect("metrics"), "azure");
+        let again = env.azure().calls().await.expect("fake calls");
+        let served_ops: std::collections::BTreeMap<String, u64> = served["operations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(op, _)| op.as_str() != "Token")
+            .map(|(op, n)| (op.clone(), n.as_u64().unwrap_or_default()))
+            .collect();
+        if served == again && served_ops == counted {
+            assert!(
+                counted.get("UserAssignedIdentities_CreateOrUpdate") == Some(&1),
+                "{counted:?}"
+            );
+            assert!(
+                counted.get("RoleAssignments_Create") == Some(&1),
+                "{counted:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wib counted {counted:?}, the fake served {served_ops:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

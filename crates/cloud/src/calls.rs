@@ -25,11 +25,14 @@ impl Call<'_> {
     }
 }
 
-/// Read operations start with one of these verbs in every cloud wib speaks to.
+/// Read operations start with one of these verbs (AWS, GCP) or end with one
+/// (Azure's `Type_Get` operation IDs) in every cloud wib speaks to.
 pub fn is_write(operation: &str) -> bool {
-    !["Get", "List", "Simulate"]
-        .iter()
-        .any(|verb| operation.starts_with(verb))
+    !["Get", "List", "Simulate"].iter().any(|verb| {
+        operation.starts_with(verb)
+            || operation.ends_with(&format!("_{verb}"))
+            || operation.contains(&format!("_{verb}By"))
+    })
 }
 
 pub trait CallObserver: Send + Sync + 'static {
@@ -71,7 +74,14 @@ pub async fn observed<T, E>(
 mod tests {
     #[test]
     fn reads_and_writes() {
-        for op in ["GetRole", "ListAttachedRolePolicies", "ListRoleTags"] {
+        for op in [
+            "GetRole",
+            "ListAttachedRolePolicies",
+            "ListRoleTags",
+            "UserAssignedIdentities_Get",
+            "RoleAssignments_List",
+            "UserAssignedIdentities_ListByResourceGroup",
+        ] {
             assert!(!super::is_write(op), "{op}");
         }
         for op in [

@@ -104,7 +104,7 @@ impl Registry {
     /// environment; each reports its API calls to `observer`.
     pub async fn with_defaults(observer: calls::Observer) -> Self {
         let mut registry = Self::default();
-        match azure::from_env() {
+        match azure::from_env(observer.clone()) {
             Ok(provider) => registry.register(Arc::new(provider)),
             Err(error) => {
                 tracing::warn!(%error, "Azure is not available; Azure bindings will report it")

@@ -6,13 +6,14 @@
 pub mod arm;
 pub mod credential;
 pub mod naming;
+pub mod observed;
 
 /// The Azure provider as configured by the environment: the ARM endpoint
 /// (`WIB_AZURE_ARM_ENDPOINT`, default public cloud), extra CAs for it
 /// (`WIB_CLOUD_CA_FILE`), and wib's own ambient credential — workload
 /// identity when `AZURE_FEDERATED_TOKEN_FILE` is set (its authority from
 /// `AZURE_AUTHORITY_HOST`), else the default chain (managed identity).
-pub fn from_env() -> Result<AzureProvider, CloudError> {
+pub fn from_env(observer: crate::calls::Observer) -> Result<AzureProvider, CloudError> {
     let endpoint = std::env::var("WIB_AZURE_ARM_ENDPOINT")
         .unwrap_or_else(|_| "https://management.azure.com".into());
     let endpoint = azure_core::Url::parse(&endpoint).map_err(|e| {
@@ -21,7 +22,10 @@ pub fn from_env() -> Result<AzureProvider, CloudError> {
             format!("WIB_AZURE_ARM_ENDPOINT: {e}"),
         )
     })?;
-    let http: Arc<dyn azure_core::HttpClient> = Arc::new(crate::http::client()?);
+    let http: Arc<dyn azure_core::HttpClient> = Arc::new(observed::ObservedHttp::new(
+        Arc::new(crate::http::client()?),
+        observer,
+    ));
     let credential: Arc<dyn azure_core::auth::TokenCredential> =
         if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
             Arc::new(
