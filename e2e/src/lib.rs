@@ -77,6 +77,16 @@ impl Env {
     }
 
     async fn start_with(azure: bool, aws: bool) -> Result<Self> {
+        Self::start_tuned(azure, aws, RESYNC_SECONDS).await
+    }
+
+    /// Every cloud fake and the operator resyncing every `resync_seconds`
+    /// (the benchmark's setting; tests use 2 s).
+    pub async fn start_with_resync(resync_seconds: &str) -> Result<Self> {
+        Self::start_tuned(true, true, resync_seconds).await
+    }
+
+    async fn start_tuned(azure: bool, aws: bool, resync_seconds: &str) -> Result<Self> {
         let cp = ControlPlane::start(Options::default()).await?;
         let client = cp.client().await?;
         let azure = match azure {
@@ -107,7 +117,7 @@ impl Env {
             cp.dir(),
             &[
                 &format!("--metrics-addr=127.0.0.1:{port}"),
-                &format!("--resync-seconds={RESYNC_SECONDS}"),
+                &format!("--resync-seconds={resync_seconds}"),
                 "--provider-resync-seconds=5",
             ],
             &envs,

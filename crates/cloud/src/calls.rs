@@ -25,14 +25,14 @@ impl Call<'_> {
     }
 }
 
-/// Read operations start with one of these verbs (AWS, GCP) or end with one
-/// (Azure's `Type_Get` operation IDs) in every cloud wib speaks to.
+/// Read operations start with one of these verbs in every cloud wib speaks
+/// to: AWS and GCP (`GetRole`), or after the type in Azure's operation IDs
+/// (`RoleAssignments_ListForScope`).
 pub fn is_write(operation: &str) -> bool {
-    !["Get", "List", "Simulate"].iter().any(|verb| {
-        operation.starts_with(verb)
-            || operation.ends_with(&format!("_{verb}"))
-            || operation.contains(&format!("_{verb}By"))
-    })
+    let verb = operation.rsplit('_').next().unwrap_or(operation);
+    !["Get", "List", "Simulate"]
+        .iter()
+        .any(|read| verb.starts_with(read))
 }
 
 pub trait CallObserver: Send + Sync + 'static {
@@ -81,6 +81,7 @@ mod tests {
             "UserAssignedIdentities_Get",
             "RoleAssignments_List",
             "UserAssignedIdentities_ListByResourceGroup",
+            "RoleAssignments_ListForScope",
         ] {
             assert!(!super::is_write(op), "{op}");
         }
