@@ -362,6 +362,29 @@ impl Admin {
     }
 }
 
+/// wib's `wib_cloud_api_calls_total` for one cloud, summed per operation
+/// over results.
+pub fn cloud_calls(metrics: &str, cloud: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("wib_cloud_api_calls_total{") && l.contains(&format!("cloud=\"{cloud}\""))
+    }) {
+        let operation = line
+            .split("operation=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_default() as u64;
+        *counts.entry(operation).or_default() += value;
+    }
+    counts
+}
+
 pub fn condition<'a>(binding: &'a WorkloadIdentityBinding, type_: &str) -> Option<&'a Condition> {
     binding
         .status

@@ -117,28 +117,6 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
     );
 }
 
-/// wib's `wib_cloud_api_calls_total` for one cloud, summed per operation.
-fn calls(metrics: &str, cloud: &str) -> std::collections::BTreeMap<String, u64> {
-    let mut counts = std::collections::BTreeMap::new();
-    for line in metrics.lines().filter(|l| {
-        l.starts_with("wib_cloud_api_calls_total{") && l.contains(&format!("cloud=\"{cloud}\""))
-    }) {
-        let operation = line
-            .split("operation=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_string();
-        let value = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_default() as u64;
-        *counts.entry(operation).or_default() += value;
-    }
-    counts
-}
-
 #[tokio::test]
 async fn wibs_azure_call_counts_match_what_the_azure_fake_served() {
     let env = Env::start_azure().await.expect("env");
@@ -159,7 +137,7 @@ async fn wibs_azure_call_counts_match_what_the_azure_fake_served() {
     let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
     loop {
         let served = env.azure().calls().await.expect("fake calls");
-        let counted = calls(&env.metrics().await.expect("metrics"), "azure");
+        let counted = wib_e2e::cloud_calls(&env.metrics().await.expect("metrics"), "azure");
         let again = env.azure().calls().await.expect("fake calls");
         let served_ops: std::collections::BTreeMap<String, u64> = served["operations"]
             .as_object()

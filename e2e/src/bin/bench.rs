@@ -24,30 +24,18 @@ fn binding(cloud: &str, i: usize) -> String {
     )
 }
 
-/// Sum of `wib_cloud_api_calls_total` per cloud, split into (reads, writes).
+/// wib's calls to one cloud so far, split into (reads, writes).
 fn calls(metrics: &str, cloud: &str) -> (u64, u64) {
-    let mut reads = 0;
-    let mut writes = 0;
-    for line in metrics.lines().filter(|l| {
-        l.starts_with("wib_cloud_api_calls_total{") && l.contains(&format!("cloud=\"{cloud}\""))
-    }) {
-        let operation = line
-            .split("operation=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_default();
-        let n = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_default() as u64;
-        if wib_cloud::calls::is_write(operation) {
-            writes += n;
-        } else {
-            reads += n;
-        }
-    }
-    (reads, writes)
+    wib_e2e::cloud_calls(metrics, cloud).into_iter().fold(
+        (0, 0),
+        |(reads, writes), (operation, n)| {
+            if wib_cloud::calls::is_write(&operation) {
+                (reads, writes + n)
+            } else {
+                (reads + n, writes)
+            }
+        },
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
