@@ -740,3 +740,65 @@ async fn steady_state_makes_no_iam_writes_and_wibs_counts_match_motos_request_lo
 fn calls(metrics: &str) -> BTreeMap<String, u64> {
     wib_e2e::cloud_calls(metrics, "aws")
 }
+
+#[tokio::test]
+async fn adoption_allowed_takes_over_an_untagged_role_and_gives_it_back_on_deletion() {
+    let env = env("\n  adoption: AllowUntagged").await;
+    let iam = env.iam();
+    let role = role_name("adopter");
+    let ec2_trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }]});
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(ec2_trust.to_string())
+        .send()
+        .await
+        .expect("existing role");
+    iam.attach_role_policy()
+        .role_name(&role)
+        .policy_arn(S3_READ_ONLY)
+        .send()
+        .await
+        .expect("existing attachment");
+    env.apply(&binding(
+        "adopter",
+        "adopter",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "adopter", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let state = role_state(&iam, &role).await.expect("role");
+    assert_eq!(state.tags["wib.dev_adopted"], "true");
+    let mut attached = state.attached.clone();
+    attached.sort();
+    assert_eq!(
+        attached,
+        vec![S3_READ_ONLY.to_string(), READ_ONLY.to_string()]
+    );
+    // The role's own statement stays beside wib's.
+    let statements = state.trust["Statement"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(statements.len(), 2, "{}", state.trust);
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Principal"]["Service"] == "ec2.amazonaws.com")
+    );
+
+    // Deleting the binding gives the role back as it was found.
+    env.delete_binding(NS, "adopter").await.expect("deleted");
+    let state = role_state(&iam, &role)
+        .await
+        .expect("adopted role is never deleted");
+    assert_eq!(state.attached, vec![S3_READ_ONLY.to_string()]);
+    assert!(state.tags.is_empty(), "{:?}", state.tags);
+    assert!(policy::same(&state.trust, &ec2_trust), "{}", state.trust);
+}
