@@ -60,7 +60,7 @@ run: controlplane moto build
 
 # Unit, integration and e2e tests (all targets; the crates have no doc tests),
 # then one closing line that counts every test binary's results.
-test: fmt lint controlplane moto helm kstatus build
+test: fmt lint controlplane moto helm kstatus build release-build
 	@mkdir -p $(WIB_CACHE)
 	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log
