@@ -362,6 +362,25 @@ impl Admin {
     }
 }
 
+/// Runs a pod stand-in binary (`wib-e2e-pod-<cloud>`) with only `envs`, as
+/// a webhook-injected pod would see them: (exit success, stdout + stderr).
+pub fn run_pod(binary: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let path = wib_testenv::operator::workspace_binary(binary).expect("pod binary built");
+    let out = std::process::Command::new(path)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .expect("pod runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// wib's `wib_cloud_api_calls_total` for one cloud, summed per operation
 /// over results.
 pub fn cloud_calls(metrics: &str, cloud: &str) -> std::collections::BTreeMap<String, u64> {

@@ -4,7 +4,6 @@
 //! aws-config's web-identity provider.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_iam::Client as Iam;
@@ -168,24 +167,16 @@ fn claims(token: &str) -> Value {
 fn pod_exchange(env: &Env, role_arn: &str, token: &str) -> (bool, String) {
     let token_file = env.cp.dir().join("pod-aws-token");
     std::fs::write(&token_file, token).expect("token file");
-    let pod = wib_testenv::operator::workspace_binary("wib-e2e-pod-aws").expect("pod binary");
-    let out = Command::new(pod)
-        .env_clear()
-        .env("AWS_ROLE_ARN", role_arn)
-        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-        .env("AWS_ROLE_SESSION_NAME", "pod")
-        .env("AWS_ENDPOINT_URL", &env.moto().url)
-        .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("pod runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    wib_e2e::run_pod(
+        "wib-e2e-pod-aws",
+        &[
+            ("AWS_ROLE_ARN", role_arn.as_ref()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_os_str()),
+            ("AWS_ROLE_SESSION_NAME", "pod".as_ref()),
+            ("AWS_ENDPOINT_URL", env.moto().url.as_ref()),
+            ("AWS_REGION", REGION.as_ref()),
+            ("AWS_EC2_METADATA_DISABLED", "true".as_ref()),
+        ],
     )
 }
 

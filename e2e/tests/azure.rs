@@ -1,7 +1,6 @@
 //! Azure end to end: the operator binary, the local control plane and the
 //! Azure fake, reached only through the Azure SDK crates.
 
-use std::process::Command;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -72,22 +71,14 @@ fn pod_exchange(env: &Env, client_id: &str, token: &str) -> (bool, String) {
         .dir()
         .join(format!("pod-token-{}", std::process::id()));
     std::fs::write(&token_file, token).expect("token file");
-    let pod = wib_testenv::operator::workspace_binary("wib-e2e-pod-azure").expect("pod binary");
-    let out = Command::new(pod)
-        .env_clear()
-        .env("AZURE_CLIENT_ID", client_id)
-        .env("AZURE_TENANT_ID", AZURE_TENANT)
-        .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
-        .env("AZURE_AUTHORITY_HOST", &env.azure().url)
-        .output()
-        .expect("pod runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    wib_e2e::run_pod(
+        "wib-e2e-pod-azure",
+        &[
+            ("AZURE_CLIENT_ID", client_id.as_ref()),
+            ("AZURE_TENANT_ID", AZURE_TENANT.as_ref()),
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
+            ("AZURE_AUTHORITY_HOST", env.azure().url.as_ref()),
+        ],
     )
 }
 

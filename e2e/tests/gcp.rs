@@ -3,7 +3,6 @@
 //! operator authenticates by workload identity federation (STS exchange of
 //! its projected token, then impersonation), and so does a pod stand-in.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -193,20 +192,9 @@ async fn a_pod_token_is_exchanged_through_sts_and_impersonation_until_the_bindin
     let config_file = env.cp.dir().join("pod-gcp-credentials.json");
     std::fs::write(&config_file, config.to_string()).expect("config");
     let exchange = || {
-        let out = Command::new(
-            wib_testenv::operator::workspace_binary("wib-e2e-pod-gcp").expect("pod binary"),
-        )
-        .env_clear()
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &config_file)
-        .output()
-        .expect("pod runs");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+        wib_e2e::run_pod(
+            "wib-e2e-pod-gcp",
+            &[("GOOGLE_APPLICATION_CREDENTIALS", config_file.as_os_str())],
         )
     };
     let (ok, out) = exchange();

@@ -143,6 +143,46 @@ impl Faults {
     }
 }
 
+/// A fake whose calls are counted and whose faults are injected through the
+/// shared admin API (`/admin/calls`, `/admin/faults`).
+pub trait Faulty: Send + Sync + 'static {
+    fn faults(&self) -> &Faults;
+    /// Whether an operation changes state (counted in `writes`).
+    fn is_write(operation: &str) -> bool;
+}
+
+/// `GET`/`DELETE /admin/calls` and `POST /admin/faults` for any fake.
+pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(
+            "/admin/calls",
+            get(admin_calls::<F>).delete(admin_reset_calls::<F>),
+        )
+        .route("/admin/faults", post(admin_fault::<F>))
+}
+
+async fn admin_calls<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+) -> axum::Json<Calls> {
+    axum::Json(fake.faults().calls(F::is_write))
+}
+
+async fn admin_reset_calls<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+) -> axum::http::StatusCode {
+    fake.faults().reset_calls();
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn admin_fault<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+    axum::Json(fault): axum::Json<Fault>,
+) -> axum::http::StatusCode {
+    fake.faults().inject(fault);
+    axum::http::StatusCode::NO_CONTENT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

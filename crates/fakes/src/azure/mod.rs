@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::faults::{Fault, Faults};
+use crate::faults::{Faults, Faulty};
 use crate::oidc::Verifier;
 
 /// Behaviour switches the admin API can change at run time.
@@ -93,9 +93,7 @@ impl AzureFake {
 }
 
 pub fn router(fake: Shared) -> Router {
-    Router::new()
-        .route("/admin/calls", get(admin_calls).delete(admin_reset_calls))
-        .route("/admin/faults", post(admin_fault))
+    crate::faults::admin_routes::<AzureFake>()
         .route("/admin/config", post(admin_config))
         .route("/admin/state", get(admin_state))
         .route("/admin/apps", post(admin_app))
@@ -272,23 +270,6 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn admin_calls(State(fake): State<Shared>) -> impl IntoResponse {
-    axum::Json(fake.faults.calls(is_write))
-}
-
-async fn admin_reset_calls(State(fake): State<Shared>) -> impl IntoResponse {
-    fake.faults.reset_calls();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(
-    State(fake): State<Shared>,
-    axum::Json(fault): axum::Json<Fault>,
-) -> impl IntoResponse {
-    fake.faults.inject(fault);
-    StatusCode::NO_CONTENT
-}
-
 async fn admin_config(
     State(fake): State<Shared>,
     axum::Json(config): axum::Json<Config>,
@@ -358,4 +339,14 @@ pub(crate) fn now_rate_limited(fake: &AzureFake, subscription: &str) -> bool {
     }
     writes.push(now);
     false
+}
+
+impl Faulty for AzureFake {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn is_write(operation: &str) -> bool {
+        is_write(operation)
+    }
 }

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::faults::{Fault, Faults};
+use crate::faults::{Faults, Faulty};
 use crate::oidc::Verifier;
 
 pub struct GcpFake {
@@ -68,9 +68,7 @@ impl GcpFake {
 }
 
 pub fn router(fake: Shared) -> Router {
-    Router::new()
-        .route("/admin/calls", get(admin_calls).delete(admin_reset_calls))
-        .route("/admin/faults", post(admin_fault))
+    crate::faults::admin_routes::<GcpFake>()
         .route("/admin/state", get(admin_state))
         .route("/admin/pools", post(admin_pool))
         .route("/admin/projects", post(admin_project))
@@ -176,24 +174,6 @@ pub(crate) async fn with_faults(
     fake.faults.serve(operation, error, serve).await
 }
 
-async fn admin_calls(State(fake): State<Shared>) -> impl IntoResponse {
-    axum::Json(fake.faults.calls(is_write))
-}
-
-async fn admin_reset_calls(State(fake): State<Shared>) -> impl IntoResponse {
-    fake.faults.reset_calls();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_fault(
-    State(fake): State<Shared>,
-    axum::Json(fault): axum::Json<Fault>,
-) -> impl IntoResponse {
-    fake.faults.inject(fault);
-    StatusCode::NO_CONTENT
-}
-
-/// Everything the fake holds, for test assertions (not a GCP API).
 async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
     let state = fake.state();
     let accounts: Vec<Value> = state.accounts.values().map(iam::Account::to_json).collect();
@@ -254,4 +234,14 @@ async fn admin_project(
         .entry(format!("projects/{}", project.project_id))
         .or_default();
     StatusCode::NO_CONTENT
+}
+
+impl Faulty for GcpFake {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn is_write(operation: &str) -> bool {
+        is_write(operation)
+    }
 }
