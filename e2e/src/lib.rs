@@ -1,6 +1,8 @@
 //! Helpers for the e2e scenarios: a control plane with the operator binary
 //! running against it, and waits on what users see (conditions, objects).
 
+mod cleanup;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +15,7 @@ use wib_api::WorkloadIdentityBinding;
 use wib_testenv::fakes::AzureFake;
 use wib_testenv::gcp::GcpFake;
 use wib_testenv::moto::Moto;
-use wib_testenv::{ControlPlane, Operator, Options};
+use wib_testenv::{Attached, ClusterRef, ControlPlane, Operator, Options};
 
 /// The GCP project of `provider_yaml` and the GCP fake in e2e.
 pub const GCP_PROJECT: &str = "wib-e2e";
@@ -21,17 +23,22 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// Resync used in e2e so drift checks and steady-state checks are quick.
 pub const RESYNC_SECONDS: &str = "2";
 
-/// A control plane with wib-controller running against it.
+/// A control plane with wib-controller running against it: the harness's
+/// own, or an existing cluster named by `WIB_E2E_CLUSTER` (see
+/// [`wib_testenv::Attached`]) where the operator and fakes already run.
 pub struct Env {
     // Field order is drop order: the operator stops first, the control plane last.
-    pub operator: Operator,
+    operator: Option<Operator>,
     /// The operator's /metrics, /healthz and /readyz.
     pub metrics_url: String,
     pub azure: Option<AzureFake>,
     pub moto: Option<Moto>,
     pub gcp: Option<GcpFake>,
     pub admin: Admin,
-    pub cp: ControlPlane,
+    pub cp: Cluster,
+    /// Held while attached: tests share one cluster, one operator and one
+    /// set of fakes, so they take turns.
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl std::ops::Deref for Env {
@@ -45,7 +52,103 @@ impl std::ops::Deref for Env {
 pub struct Admin {
     pub client: Client,
     /// Where the operator logs, quoted in failure messages.
-    log_dir: Option<std::path::PathBuf>,
+    logs: Logs,
+}
+
+enum Logs {
+    None,
+    /// The harness's log directory (`wib-controller-<n>.log`).
+    Dir(std::path::PathBuf),
+    Attached(Box<Attached>),
+}
+
+static ATTACHED_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Namespaces an attached cluster keeps between tests.
+const SYSTEM_NAMESPACES: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+    wib_testenv::fakes::OPERATOR_NAMESPACE,
+    "wib-fakes",
+];
+
+/// Where the scenario runs.
+pub enum Cluster {
+    /// The harness's own control plane, operator and fakes.
+    Local(ControlPlane),
+    /// A cluster someone else runs (kind, `make run`).
+    Attached {
+        description: Attached,
+        issuer: String,
+        dir: tempfile::TempDir,
+    },
+}
+
+impl Cluster {
+    /// The ServiceAccount token issuer.
+    pub fn issuer(&self) -> &str {
+        match self {
+            Self::Local(cp) => cp.issuer(),
+            Self::Attached { issuer, .. } => issuer,
+        }
+    }
+
+    /// A directory for the test's files (tokens, credential configs).
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            Self::Local(cp) => cp.dir(),
+            Self::Attached { dir, .. } => dir.path(),
+        }
+    }
+
+    /// The harness's own control plane; panics when attached.
+    pub fn local(&self) -> &ControlPlane {
+        match self {
+            Self::Local(cp) => cp,
+            Self::Attached { .. } => {
+                panic!("this scenario needs the harness's own control plane, not {ATTACHED_VAR}")
+            }
+        }
+    }
+
+    /// A projected ServiceAccount token, as the kubelet mounts into a pod.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+    ) -> Result<String> {
+        self.cluster_ref()
+            .await?
+            .service_account_token(namespace, name, audience)
+            .await
+    }
+
+    async fn cluster_ref(&self) -> Result<ClusterRef> {
+        match self {
+            Self::Local(cp) => cp.cluster_ref().await,
+            Self::Attached {
+                description,
+                issuer,
+                dir,
+            } => Ok(ClusterRef {
+                issuer: issuer.clone(),
+                dir: dir.path().to_path_buf(),
+                client: description.client().await?,
+            }),
+        }
+    }
+}
+
+const ATTACHED_VAR: &str = wib_testenv::attached::ENV_VAR;
+
+fn not_attachable() -> ! {
+    panic!(
+        "this scenario controls the operator process itself, which an attached cluster ({ATTACHED_VAR}) runs"
+    )
 }
 
 impl Env {
@@ -87,6 +190,12 @@ impl Env {
     }
 
     async fn start_tuned(azure: bool, aws: bool, resync_seconds: &str) -> Result<Self> {
+        if let Some(description) = Attached::from_env()? {
+            if !(azure && aws) {
+                bail!("{ATTACHED_VAR}: an attached cluster always has its cloud fakes");
+            }
+            return Self::attach(description).await;
+        }
         let cp = ControlPlane::start(Options::default()).await?;
         let client = cp.client().await?;
         let azure = match azure {
@@ -124,17 +233,76 @@ impl Env {
         )?;
         let admin = Admin {
             client,
-            log_dir: Some(cp.dir().to_path_buf()),
+            logs: Logs::Dir(cp.dir().to_path_buf()),
         };
         Ok(Self {
-            operator,
+            operator: Some(operator),
             metrics_url,
             azure,
             moto,
             gcp,
             admin,
-            cp,
+            cp: Cluster::Local(cp),
+            _turn: None,
         })
+    }
+
+    /// Takes a turn on an existing cluster: empties the fakes, removes every
+    /// binding, provider and test namespace the previous scenario left, and
+    /// waits for the operator to be ready.
+    async fn attach(description: Attached) -> Result<Self> {
+        let turn = ATTACHED_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let client = description.client().await?;
+        let issuer = wib_testenv::cluster::discover_issuer(&client).await?;
+        let dir = tempfile::Builder::new().prefix("wib-e2e-").tempdir()?;
+        let cluster = ClusterRef {
+            issuer: issuer.clone(),
+            dir: dir.path().to_path_buf(),
+            client: client.clone(),
+        };
+        let admin = Admin {
+            client,
+            logs: Logs::Attached(Box::new(description.clone())),
+        };
+        // Emptied first, so no fault the last scenario injected blocks the
+        // deletions below, and again after them, for what they retained.
+        for _ in 0..2 {
+            AzureFake::attach(&description.azure_url, &cluster).await?;
+            Moto::attach(&description.aws_url, &cluster).await?;
+            GcpFake::attach(&description.gcp_url, &cluster, &description.gcp_project).await?;
+            admin.remove_scenario_objects().await?;
+        }
+        let azure = AzureFake::attach(&description.azure_url, &cluster).await?;
+        let moto = Moto::attach(&description.aws_url, &cluster).await?;
+        let gcp = GcpFake::attach(&description.gcp_url, &cluster, &description.gcp_project).await?;
+        gcp.add_project(GCP_PROJECT).await?;
+        azure.reset_calls().await?;
+        let metrics_url = description.metrics_url.trim_end_matches('/').to_string();
+        admin.wait_ready(&metrics_url).await?;
+        Ok(Self {
+            operator: None,
+            metrics_url,
+            azure: Some(azure),
+            moto: Some(moto),
+            gcp: Some(gcp),
+            admin,
+            cp: Cluster::Attached {
+                description,
+                issuer,
+                dir,
+            },
+            _turn: Some(turn),
+        })
+    }
+
+    /// The operator process the harness runs; panics when attached (the
+    /// cluster runs the operator).
+    pub fn operator(&self) -> &Operator {
+        self.operator.as_ref().unwrap_or_else(|| not_attachable())
+    }
+
+    pub fn operator_mut(&mut self) -> &mut Operator {
+        self.operator.as_mut().unwrap_or_else(|| not_attachable())
     }
 
     /// The operator's Prometheus metrics, as text.
@@ -192,14 +360,16 @@ impl Admin {
     pub async fn new(cp: &ControlPlane) -> Result<Self> {
         Ok(Self {
             client: cp.client().await?,
-            log_dir: None,
+            logs: Logs::None,
         })
     }
 
     /// The newest operator log, if known.
     fn operator_logs(&self) -> String {
-        let Some(dir) = &self.log_dir else {
-            return String::new();
+        let dir = match &self.logs {
+            Logs::None => return String::new(),
+            Logs::Attached(description) => return description.operator_log(),
+            Logs::Dir(dir) => dir,
         };
         let mut logs: Vec<_> = std::fs::read_dir(dir)
             .into_iter()

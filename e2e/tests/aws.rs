@@ -539,8 +539,8 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
         role_state(&iam, &role_name("crashy")).await.map(|_| ())
     })
     .await;
-    env.operator.kill();
-    env.operator.restart().expect("restart");
+    env.operator_mut().kill();
+    env.operator_mut().restart().expect("restart");
     env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
         .await
         .expect("Ready after restart");

@@ -540,8 +540,8 @@ async fn drift_is_put_back_with_an_event_and_an_operator_crash_leaves_no_duplica
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    env.operator.kill();
-    env.operator.restart().expect("restart");
+    env.operator_mut().kill();
+    env.operator_mut().restart().expect("restart");
     env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
         .await
         .expect("Ready after restart");

@@ -34,6 +34,12 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         stdout.contains("workloadidentitybinding.wib.dev/app1 created"),
         "{stdout}"
     );
+    // `kubectl get wib` names the bindings alone: no category of the same
+    // name pulls the providers in (that also broke `--watch`).
+    assert!(
+        !stdout.contains("clusteridentityprovider.wib.dev/"),
+        "`kubectl get wib` listed providers too:\n{stdout}"
+    );
     // Every sample turns Ready against the Azure fake, moto and the GCP fake.
     for (binding, identity) in [
         ("app1 ", ""),

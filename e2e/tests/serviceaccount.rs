@@ -99,7 +99,7 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
     assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
 
     // The operator logs carry the binding's namespace and name.
-    let logs = env.operator.logs();
+    let logs = env.operator().logs();
     assert!(
         logs.lines()
             .any(|l| l.contains("applied ServiceAccount fields")
@@ -134,7 +134,7 @@ async fn a_settled_binding_makes_no_writes_on_resync() {
 
     // Several resyncs (2 s each) re-run the whole reconcile.
     let reconciles = || {
-        env.operator
+        env.operator()
             .logs()
             .lines()
             .filter(|l| l.contains("reconciled") && l.contains("name=quiet"))

@@ -22,7 +22,7 @@ use crate::Cloud;
     kind = "WorkloadIdentityBinding",
     namespaced,
     shortname = "wib",
-    category = "wib",
+    category = "workloadidentity",
     status = "WorkloadIdentityBindingStatus",
     derive = "PartialEq",
     doc = "Binds a ServiceAccount to an Azure, AWS or GCP identity through workload identity federation.",

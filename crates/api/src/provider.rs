@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "ClusterIdentityProvider",
     shortname = "cip",
-    category = "wib",
+    category = "workloadidentity",
     status = "ClusterIdentityProviderStatus",
     derive = "PartialEq",
     doc = "Cloud defaults, the cluster's OIDC issuer and guardrails for WorkloadIdentityBindings.",

@@ -133,6 +133,13 @@ impl Faults {
         }
     }
 
+    /// Clears counters and pending faults.
+    pub fn clear(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.calls.clear();
+        inner.faults.clear();
+    }
+
     /// Clears counters (not faults).
     pub fn reset_calls(&self) {
         self.inner
@@ -149,9 +156,15 @@ pub trait Faulty: Send + Sync + 'static {
     fn faults(&self) -> &Faults;
     /// Whether an operation changes state (counted in `writes`).
     fn is_write(operation: &str) -> bool;
+    /// Forgets every cloud resource, fault, counter and setting, keeping
+    /// what callers authenticated with (registered apps, pools, issued
+    /// tokens): an e2e run on a long-lived cluster starts each test afresh
+    /// without logging the operator out.
+    fn reset(&self);
 }
 
-/// `GET`/`DELETE /admin/calls` and `POST /admin/faults` for any fake.
+/// `GET`/`DELETE /admin/calls`, `POST /admin/faults` and `POST
+/// /admin/reset` for any fake.
 pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -160,6 +173,15 @@ pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
             get(admin_calls::<F>).delete(admin_reset_calls::<F>),
         )
         .route("/admin/faults", post(admin_fault::<F>))
+        .route("/admin/reset", post(admin_reset::<F>))
+}
+
+async fn admin_reset<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+) -> axum::http::StatusCode {
+    fake.faults().clear();
+    fake.reset();
+    axum::http::StatusCode::NO_CONTENT
 }
 
 async fn admin_calls<F: Faulty>(

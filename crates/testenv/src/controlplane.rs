@@ -161,6 +161,10 @@ impl ControlPlane {
                 "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller",
                 &format!("--service-account-private-key-file={}", pki.sa_signing_key.display()),
                 &format!("--root-ca-file={}", pki.ca_cert.display()),
+                // Each controller with its own ServiceAccount and RBAC role,
+                // as kubeadm runs them: the controller manager's own user may
+                // not, e.g., empty a namespace being deleted.
+                "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--v=1",
@@ -239,26 +243,19 @@ impl ControlPlane {
         name: &str,
         audience: &str,
     ) -> Result<String> {
-        let client = self.client().await?;
-        let sas: Api<ServiceAccount> = Api::namespaced(client, namespace);
-        if sas.get_opt(name).await?.is_none() {
-            let sa: ServiceAccount =
-                serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
-            sas.create(&Default::default(), &sa).await?;
-        }
-        let request = serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"audiences": [audience], "expirationSeconds": 3600},
-        });
-        let response: serde_json::Value = sas
-            .create_subresource("token", name, &Default::default(), &request)
+        self.cluster_ref()
+            .await?
+            .service_account_token(namespace, name, audience)
             .await
-            .with_context(|| format!("TokenRequest for {namespace}/{name}"))?;
-        response["status"]["token"]
-            .as_str()
-            .map(str::to_string)
-            .context("TokenRequest returned no token")
+    }
+
+    /// What the cloud fakes need of this control plane.
+    pub async fn cluster_ref(&self) -> Result<crate::ClusterRef> {
+        Ok(crate::ClusterRef {
+            issuer: self.issuer().to_string(),
+            dir: self.dir().to_path_buf(),
+            client: self.client().await?,
+        })
     }
 
     /// Writes a kubeconfig for a client certificate and returns its path.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::ControlPlane;
 use crate::process::Process;
+use crate::{ClusterRef, ControlPlane};
 
 pub const AZURE_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const AZURE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -18,9 +18,10 @@ pub const OPERATOR_CLIENT_ID: &str = "0b5e4f3a-7d1c-4c2e-9f6a-1a2b3c4d5e6f";
 pub const OPERATOR_NAMESPACE: &str = "wib-system";
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "wib-controller";
 
-/// The Azure fake (`wib-fake-azure`) on a free 127.0.0.1 port.
+/// The Azure fake (`wib-fake-azure`): a process on a free 127.0.0.1 port,
+/// or one already running that the harness attaches to.
 pub struct AzureFake {
-    process: Process,
+    _process: Option<Process>,
     pub url: String,
     http: reqwest::Client,
     /// Operator environment: token file, tenant, client ID, endpoints.
@@ -40,40 +41,54 @@ impl AzureFake {
             .arg(cp.ca_cert_path());
         let (process, url) = spawn_listening(cp, "wib-fake-azure", cmd).await?;
         let mut this = Self {
-            process,
+            _process: Some(process),
             url,
             http: reqwest::Client::new(),
             operator_env: Vec::new(),
         };
-        this.admin_post(
+        this.register_operator(&cp.cluster_ref().await?).await?;
+        Ok(this)
+    }
+
+    /// A fake someone else runs, emptied of everything but the operator's
+    /// own application.
+    pub async fn attach(url: &str, cluster: &ClusterRef) -> Result<Self> {
+        let mut this = Self {
+            _process: None,
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        };
+        this.admin_post("/admin/reset", json!({})).await?;
+        this.register_operator(cluster).await?;
+        Ok(this)
+    }
+
+    async fn register_operator(&mut self, cluster: &ClusterRef) -> Result<()> {
+        self.admin_post(
             "/admin/apps",
             json!({"clientId": OPERATOR_CLIENT_ID, "federatedCredentials": [{
-                "issuer": cp.issuer(),
+                "issuer": cluster.issuer,
                 "subject": format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"),
             }]}),
         )
         .await?;
-        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
-        let token = cp
+        let token = cluster
             .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, AZURE_AUDIENCE)
             .await?;
-        let token_file: PathBuf = cp.dir().join("azure-identity-token");
+        let token_file: PathBuf = cluster.dir.join("azure-identity-token");
         std::fs::write(&token_file, token)?;
-        this.operator_env = vec![
+        self.operator_env = vec![
             ("AZURE_TENANT_ID".into(), AZURE_TENANT.into()),
             ("AZURE_CLIENT_ID".into(), OPERATOR_CLIENT_ID.into()),
             (
                 "AZURE_FEDERATED_TOKEN_FILE".into(),
                 token_file.display().to_string(),
             ),
-            ("AZURE_AUTHORITY_HOST".into(), this.url.clone()),
-            ("WIB_AZURE_ARM_ENDPOINT".into(), this.url.clone()),
+            ("AZURE_AUTHORITY_HOST".into(), self.url.clone()),
+            ("WIB_AZURE_ARM_ENDPOINT".into(), self.url.clone()),
         ];
-        Ok(this)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
+        Ok(())
     }
 
     async fn admin_post(&self, path: &str, body: Value) -> Result<()> {
@@ -181,20 +196,6 @@ pub async fn entra_token(
         .await
         .context("token endpoint")?;
     Ok((response.status().as_u16(), response.json().await?))
-}
-
-pub(crate) async fn ensure_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
-    use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::{Api, Patch, PatchParams};
-    let api: Api<Namespace> = Api::all(cp.client().await?);
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    api.patch(
-        name,
-        &PatchParams::apply("wib-testenv").force(),
-        &Patch::Apply(&ns),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Spawns a fake that prints `listening on <url>` and waits for that line.

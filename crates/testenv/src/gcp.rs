@@ -9,11 +9,9 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::ControlPlane;
-use crate::fakes::{
-    OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace, get_json, spawn_listening,
-};
+use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, get_json, spawn_listening};
 use crate::process::Process;
+use crate::{ClusterRef, ControlPlane};
 
 pub const PROJECT_NUMBER: &str = "123456789012";
 pub const POOL: &str = "wib-pool";
@@ -23,7 +21,7 @@ pub const OWNER_TOKEN: &str = "wib-fake-gcp-owner";
 pub const OPERATOR_ACCOUNT: &str = "wib-controller";
 
 pub struct GcpFake {
-    process: Process,
+    _process: Option<Process>,
     pub url: String,
     http: reqwest::Client,
     pub operator_env: Vec<(String, String)>,
@@ -49,29 +47,64 @@ impl GcpFake {
         cmd.arg("--issuer-ca-file").arg(cp.ca_cert_path());
         let (process, url) = spawn_listening(cp, "wib-fake-gcp", cmd).await?;
         let mut this = Self {
-            process,
+            _process: Some(process),
             url,
             http: reqwest::Client::new(),
             operator_env: Vec::new(),
         };
-        this.post(
+        this.register_operator(&cp.cluster_ref().await?, project)
+            .await?;
+        Ok(this)
+    }
+
+    /// A fake someone else runs, emptied of everything but its projects,
+    /// pools and tokens, with the operator's account in `project` again.
+    pub async fn attach(url: &str, cluster: &ClusterRef, project: &str) -> Result<Self> {
+        let mut this = Self {
+            _process: None,
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        };
+        let response = this
+            .http
+            .post(format!("{}/admin/reset", this.url))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("/admin/reset: {}", response.status());
+        }
+        this.register_operator(cluster, project).await?;
+        Ok(this)
+    }
+
+    /// A project (by ID) in the fake, with the e2e project number.
+    pub async fn add_project(&self, project: &str) -> Result<()> {
+        self.post(
             "/admin/projects",
             json!({"projectId": project, "projectNumber": PROJECT_NUMBER}),
         )
-        .await?;
-        this.post(
+        .await
+        .map(drop)
+    }
+
+    /// The pool trusting the cluster's issuer, and wib's own account in
+    /// `project` that its ServiceAccount may impersonate.
+    async fn register_operator(&mut self, cluster: &ClusterRef, project: &str) -> Result<()> {
+        self.add_project(project).await?;
+        self.post(
             "/admin/pools",
-            json!({"projectNumber": PROJECT_NUMBER, "pool": POOL, "provider": POOL_PROVIDER, "issuer": cp.issuer()}),
+            json!({"projectNumber": PROJECT_NUMBER, "pool": POOL, "provider": POOL_PROVIDER, "issuer": cluster.issuer}),
         )
         .await?;
         // wib's own Google service account, impersonable by its ServiceAccount.
-        this.post(
+        self.post(
             &format!("/v1/projects/{project}/serviceAccounts"),
             json!({"accountId": OPERATOR_ACCOUNT, "serviceAccount": {"displayName": "wib operator"}}),
         )
         .await?;
         let operator_email = format!("{OPERATOR_ACCOUNT}@{project}.iam.gserviceaccount.com");
-        this.post(
+        self.post(
             &format!("/v1/projects/{project}/serviceAccounts/{operator_email}:setIamPolicy"),
             json!({"policy": {"bindings": [{
                 "role": "roles/iam.workloadIdentityUser",
@@ -79,28 +112,27 @@ impl GcpFake {
             }]}}),
         )
         .await?;
-        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
-        let token = cp
+        let token = cluster
             .service_account_token(
                 OPERATOR_NAMESPACE,
                 OPERATOR_SERVICE_ACCOUNT,
                 &token_audience(),
             )
             .await?;
-        let token_file = cp.dir().join("gcp-identity-token");
+        let token_file = cluster.dir.join("gcp-identity-token");
         std::fs::write(&token_file, token)?;
-        let config = this.credential_config(&token_file, &operator_email);
-        let config_file = cp.dir().join("gcp-credentials.json");
+        let config = self.credential_config(&token_file, &operator_email);
+        let config_file = cluster.dir.join("gcp-credentials.json");
         std::fs::write(&config_file, serde_json::to_vec_pretty(&config)?)?;
-        this.operator_env = vec![
+        self.operator_env = vec![
             (
                 "GOOGLE_APPLICATION_CREDENTIALS".into(),
                 config_file.display().to_string(),
             ),
-            ("WIB_GCP_IAM_ENDPOINT".into(), this.url.clone()),
-            ("WIB_GCP_RESOURCE_MANAGER_ENDPOINT".into(), this.url.clone()),
+            ("WIB_GCP_IAM_ENDPOINT".into(), self.url.clone()),
+            ("WIB_GCP_RESOURCE_MANAGER_ENDPOINT".into(), self.url.clone()),
         ];
-        Ok(this)
+        Ok(())
     }
 
     /// An `external_account` credential configuration (what `gcloud iam
@@ -115,10 +147,6 @@ impl GcpFake {
             "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken", self.url),
             "credential_source": {"file": token_file.display().to_string(), "format": {"type": "text"}},
         })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
     }
 
     /// A call as the project owner (for arranging a test); errors on non-2xx.

@@ -2,7 +2,9 @@
 //! kube-controller-manager) for integration tests, e2e tests and `make run`,
 //! and helpers to run the operator binary against it.
 
+pub mod attached;
 pub mod binaries;
+pub mod cluster;
 pub mod controlplane;
 pub mod fakes;
 pub mod gcp;
@@ -11,5 +13,7 @@ pub mod operator;
 pub mod pki;
 pub mod process;
 
+pub use attached::Attached;
+pub use cluster::ClusterRef;
 pub use controlplane::{ControlPlane, Options};
 pub use operator::Operator;

@@ -10,9 +10,9 @@ use anyhow::{Result, bail};
 use base64::Engine;
 use serde_json::Value;
 
-use crate::ControlPlane;
-use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, ensure_namespace};
+use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use crate::process::Process;
+use crate::{ClusterRef, ControlPlane};
 
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
@@ -22,10 +22,9 @@ pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 pub const OPERATOR_ROLE: &str = "wib-controller";
 
 pub struct Moto {
-    process: Process,
+    _process: Option<Process>,
     pub url: String,
     http: reqwest::Client,
-    recording: std::path::PathBuf,
     /// Operator environment: endpoint, region, web identity.
     pub operator_env: Vec<(String, String)>,
 }
@@ -53,20 +52,39 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let mut this = Self {
-            process,
+            _process: Some(process),
             url,
-            http: reqwest::Client::new(),
-            recording,
+            http: no_pooling()?,
             operator_env: Vec::new(),
         };
-        ensure_namespace(cp, OPERATOR_NAMESPACE).await?;
-        let token = cp
+        this.register_operator(&cp.cluster_ref().await?).await?;
+        Ok(this)
+    }
+
+    /// A moto someone else runs, reset to its initial state (managed
+    /// policies only).
+    pub async fn attach(url: &str, cluster: &ClusterRef) -> Result<Self> {
+        let mut this = Self {
+            _process: None,
+            url: url.trim_end_matches('/').to_string(),
+            http: no_pooling()?,
+            operator_env: Vec::new(),
+        };
+        this.post("/moto-api/reset").await?;
+        this.register_operator(cluster).await?;
+        Ok(this)
+    }
+
+    /// moto accepts any web identity token for any role, so the operator
+    /// only needs its token file and environment.
+    async fn register_operator(&mut self, cluster: &ClusterRef) -> Result<()> {
+        let token = cluster
             .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, STS_AUDIENCE)
             .await?;
-        let token_file = cp.dir().join("aws-web-identity-token");
+        let token_file = cluster.dir.join("aws-web-identity-token");
         std::fs::write(&token_file, token)?;
-        this.operator_env = vec![
-            ("AWS_ENDPOINT_URL".into(), this.url.clone()),
+        self.operator_env = vec![
+            ("AWS_ENDPOINT_URL".into(), self.url.clone()),
             ("AWS_REGION".into(), REGION.into()),
             (
                 "AWS_ROLE_ARN".into(),
@@ -80,11 +98,7 @@ impl Moto {
             // aws-config would otherwise probe the EC2 metadata service.
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ];
-        Ok(this)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
+        Ok(())
     }
 
     async fn post(&self, path: &str) -> Result<()> {
@@ -106,7 +120,15 @@ impl Moto {
     pub async fn recorded_actions(&self, service: &str) -> Result<BTreeMap<String, u64>> {
         let scope = format!("/{service}/aws4_request");
         self.post("/moto-api/recorder/stop-recording").await?;
-        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        // Downloaded rather than read from disk: moto may run in a pod.
+        let text = self
+            .http
+            .get(format!("{}/moto-api/recorder/download-recording", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
         let mut counts = BTreeMap::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let request: Value = serde_json::from_str(line)?;
@@ -135,6 +157,14 @@ impl Moto {
         }
         Ok(counts)
     }
+}
+
+/// moto's development server closes every connection after answering; a
+/// pooled connection would fail the next request.
+fn no_pooling() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?)
 }
 
 fn form_field(form: &str, key: &str) -> Option<String> {

@@ -96,7 +96,7 @@ async fn main() -> Result<()> {
     let window = Duration::from_secs(2 * resync);
     tokio::time::sleep(window).await;
     let steady = env.metrics().await?;
-    let rss = env.operator.pid().and_then(rss_kib).unwrap_or_default();
+    let rss = env.operator().pid().and_then(rss_kib).unwrap_or_default();
 
     println!("| bindings | time to all Ready | operator RSS |");
     println!("|---|---|---|");

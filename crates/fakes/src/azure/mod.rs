@@ -349,4 +349,14 @@ impl Faulty for AzureFake {
     fn is_write(operation: &str) -> bool {
         is_write(operation)
     }
+
+    fn reset(&self) {
+        let mut state = self.state();
+        state.identities.clear();
+        state.assignments.clear();
+        state.fic_busy.clear();
+        state.identity_writes.clear();
+        drop(state);
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Config::default();
+    }
 }

@@ -244,4 +244,18 @@ impl Faulty for GcpFake {
     fn is_write(operation: &str) -> bool {
         is_write(operation)
     }
+
+    fn reset(&self) {
+        let mut state = self.state();
+        state.accounts.clear();
+        // Projects stay, with empty policies whose etags never repeat one
+        // handed out before.
+        for policy in state.policies.values_mut() {
+            policy.bindings.clear();
+            policy.revision += 1;
+        }
+        state
+            .policies
+            .retain(|resource, _| !resource.contains("/serviceAccounts/"));
+    }
 }

@@ -25,6 +25,16 @@ struct Args {
     /// Where to copy the admin kubeconfig for other terminals.
     #[arg(long, default_value_os_t = default_kubeconfig())]
     kubeconfig_out: PathBuf,
+    /// Once everything runs, write where it is (kubeconfig, fakes, metrics)
+    /// to this file, for the e2e suite to attach to (`WIB_E2E_CLUSTER`).
+    #[arg(long)]
+    describe: Option<PathBuf>,
+    /// How often the operator re-reads every binding from the clouds.
+    #[arg(long, default_value_t = 30)]
+    resync_seconds: u64,
+    /// The GCP project of the samples and of the operator's own account.
+    #[arg(long, default_value = "wib-local")]
+    gcp_project: String,
 }
 
 fn default_kubeconfig() -> PathBuf {
@@ -60,7 +70,7 @@ async fn main() -> Result<()> {
     let moto = wib_testenv::moto::Moto::start(&cp).await?;
     println!("    moto: {}", moto.url);
     println!("==> starting the GCP fake (IAM, Resource Manager, STS, IAM Credentials)");
-    let gcp = wib_testenv::gcp::GcpFake::start(&cp, "wib-local").await?;
+    let gcp = wib_testenv::gcp::GcpFake::start(&cp, &args.gcp_project).await?;
     println!("    GCP fake: {}", gcp.url);
     let envs: Vec<(&str, &str)> = azure
         .operator_env
@@ -74,11 +84,18 @@ async fn main() -> Result<()> {
         "==> starting wib-controller (logs: {}/wib-controller-0.log)",
         cp.dir().display()
     );
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut operator = Operator::start_binary(
         &args.operator,
         cp.kubeconfig(),
         cp.dir(),
-        &["--metrics-addr=127.0.0.1:0", "--resync-seconds=30"],
+        &[
+            &format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+            &format!("--resync-seconds={}", args.resync_seconds),
+            "--provider-resync-seconds=5",
+        ],
         &envs,
     )?;
 
@@ -92,9 +109,34 @@ async fn main() -> Result<()> {
         bail!("kubectl apply failed");
     }
 
+    if let Some(path) = &args.describe {
+        wib_testenv::Attached {
+            kubeconfig: args.kubeconfig_out.clone(),
+            azure_url: azure.url.clone(),
+            aws_url: moto.url.clone(),
+            gcp_url: gcp.url.clone(),
+            gcp_project: args.gcp_project.clone(),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            operator_logs: vec![
+                "tail".into(),
+                "-n".into(),
+                "200".into(),
+                cp.dir().join("wib-controller-0.log").display().to_string(),
+            ],
+        }
+        .write(path)?;
+        println!(
+            "    described for the e2e suite: {}={}",
+            wib_testenv::attached::ENV_VAR,
+            path.display()
+        );
+    }
+
     if args.exit_when_settled {
         let settled = wait_settled(&cp).await;
-        let _ = cp.kubectl().args(["get", "cip,wib", "-A"]).status();
+        // What the README tells a newcomer to type.
+        let _ = cp.kubectl().args(["get", "cip"]).status();
+        let _ = cp.kubectl().args(["get", "wib", "-A"]).status();
         operator.stop();
         drop(gcp);
         drop(moto);

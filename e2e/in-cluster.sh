@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the scenarios listed in e2e/in-cluster.txt against the environment
+# that $WIB_E2E_CLUSTER describes (see crates/testenv/src/attached.rs), one
+# at a time: they share one cluster, one operator and one set of fakes.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+: "${WIB_E2E_CLUSTER:?point WIB_E2E_CLUSTER at an environment description}"
+list="$root/e2e/in-cluster.txt"
+status=0
+for binary in $(awk '!/^#/ && NF {print $1}' "$list" | uniq); do
+  mapfile -t names < <(awk -v b="$binary" '!/^#/ && $1 == b {print $2}' "$list")
+  echo "==> $binary: ${#names[@]} scenario(s) against $WIB_E2E_CLUSTER"
+  cargo test -p wib-e2e --test "$binary" -- --exact --test-threads=1 "${names[@]}" || status=1
+done
+exit "$status"
