@@ -1,23 +1,41 @@
 # syntax=docker/dockerfile:1
 # wib-controller: a static binary (musl) in a distroless, non-root image.
 #   docker build -t ghcr.io/wib-dev/wib-controller:dev .
+# The cloud fakes for `make e2e-kind`, the same way (never published):
+#   docker build --target fakes -t ghcr.io/wib-dev/wib-fakes:dev .
 ARG RUST_VERSION=1.95
 
-FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS toolchain
 ARG TARGET=x86_64-unknown-linux-musl
+ENV TARGET=${TARGET}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add "${TARGET}"
 WORKDIR /src
 COPY . .
+
+FROM toolchain AS build-fakes
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target "${TARGET}" -p wib-fakes --bins \
+ && install -D -t /out "target/${TARGET}/release/wib-fake-azure" "target/${TARGET}/release/wib-fake-gcp"
+
+FROM gcr.io/distroless/static-debian12:nonroot AS fakes
+COPY --from=build-fakes /out/ /usr/local/bin/
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/wib-fake-azure"]
+
+FROM toolchain AS build
 # The same command `make release-build` runs outside Docker.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target "${TARGET}" -p wib-controller \
  && install -D "target/${TARGET}/release/wib-controller" /out/wib-controller
 
-# Static: no libc, no shell, CA certificates and a nonroot user only.
+# The default target. Static: no libc, no shell, CA certificates and a
+# nonroot user only.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/wib-controller /usr/local/bin/wib-controller
 USER 65532:65532

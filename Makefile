@@ -10,13 +10,13 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build bench release-build e2e-kind image tools check-generated clean
+.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build bench release-build e2e-attached e2e-kind image tools check-generated clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
 	@echo "make test      fmt, clippy, unit, integration and e2e tests (what CI runs)"
 	@echo "make generate  regenerate CRD YAML from the Rust types and config/ from the chart"
-	@echo "make e2e-kind  (needs Docker and kind) the chart in a kind cluster"
+	@echo "make e2e-kind  (needs Docker and kind) the chart and the fakes in a kind cluster, e2e scenarios against it"
 
 ## Tooling ----------------------------------------------------------------
 
@@ -63,6 +63,7 @@ run: controlplane moto build
 test: fmt lint controlplane moto helm kstatus build release-build
 	@mkdir -p $(WIB_CACHE)
 	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
+	set -o pipefail; bash e2e/local-attached.sh 2>&1 | tee -a $(WIB_CACHE)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log
 
 fmt:
@@ -81,8 +82,15 @@ release-build: tools
 
 image:
 	docker build -t ghcr.io/wib-dev/wib-controller:dev .
+	docker build --target fakes -t ghcr.io/wib-dev/wib-fakes:dev .
 
-## Needs Docker and kind: the chart in a kind cluster (e2e/kind/run.sh).
+## The scenarios of e2e/in-cluster.txt against wib-localenv's processes,
+## attached the way `make e2e-kind` attaches to its cluster.
+e2e-attached: controlplane moto build
+	bash e2e/local-attached.sh
+
+## Needs Docker and kind: images built, the fakes and the chart in a kind
+## cluster, and the scenarios of e2e/in-cluster.txt run against it.
 e2e-kind: helm
 	bash e2e/kind/run.sh
 

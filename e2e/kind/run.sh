@@ -1,56 +1,84 @@
 #!/usr/bin/env bash
-# `make e2e-kind`: the operator in a real kind cluster, installed with the
-# Helm chart, reconciling against the cloud fakes running in the cluster.
-# Needs Docker, kind and kubectl; builds helm from e2e/helm like the tests.
+# `make e2e-kind`: the e2e scenarios against wib running in a real kind
+# cluster. The operator image (Dockerfile) is installed with the Helm chart
+# and e2e/kind/values.yaml; the Azure and GCP fakes (Dockerfile target
+# `fakes`) and moto (e2e/kind/moto.Dockerfile) run as Deployments in
+# wib-fakes, verifying ServiceAccount tokens against the cluster's own
+# issuer. The suite runs on the host and attaches to the cluster through
+# e2e/kind/attached.json (NodePorts published by e2e/kind/cluster.yaml);
+# e2e/in-cluster.txt lists the scenarios.
+# Needs Docker, kind, kubectl and cargo; builds helm from e2e/helm.
 #   WIB_KIND_KEEP=1 keeps the cluster afterwards for poking around.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/e2e/kind"
 cluster=${WIB_KIND_CLUSTER:-wib-e2e}
-image=ghcr.io/wib-dev/wib-controller:e2e
-for tool in docker kind kubectl; do
+controller=ghcr.io/wib-dev/wib-controller:e2e
+fakes=ghcr.io/wib-dev/wib-fakes:e2e
+moto=ghcr.io/wib-dev/moto:e2e
+for tool in docker kind kubectl cargo; do
   command -v "$tool" >/dev/null || { echo "make e2e-kind needs $tool" >&2; exit 1; }
 done
 helm=$(bash "$root/e2e/helm/build.sh")
+work=$(mktemp -d -t wib-kind-XXXXXX)
+# The cluster's kubeconfig stays out of the user's ~/.kube/config.
+export KUBECONFIG="$work/kubeconfig"
 
 cleanup() {
-  if [ -z "${WIB_KIND_KEEP:-}" ]; then kind delete cluster --name "$cluster" >/dev/null 2>&1 || true; fi
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "==> failed; operator log tail" >&2
+    kubectl -n wib-system logs deployment/wib-controller --tail=80 >&2 || true
+    kubectl get pods -A >&2 || true
+  fi
+  if [ -z "${WIB_KIND_KEEP:-}" ]; then
+    kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    rm -rf "$work"
+  else
+    echo "kept: kind cluster $cluster, KUBECONFIG=$KUBECONFIG"
+  fi
 }
 trap cleanup EXIT
 
 echo "==> kind cluster $cluster"
-kind create cluster --name "$cluster" --config "$root/e2e/kind/cluster.yaml" --wait 120s
-kubectl config use-context "kind-$cluster"
+kind create cluster --name "$cluster" --config "$here/cluster.yaml" --kubeconfig "$KUBECONFIG" --wait 120s
 
-echo "==> image $image"
-docker build -t "$image" "$root"
-kind load docker-image "$image" --name "$cluster"
+echo "==> images"
+docker build -t "$controller" "$root"
+docker build --target fakes -t "$fakes" "$root"
+docker build -f "$here/moto.Dockerfile" \
+  --build-arg MOTO_VERSION="$(tr -d '[:space:]' < "$root/e2e/moto/VERSION")" \
+  -t "$moto" "$here"
+kind load docker-image "$controller" "$fakes" "$moto" --name "$cluster"
 
-echo "==> chart"
-"$helm" lint "$root/charts/wib"
+echo "==> cloud fakes in wib-fakes"
+kubectl apply -f "$here/fakes.yaml"
+for deployment in wib-fake-azure wib-fake-gcp moto; do
+  kubectl -n wib-fakes rollout status "deployment/$deployment" --timeout=180s
+done
+
+echo "==> wib from the chart"
+kubectl apply -f "$here/operator.yaml"
+"$helm" lint --strict "$root/charts/wib"
 "$helm" upgrade --install wib "$root/charts/wib" \
-  --namespace wib-system --create-namespace \
-  --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
-  --set image.pullPolicy=Never --wait --timeout 180s
+  --namespace wib-system \
+  --values "$here/values.yaml" \
+  --set image.repository="${controller%:*}" --set image.tag="${controller##*:}" \
+  --wait --timeout 180s
 kubectl -n wib-system rollout status deployment/wib-controller --timeout=120s
-
-echo "==> samples"
-kubectl apply -f "$root/config/samples/00-namespace.yaml"
-kubectl apply -f "$root/config/samples/10-provider.yaml"
-kubectl wait --for=condition=IssuerReady cip/local --timeout=120s
-# Without cloud credentials in the cluster, bindings must settle honestly:
-# Ready=False with a precise reason, the ServiceAccount still handled.
-kubectl apply -f "$root/config/samples/30-aws-binding.yaml"
-kubectl -n team-a wait --for=jsonpath='{.status.observedGeneration}'=1 wib/app1-aws --timeout=120s
-kubectl get cip,wib -A
 
 echo "==> least privilege, as the chart's ServiceAccount"
 as="--as=system:serviceaccount:wib-system:wib-controller"
-for denied in "get secrets -A" "create serviceaccounts --subresource=token -n team-a" "create deployments -n team-a" "update leases -n kube-system"; do
+for denied in "get secrets -A" "create serviceaccounts --subresource=token -n default" "create deployments -n default" "update leases -n kube-system"; do
+  # shellcheck disable=SC2086 # the words are kubectl's arguments
   if kubectl auth can-i $denied $as >/dev/null 2>&1; then
     echo "the operator may $denied" >&2; exit 1
   fi
 done
 kubectl auth can-i update leases -n wib-system $as
+
+echo "==> e2e scenarios (e2e/in-cluster.txt) against the cluster"
+WIB_E2E_CLUSTER="$here/attached.json" bash "$root/e2e/in-cluster.sh"
 
 echo "==> uninstall keeps CRDs (and so every binding's cloud identity)"
 "$helm" uninstall wib --namespace wib-system --wait

@@ -38,7 +38,7 @@ pub struct Env {
     pub cp: Cluster,
     /// Held while attached: tests share one cluster, one operator and one
     /// set of fakes, so they take turns.
-    _turn: Option<std::sync::MutexGuard<'static, ()>>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl std::ops::Deref for Env {
@@ -62,7 +62,7 @@ enum Logs {
     Attached(Box<Attached>),
 }
 
-static ATTACHED_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ATTACHED_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Namespaces an attached cluster keeps between tests.
 const SYSTEM_NAMESPACES: &[&str] = &[
@@ -251,7 +251,7 @@ impl Env {
     /// binding, provider and test namespace the previous scenario left, and
     /// waits for the operator to be ready.
     async fn attach(description: Attached) -> Result<Self> {
-        let turn = ATTACHED_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = ATTACHED_TURN.lock().await;
         let client = description.client().await?;
         let issuer = wib_testenv::cluster::discover_issuer(&client).await?;
         let dir = tempfile::Builder::new().prefix("wib-e2e-").tempdir()?;

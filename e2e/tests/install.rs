@@ -417,3 +417,192 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
     );
     operator.stop();
 }
+
+/// Every document of a YAML file in the repository, as JSON.
+fn file_objects(relative: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(relative))
+        .unwrap_or_else(|e| panic!("{relative}: {e}"));
+    objects(&text)
+}
+
+fn port_of(url: &str) -> u64 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// `make e2e-kind` cannot run here (no Docker); everything it hands the
+/// cluster is checked instead: the ports the suite attaches through are the
+/// ones kind publishes and the Services use, the operator gets every setting
+/// the local harness gives it (same audiences, client IDs, role, project),
+/// and the fakes, the extras and the chart with the kind values apply to a
+/// real API server.
+#[tokio::test]
+async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_does() {
+    use wib_testenv::fakes::{AZURE_AUDIENCE, OPERATOR_CLIENT_ID};
+    use wib_testenv::moto::{ACCOUNT, OPERATOR_ROLE, STS_AUDIENCE};
+
+    let attached = wib_testenv::Attached::read(&root().join("e2e/kind/attached.json"))
+        .expect("e2e/kind/attached.json");
+    let mut attach_ports: Vec<u64> = [
+        &attached.azure_url,
+        &attached.gcp_url,
+        &attached.aws_url,
+        &attached.metrics_url,
+    ]
+    .iter()
+    .map(|u| port_of(u))
+    .collect();
+    attach_ports.sort();
+    let cluster = file_objects("e2e/kind/cluster.yaml");
+    let mut published: Vec<u64> = cluster[0]["nodes"][0]["extraPortMappings"]
+        .as_array()
+        .expect("extraPortMappings")
+        .iter()
+        .map(|m| {
+            assert_eq!(m["containerPort"], m["hostPort"], "{m}");
+            m["hostPort"].as_u64().expect("hostPort")
+        })
+        .collect();
+    published.sort();
+    let fakes = file_objects("e2e/kind/fakes.yaml");
+    let extras = file_objects("e2e/kind/operator.yaml");
+    let mut node_ports: Vec<u64> = fakes
+        .iter()
+        .chain(&extras)
+        .filter(|o| o["kind"] == "Service")
+        .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["nodePort"].as_u64())
+        .collect();
+    node_ports.sort();
+    assert_eq!(attach_ports, published, "attached.json vs cluster.yaml");
+    assert_eq!(node_ports, published, "Services vs cluster.yaml");
+
+    // The operator's identity settings: what the local harness passes, the
+    // chart with e2e/kind/values.yaml passes too, with files where mounted.
+    let cp = ControlPlane::start(Options::default())
+        .await
+        .expect("control plane");
+    let azure = AzureFake::start(&cp).await.expect("Azure fake");
+    let moto = wib_testenv::moto::Moto::start(&cp).await.expect("moto");
+    let gcp = wib_testenv::gcp::GcpFake::start(&cp, &attached.gcp_project)
+        .await
+        .expect("GCP fake");
+    let values = root().join("e2e/kind/values.yaml");
+    let values = values.to_str().expect("utf-8 path");
+    let rendered = run(
+        helm_template(&["--include-crds", "--values", values]),
+        "helm template with the kind values",
+    );
+    let chart = objects(&rendered);
+    let pod = &find(&chart, "Deployment", "wib-controller")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env: std::collections::BTreeMap<String, String> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    let mounts: Vec<String> = container["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str().map(str::to_string))
+        .collect();
+    let local = azure
+        .operator_env
+        .iter()
+        .chain(&moto.operator_env)
+        .chain(&gcp.operator_env);
+    for (name, local_value) in local {
+        let value = env
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from e2e/kind/values.yaml"));
+        if local_value.starts_with('/') {
+            assert!(
+                mounts.iter().any(|m| value.starts_with(m.as_str())),
+                "{name}={value} is not under a mount {mounts:?}"
+            );
+        } else if !local_value.starts_with("http") {
+            assert_eq!(value, local_value, "{name}");
+        }
+    }
+    assert_eq!(env["AZURE_CLIENT_ID"], OPERATOR_CLIENT_ID);
+    assert_eq!(
+        env["AWS_ROLE_ARN"],
+        format!("arn:aws:iam::{ACCOUNT}:role/{OPERATOR_ROLE}")
+    );
+    let audiences: Vec<String> = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .flat_map(|v| {
+            v["projected"]["sources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|s| {
+            s["serviceAccountToken"]["audience"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    for audience in [
+        AZURE_AUDIENCE.to_string(),
+        STS_AUDIENCE.to_string(),
+        wib_testenv::gcp::token_audience(),
+    ] {
+        assert!(
+            audiences.contains(&audience),
+            "{audience} not projected: {audiences:?}"
+        );
+    }
+    let credentials = extras
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .and_then(|c| c["data"]["credentials.json"].as_str())
+        .expect("GCP credential configuration");
+    let credentials: Value = serde_json::from_str(credentials).expect("credentials JSON");
+    let local_config = gcp.credential_config(
+        Path::new("/token"),
+        &format!(
+            "{}@{}.iam.gserviceaccount.com",
+            wib_testenv::gcp::OPERATOR_ACCOUNT,
+            attached.gcp_project
+        ),
+    );
+    assert_eq!(credentials["audience"], local_config["audience"]);
+    let impersonate = credentials["service_account_impersonation_url"]
+        .as_str()
+        .unwrap_or_default();
+    let local_impersonate = local_config["service_account_impersonation_url"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        impersonate.ends_with(local_impersonate.trim_start_matches(&gcp.url)),
+        "{impersonate} vs {local_impersonate}"
+    );
+    let token_file = credentials["credential_source"]["file"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        mounts.iter().any(|m| token_file.starts_with(m.as_str())),
+        "{token_file} is not under a mount"
+    );
+
+    // Applied for real (no nodes here, so nothing starts), then the chart
+    // with the kind values as a server-side dry run.
+    for file in ["e2e/kind/operator.yaml", "e2e/kind/fakes.yaml"] {
+        run(
+            {
+                let mut c = cp.kubectl();
+                c.args(["apply", "-f"]).arg(root().join(file));
+                c
+            },
+            file,
+        );
+    }
+    kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &rendered);
+}

@@ -336,3 +336,53 @@ async fn sts_verifies_the_kubernetes_token_and_impersonation_needs_workload_iden
             .is_some_and(|t| t.ends_with('Z'))
     );
 }
+
+/// `POST /admin/reset` (what an e2e run on a long-lived cluster does between
+/// scenarios): accounts, policies and faults go; projects and the callers'
+/// tokens stay, and no etag handed out before comes back.
+#[tokio::test]
+async fn reset_forgets_resources_and_faults_but_not_projects_or_tokens() {
+    let fake = Fake::start(None).await;
+    let accounts = format!("/v1/projects/{PROJECT}/serviceAccounts");
+    let (status, _) = fake
+        .call(
+            "POST",
+            &accounts,
+            Some(OWNER_TOKEN),
+            Some(json!({"accountId": "before-reset"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let policy = format!("/v3/projects/{PROJECT}:getIamPolicy");
+    let (_, before) = fake
+        .call("POST", &policy, Some(OWNER_TOKEN), Some(json!({})))
+        .await;
+    fake.call(
+        "POST",
+        "/admin/faults",
+        None,
+        Some(json!({"operation": "*", "status": 503, "times": 5})),
+    )
+    .await;
+
+    let (status, _) = fake.call("POST", "/admin/reset", None, None).await;
+    assert_eq!(status, 204);
+    let (status, state) = fake.call("GET", "/admin/state", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(state["serviceAccounts"], json!([]), "{state}");
+    // No fault left, the owner's token still valid, the project still there.
+    let (status, after) = fake
+        .call("POST", &policy, Some(OWNER_TOKEN), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_ne!(after["etag"], before["etag"]);
+    let (status, body) = fake
+        .call(
+            "POST",
+            &accounts,
+            Some(OWNER_TOKEN),
+            Some(json!({"accountId": "before-reset"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

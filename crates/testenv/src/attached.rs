@@ -15,8 +15,10 @@ pub const ENV_VAR: &str = "WIB_E2E_CLUSTER";
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attached {
-    /// Admin kubeconfig of the cluster.
-    pub kubeconfig: PathBuf,
+    /// Admin kubeconfig of the cluster; `KUBECONFIG` (or
+    /// `~/.kube/config`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
     /// The fakes as the test process reaches them.
     pub azure_url: String,
     pub aws_url: String,
@@ -57,9 +59,12 @@ impl Attached {
         let Some((program, args)) = self.operator_logs.split_first() else {
             return String::new();
         };
-        std::process::Command::new(program)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        command
             .output()
             .map(|out| {
                 format!(
@@ -72,7 +77,10 @@ impl Attached {
     }
 
     pub async fn client(&self) -> Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let Some(path) = &self.kubeconfig else {
+            return Ok(kube::Client::try_default().await?);
+        };
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig,
             &kube::config::KubeConfigOptions::default(),

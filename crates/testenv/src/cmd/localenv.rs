@@ -111,7 +111,7 @@ async fn main() -> Result<()> {
 
     if let Some(path) = &args.describe {
         wib_testenv::Attached {
-            kubeconfig: args.kubeconfig_out.clone(),
+            kubeconfig: Some(args.kubeconfig_out.clone()),
             azure_url: azure.url.clone(),
             aws_url: moto.url.clone(),
             gcp_url: gcp.url.clone(),
