@@ -76,9 +76,10 @@ lint:
 bench: controlplane moto build
 	$(CARGO_TARGET_DIR)/debug/wib-bench $(BENCH_BINDINGS_PER_CLOUD)
 
-## The image's build stage outside Docker: the release profile, locked.
+## The image's build stage outside Docker: the Dockerfile's command and
+## target (static musl), or the host target where musl cannot be installed.
 release-build: tools
-	$(CARGO) build --release --locked -p wib-controller
+	CARGO=$(CARGO) bash e2e/image/build-stage.sh
 
 image:
 	docker build -t ghcr.io/wib-dev/wib-controller:dev .

@@ -520,6 +520,28 @@ impl Admin {
         Ok(())
     }
 
+    /// Waits until Events with every one of `reasons` have been recorded
+    /// for the object (Events are published after the status they report);
+    /// returns every reason seen.
+    pub async fn wait_events(&self, ns: &str, name: &str, reasons: &[&str]) -> Result<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen: Vec<String> = self
+                .events_for(ns, name)
+                .await?
+                .into_iter()
+                .filter_map(|e| e.reason)
+                .collect();
+            if reasons.iter().all(|r| seen.iter().any(|s| s == r)) {
+                return Ok(seen);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{ns}/{name}: no Event for each of {reasons:?}; seen {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Events recorded for an object in a namespace.
     pub async fn events_for(&self, ns: &str, name: &str) -> Result<Vec<Event>> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), ns);

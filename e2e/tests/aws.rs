@@ -497,17 +497,9 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
         .await
         .expect("metrics");
     assert!(after >= before + 3.0, "drift repairs {before} -> {after}");
-    let events = env.events_for(NS, "drifty").await.expect("events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DriftRepaired")),
-        "{:?}",
-        events
-            .iter()
-            .map(|e| (&e.reason, &e.message))
-            .collect::<Vec<_>>()
-    );
+    env.wait_events(NS, "drifty", &["DriftRepaired"])
+        .await
+        .expect("Events");
 
     // The spec drops the managed policy: wib detaches its own, never the foreign one.
     env.apply(&binding("drifty", "drifty", "    managedPolicyArns: []\n"))
@@ -664,12 +656,9 @@ async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
     assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(3));
     assert!(policy::size(&state.trust) <= policy::TRUST_POLICY_MAX_CHARS);
     // Each refusal is an Event too.
-    let events = env.events_for(NS, "shared-d").await.expect("events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("TrustPolicyTooLarge"))
-    );
+    env.wait_events(NS, "shared-d", &["TrustPolicyTooLarge"])
+        .await
+        .expect("Events");
 
     // Sharing: removing one binding drops only its statement.
     env.delete_binding(NS, "shared-c").await.expect("deleted");

@@ -429,14 +429,9 @@ async fn throttling_server_errors_and_replication_delay_end_ready_without_duplic
         condition(&b, ROLE_ASSIGNMENTS_READY).map(|c| c.status.as_str()),
         Some("True")
     );
-    let events = env.events_for(NS, "flaky").await.expect("events");
-    let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r == "WaitingForPrincipalReplication"),
-        "{reasons:?}"
-    );
+    env.wait_events(NS, "flaky", &["WaitingForPrincipalReplication"])
+        .await
+        .expect("Events");
 }
 
 #[tokio::test]
@@ -500,17 +495,9 @@ async fn drift_is_put_back_with_an_event_and_an_operator_crash_leaves_no_duplica
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let events = env.events_for(NS, "drifty").await.expect("events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DriftRepaired")),
-        "{:?}",
-        events
-            .iter()
-            .map(|e| (&e.reason, &e.message))
-            .collect::<Vec<_>>()
-    );
+    env.wait_events(NS, "drifty", &["DriftRepaired"])
+        .await
+        .expect("Events");
 
     // A crash in the middle of a reconcile: the role assignment call hangs,
     // the operator is killed, a new one finishes without duplicating anything.

@@ -296,12 +296,9 @@ async fn drift_is_put_back_and_retain_keeps_the_account() {
             && members(s, &account_resource(&email), WI_USER).len() == 1
     })
     .await;
-    let events = env.events_for(NS, "kept").await.expect("events");
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DriftRepaired"))
-    );
+    env.wait_events(NS, "kept", &["DriftRepaired"])
+        .await
+        .expect("Events");
 
     // Retain: the account and its roles stay; only the federation goes.
     env.delete_binding(NS, "kept").await.expect("deleted");

@@ -93,10 +93,9 @@ async fn created_service_account_carries_wib_fields_and_is_deleted_with_its_bind
     );
 
     // Events on the binding for its condition transitions.
-    let events = env.events_for(NS, "app1").await.expect("events");
-    let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r == "Provisioned"), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
+    env.wait_events(NS, "app1", &["Provisioned", "Applied"])
+        .await
+        .expect("Events");
 
     // The operator logs carry the binding's namespace and name.
     let logs = env.operator().logs();

@@ -344,19 +344,11 @@ async fn sts_verifies_the_kubernetes_token_and_impersonation_needs_workload_iden
 async fn reset_forgets_resources_and_faults_but_not_projects_or_tokens() {
     let fake = Fake::start(None).await;
     let accounts = format!("/v1/projects/{PROJECT}/serviceAccounts");
-    let (status, _) = fake
-        .call(
-            "POST",
-            &accounts,
-            Some(OWNER_TOKEN),
-            Some(json!({"accountId": "before-reset"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let create = || fake.owner("POST", &accounts, json!({"accountId": "before-reset"}));
+    let (status, body) = create().await;
+    assert_eq!(status, 200, "{body}");
     let policy = format!("/v3/projects/{PROJECT}:getIamPolicy");
-    let (_, before) = fake
-        .call("POST", &policy, Some(OWNER_TOKEN), Some(json!({})))
-        .await;
+    let (_, before) = fake.owner("POST", &policy, json!({})).await;
     fake.call(
         "POST",
         "/admin/faults",
@@ -371,18 +363,9 @@ async fn reset_forgets_resources_and_faults_but_not_projects_or_tokens() {
     assert_eq!(status, 200);
     assert_eq!(state["serviceAccounts"], json!([]), "{state}");
     // No fault left, the owner's token still valid, the project still there.
-    let (status, after) = fake
-        .call("POST", &policy, Some(OWNER_TOKEN), Some(json!({})))
-        .await;
+    let (status, after) = fake.owner("POST", &policy, json!({})).await;
     assert_eq!(status, 200, "{after}");
     assert_ne!(after["etag"], before["etag"]);
-    let (status, body) = fake
-        .call(
-            "POST",
-            &accounts,
-            Some(OWNER_TOKEN),
-            Some(json!({"accountId": "before-reset"})),
-        )
-        .await;
+    let (status, body) = create().await;
     assert_eq!(status, 200, "{body}");
 }
