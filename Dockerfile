@@ -19,7 +19,7 @@ FROM toolchain AS build-fakes
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target "${TARGET}" -p wib-fakes --bins \
- && install -D -t /out "target/${TARGET}/release/wib-fake-azure" "target/${TARGET}/release/wib-fake-gcp"
+ && install -D -s -t /out "target/${TARGET}/release/wib-fake-azure" "target/${TARGET}/release/wib-fake-gcp"
 
 FROM gcr.io/distroless/static-debian12:nonroot AS fakes
 COPY --from=build-fakes /out/ /usr/local/bin/
@@ -32,7 +32,7 @@ FROM toolchain AS build
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target "${TARGET}" -p wib-controller \
- && install -D "target/${TARGET}/release/wib-controller" /out/wib-controller
+ && install -D -s "target/${TARGET}/release/wib-controller" /out/wib-controller
 
 # The default target. Static: no libc, no shell, CA certificates and a
 # nonroot user only.
