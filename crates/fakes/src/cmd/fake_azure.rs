@@ -1,4 +1,5 @@
-//! Serves the Azure fake on 127.0.0.1 until killed. Prints `listening on <url>`.
+//! Serves the Azure fake until killed, on `--listen` (a free 127.0.0.1 port
+//! by default; `0.0.0.0:8080` in a pod). Prints `listening on <url>`.
 
 use clap::Parser;
 
