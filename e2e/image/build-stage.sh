@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Dockerfile's build stage outside Docker: the same command for the same
 # target (x86_64-unknown-linux-musl, a static binary), so `make test` proves
-# the image builds without a Docker engine. The musl std comes from rustup
+# the image builds without a Docker engine (for this machine's architecture,
+# as the Dockerfile does for the builder's). The musl std comes from rustup
 # and musl-gcc (for C dependencies) from Debian's musl-tools; where either
 # cannot be installed, the host target is built instead, and said so.
 set -euo pipefail
-target=${RELEASE_TARGET:-x86_64-unknown-linux-musl}
+target=${RELEASE_TARGET:-$(uname -m)-unknown-linux-musl}
 cargo=${CARGO:-cargo}
 out=${CARGO_TARGET_DIR:-target}
 

@@ -101,6 +101,7 @@ fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
     let deployment = find(&rendered, "Deployment", "wib-controller");
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["enableServiceLinks"], false);
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
@@ -476,6 +477,15 @@ async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_do
         .filter_map(|p| p["nodePort"].as_u64())
         .collect();
     node_ports.sort();
+    // Service links would hand moto MOTO_PORT=tcp://<ip>:5000, which it
+    // parses as its port before reading its flags.
+    for deployment in fakes.iter().filter(|o| o["kind"] == "Deployment") {
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["enableServiceLinks"], false,
+            "{}",
+            deployment["metadata"]["name"]
+        );
+    }
     assert_eq!(attach_ports, published, "attached.json vs cluster.yaml");
     assert_eq!(node_ports, published, "Services vs cluster.yaml");
 
