@@ -260,13 +260,7 @@ async fn run_cloud(
         .as_ref()
         .and_then(|s| s.issuer.clone())
     else {
-        return CloudStep::Failed {
-            reason: wib_api::conditions::Reason::IssuerUnreachable,
-            message: format!(
-                "ClusterIdentityProvider {:?} has not resolved the cluster's OIDC issuer yet",
-                admitted.provider.name_any()
-            ),
-        };
+        return issuer_not_resolved(&admitted.provider);
     };
     let request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
     match provider.reconcile(&request).await {
@@ -274,6 +268,35 @@ async fn run_cloud(
         Err(error) => CloudStep::Failed {
             reason: error.reason,
             message: error.message,
+        },
+    }
+}
+
+/// Why a binding cannot reach its cloud yet: its provider found the issuer
+/// unreachable (say so, with the provider's words), or has not checked it
+/// yet (a binding applied together with its provider sees that first).
+fn issuer_not_resolved(provider: &wib_api::ClusterIdentityProvider) -> CloudStep {
+    use wib_api::conditions::{ISSUER_READY, Reason};
+    let name = provider.name_any();
+    let checked = provider.status.as_ref().and_then(|s| {
+        let current = s.observed_generation == provider.metadata.generation;
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == ISSUER_READY && c.status == "False" && current)
+    });
+    match checked {
+        Some(condition) => CloudStep::Failed {
+            reason: Reason::IssuerUnreachable,
+            message: format!(
+                "ClusterIdentityProvider {name:?} cannot read the cluster's OIDC issuer: {}",
+                condition.message
+            ),
+        },
+        None => CloudStep::Failed {
+            reason: Reason::Progressing,
+            message: format!(
+                "waiting for ClusterIdentityProvider {name:?} to resolve the cluster's OIDC issuer"
+            ),
         },
     }
 }
@@ -335,4 +358,53 @@ async fn write_status(
     let api: Api<WorkloadIdentityBinding> = Api::namespaced(ctx.client.clone(), &namespace);
     publish::status(&api, &ctx.recorder, binding, binding.status.as_ref(), next).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wib_api::conditions::Reason;
+
+    fn provider(generation: i64, status: serde_json::Value) -> wib_api::ClusterIdentityProvider {
+        serde_json::from_value(json!({
+            "apiVersion": "wib.dev/v1alpha1",
+            "kind": "ClusterIdentityProvider",
+            "metadata": {"name": "p", "generation": generation},
+            "spec": {"clusterName": "c1", "aws": {"accountId": "123456789012"}},
+            "status": status,
+        }))
+        .expect("valid provider")
+    }
+
+    fn reason(step: CloudStep) -> (Reason, String) {
+        match step {
+            CloudStep::Failed { reason, message } => (reason, message),
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_provider_that_has_not_checked_its_issuer_yet_means_waiting_not_unreachable() {
+        let unchecked = provider(1, json!({}));
+        assert_eq!(
+            reason(issuer_not_resolved(&unchecked)).0,
+            Reason::Progressing
+        );
+
+        let unreachable = json!({"observedGeneration": 1, "conditions": [{
+            "type": "IssuerReady", "status": "False", "reason": "IssuerUnreachable",
+            "message": "reading https://issuer/.well-known/openid-configuration: timed out",
+            "lastTransitionTime": "2026-11-23T00:00:00Z",
+        }]});
+        let (r, message) = reason(issuer_not_resolved(&provider(1, unreachable.clone())));
+        assert_eq!(r, Reason::IssuerUnreachable);
+        assert!(message.contains("timed out"), "{message}");
+
+        // The verdict was for an older spec: the new one is still being checked.
+        assert_eq!(
+            reason(issuer_not_resolved(&provider(2, unreachable))).0,
+            Reason::Progressing
+        );
+    }
 }
