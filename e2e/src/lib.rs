@@ -79,11 +79,11 @@ const SYSTEM_NAMESPACES: &[&str] = &[
 pub enum Cluster {
     /// The harness's own control plane, operator and fakes.
     Local(ControlPlane),
-    /// A cluster someone else runs (kind, `make run`).
+    /// A cluster someone else runs (kind, `make run`); `cluster.dir` is
+    /// `_dir`, removed on drop.
     Attached {
-        description: Attached,
-        issuer: String,
-        dir: tempfile::TempDir,
+        cluster: ClusterRef,
+        _dir: tempfile::TempDir,
     },
 }
 
@@ -92,7 +92,7 @@ impl Cluster {
     pub fn issuer(&self) -> &str {
         match self {
             Self::Local(cp) => cp.issuer(),
-            Self::Attached { issuer, .. } => issuer,
+            Self::Attached { cluster, .. } => &cluster.issuer,
         }
     }
 
@@ -100,17 +100,7 @@ impl Cluster {
     pub fn dir(&self) -> &std::path::Path {
         match self {
             Self::Local(cp) => cp.dir(),
-            Self::Attached { dir, .. } => dir.path(),
-        }
-    }
-
-    /// The harness's own control plane; panics when attached.
-    pub fn local(&self) -> &ControlPlane {
-        match self {
-            Self::Local(cp) => cp,
-            Self::Attached { .. } => {
-                panic!("this scenario needs the harness's own control plane, not {ATTACHED_VAR}")
-            }
+            Self::Attached { cluster, .. } => &cluster.dir,
         }
     }
 
@@ -121,24 +111,13 @@ impl Cluster {
         name: &str,
         audience: &str,
     ) -> Result<String> {
-        self.cluster_ref()
-            .await?
-            .service_account_token(namespace, name, audience)
-            .await
-    }
-
-    async fn cluster_ref(&self) -> Result<ClusterRef> {
         match self {
-            Self::Local(cp) => cp.cluster_ref().await,
-            Self::Attached {
-                description,
-                issuer,
-                dir,
-            } => Ok(ClusterRef {
-                issuer: issuer.clone(),
-                dir: dir.path().to_path_buf(),
-                client: description.client().await?,
-            }),
+            Self::Local(cp) => cp.service_account_token(namespace, name, audience).await,
+            Self::Attached { cluster, .. } => {
+                cluster
+                    .service_account_token(namespace, name, audience)
+                    .await
+            }
         }
     }
 }
@@ -253,10 +232,9 @@ impl Env {
     async fn attach(description: Attached) -> Result<Self> {
         let turn = ATTACHED_TURN.lock().await;
         let client = description.client().await?;
-        let issuer = wib_testenv::cluster::discover_issuer(&client).await?;
         let dir = tempfile::Builder::new().prefix("wib-e2e-").tempdir()?;
         let cluster = ClusterRef {
-            issuer: issuer.clone(),
+            issuer: wib_testenv::cluster::discover_issuer(&client).await?,
             dir: dir.path().to_path_buf(),
             client: client.clone(),
         };
@@ -265,18 +243,11 @@ impl Env {
             logs: Logs::Attached(Box::new(description.clone())),
         };
         // Emptied first, so no fault the last scenario injected blocks the
-        // deletions below, and again after them, for what they retained.
-        for _ in 0..2 {
-            AzureFake::attach(&description.azure_url, &cluster).await?;
-            Moto::attach(&description.aws_url, &cluster).await?;
-            GcpFake::attach(&description.gcp_url, &cluster, &description.gcp_project).await?;
-            admin.remove_scenario_objects().await?;
-        }
-        let azure = AzureFake::attach(&description.azure_url, &cluster).await?;
-        let moto = Moto::attach(&description.aws_url, &cluster).await?;
-        let gcp = GcpFake::attach(&description.gcp_url, &cluster, &description.gcp_project).await?;
+        // deletions, and again after them, for what they retained.
+        attach_fakes(&description, &cluster).await?;
+        admin.remove_scenario_objects().await?;
+        let (azure, moto, gcp) = attach_fakes(&description, &cluster).await?;
         gcp.add_project(GCP_PROJECT).await?;
-        azure.reset_calls().await?;
         let metrics_url = description.metrics_url.trim_end_matches('/').to_string();
         admin.wait_ready(&metrics_url).await?;
         Ok(Self {
@@ -286,11 +257,7 @@ impl Env {
             moto: Some(moto),
             gcp: Some(gcp),
             admin,
-            cp: Cluster::Attached {
-                description,
-                issuer,
-                dir,
-            },
+            cp: Cluster::Attached { cluster, _dir: dir },
             _turn: Some(turn),
         })
     }
@@ -552,6 +519,19 @@ impl Admin {
             .filter(|e| e.involved_object.name.as_deref() == Some(name))
             .collect())
     }
+}
+
+/// The attached environment's fakes, each emptied and holding the
+/// operator's own identity again.
+async fn attach_fakes(
+    description: &Attached,
+    cluster: &ClusterRef,
+) -> Result<(AzureFake, Moto, GcpFake)> {
+    Ok((
+        AzureFake::attach(&description.azure_url, cluster).await?,
+        Moto::attach(&description.aws_url, cluster).await?,
+        GcpFake::attach(&description.gcp_url, cluster, &description.gcp_project).await?,
+    ))
 }
 
 /// Runs a pod stand-in binary (`wib-e2e-pod-<cloud>`) with only `envs`, as

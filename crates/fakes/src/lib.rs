@@ -6,3 +6,4 @@ pub mod azure;
 pub mod faults;
 pub mod gcp;
 pub mod oidc;
+pub mod serve;

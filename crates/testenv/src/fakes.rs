@@ -29,6 +29,16 @@ pub struct AzureFake {
 }
 
 impl AzureFake {
+    /// The fake at `url`, owning its process when the harness started it.
+    fn at(process: Option<Process>, url: &str) -> Self {
+        Self {
+            _process: process,
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        }
+    }
+
     /// Starts the fake, registers the operator's application with a
     /// federated credential for `wib-system/wib-controller`, and writes that
     /// ServiceAccount's projected token where the operator will read it.
@@ -40,12 +50,7 @@ impl AzureFake {
             .arg("--issuer-ca-file")
             .arg(cp.ca_cert_path());
         let (process, url) = spawn_listening(cp, "wib-fake-azure", cmd).await?;
-        let mut this = Self {
-            _process: Some(process),
-            url,
-            http: reqwest::Client::new(),
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(Some(process), &url);
         this.register_operator(&cp.cluster_ref().await?).await?;
         Ok(this)
     }
@@ -53,12 +58,7 @@ impl AzureFake {
     /// A fake someone else runs, emptied of everything but the operator's
     /// own application.
     pub async fn attach(url: &str, cluster: &ClusterRef) -> Result<Self> {
-        let mut this = Self {
-            _process: None,
-            url: url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(None, url);
         this.admin_post("/admin/reset", json!({})).await?;
         this.register_operator(cluster).await?;
         Ok(this)

@@ -40,18 +40,23 @@ pub fn token_audience() -> String {
 }
 
 impl GcpFake {
+    /// The fake at `url`, owning its process when the harness started it.
+    fn at(process: Option<Process>, url: &str) -> Self {
+        Self {
+            _process: process,
+            url: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            operator_env: Vec::new(),
+        }
+    }
+
     /// Starts the fake with one project, `project`, holding wib's own account.
     pub async fn start(cp: &ControlPlane, project: &str) -> Result<Self> {
         let binary = crate::operator::workspace_binary("wib-fake-gcp")?;
         let mut cmd = Command::new(binary);
         cmd.arg("--issuer-ca-file").arg(cp.ca_cert_path());
         let (process, url) = spawn_listening(cp, "wib-fake-gcp", cmd).await?;
-        let mut this = Self {
-            _process: Some(process),
-            url,
-            http: reqwest::Client::new(),
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(Some(process), &url);
         this.register_operator(&cp.cluster_ref().await?, project)
             .await?;
         Ok(this)
@@ -60,12 +65,7 @@ impl GcpFake {
     /// A fake someone else runs, emptied of everything but its projects,
     /// pools and tokens, with the operator's account in `project` again.
     pub async fn attach(url: &str, cluster: &ClusterRef, project: &str) -> Result<Self> {
-        let mut this = Self {
-            _process: None,
-            url: url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(None, url);
         let response = this
             .http
             .post(format!("{}/admin/reset", this.url))

@@ -30,6 +30,16 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// The fake at `url`, owning its process when the harness started it.
+    fn at(process: Option<Process>, url: &str) -> Result<Self> {
+        Ok(Self {
+            _process: process,
+            url: url.trim_end_matches('/').to_string(),
+            http: no_pooling()?,
+            operator_env: Vec::new(),
+        })
+    }
+
     pub async fn start(cp: &ControlPlane) -> Result<Self> {
         let binary = crate::binaries::moto_server()?;
         let recording = cp.dir().join("moto-recording.jsonl");
@@ -51,12 +61,7 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let mut this = Self {
-            _process: Some(process),
-            url,
-            http: no_pooling()?,
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(Some(process), &url)?;
         this.register_operator(&cp.cluster_ref().await?).await?;
         Ok(this)
     }
@@ -64,12 +69,7 @@ impl Moto {
     /// A moto someone else runs, reset to its initial state (managed
     /// policies only).
     pub async fn attach(url: &str, cluster: &ClusterRef) -> Result<Self> {
-        let mut this = Self {
-            _process: None,
-            url: url.trim_end_matches('/').to_string(),
-            http: no_pooling()?,
-            operator_env: Vec::new(),
-        };
+        let mut this = Self::at(None, url)?;
         this.post("/moto-api/reset").await?;
         this.register_operator(cluster).await?;
         Ok(this)

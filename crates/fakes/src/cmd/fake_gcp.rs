@@ -5,26 +5,15 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: std::net::SocketAddr,
-    /// PEM bundle trusted when reading OIDC issuers (the local cluster's CA).
-    #[arg(long)]
-    issuer_ca_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    serve: wib_fakes::serve::ServeArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_ansi(false).init();
     let args = Args::parse();
-    let ca = args
-        .issuer_ca_file
-        .as_ref()
-        .map(std::fs::read)
-        .transpose()?;
+    let ca = args.serve.issuer_ca()?;
     let fake = wib_fakes::gcp::GcpFake::new(ca.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, wib_fakes::gcp::router(fake)).await?;
-    Ok(())
+    args.serve.serve(wib_fakes::gcp::router(fake)).await
 }
