@@ -10,7 +10,22 @@ CARGO ?= cargo
 # Integration and e2e tests each start a control plane; two at a time fit 2 cores.
 TEST_THREADS ?= 2
 
-.PHONY: help run test generate fmt lint unit e2e controlplane moto helm kstatus build bench release-build e2e-attached e2e-kind image tools check-generated clean
+# One compilation for clippy, the binaries and the tests. `cargo clippy` is
+# `cargo check` with clippy-driver wrapping the workspace's own crates, so it
+# compiles the whole dependency graph a second time in check mode. Here every
+# cargo command wraps the workspace crates in clippy-driver instead (the way
+# `cargo clippy` passes it: RUSTC_WORKSPACE_WRAPPER, arguments in
+# CLIPPY_ARGS), so linting happens inside the one real build, dependencies
+# are compiled once, and build, test, run and bench share every artifact.
+# The wrapper and its arguments are part of cargo's fingerprint: any cargo
+# command meant to reuse this build needs the same two variables (the
+# scripts under e2e/ inherit them from make).
+CLIPPY_DRIVER ?= $(shell command -v clippy-driver)
+export RUSTC_WORKSPACE_WRAPPER := $(CLIPPY_DRIVER)
+export CLIPPY_ARGS := -Dwarnings
+CARGO_ALL := --workspace --all-targets
+
+.PHONY: help run test generate fmt lint tests controlplane moto helm kstatus go-tools build bench release-build release-check e2e-attached e2e-kind image tools clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -42,8 +57,11 @@ helm: tools
 kstatus: tools
 	@bash e2e/kstatus/build.sh >/dev/null
 
+## The binaries `make run` and the tests start (a subset of `make lint`'s build).
 build: tools
 	$(CARGO) build --workspace --bins
+
+go-tools: controlplane helm kstatus
 
 ## Generated files ----------------------------------------------------------
 
@@ -58,19 +76,24 @@ run: controlplane moto build
 	  --operator $(CARGO_TARGET_DIR)/debug/wib-controller \
 	  --samples config/samples
 
-# Unit, integration and e2e tests (all targets; the crates have no doc tests),
-# then one closing line that counts every test binary's results.
-test: fmt lint controlplane moto helm kstatus build release-build
-	@mkdir -p $(WIB_CACHE)
-	set -o pipefail; $(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=$(TEST_THREADS) 2>&1 | tee $(WIB_CACHE)/test.log
-	set -o pipefail; bash e2e/local-attached.sh 2>&1 | tee -a $(WIB_CACHE)/test.log
-	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f; exit (f > 0 || p == 0)}' $(WIB_CACHE)/test.log
+# Every phase in order, timed, then the phase table and the closing
+# `tests: N passed, N failed` line (e2e/test-suite.sh).
+test: tools
+	@bash e2e/test-suite.sh
 
 fmt:
 	$(CARGO) fmt --all -- --check
 
-lint:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+## clippy -D warnings over every target, in the same compilation that builds
+## the binaries and the test executables `make tests` runs.
+lint: tools
+	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy"; exit 1; }
+	$(CARGO) build $(CARGO_ALL)
+
+## Unit, integration and e2e tests (the crates have no doc tests); after
+## `make lint` this compiles nothing.
+tests: lint controlplane moto helm kstatus
+	$(CARGO) test $(CARGO_ALL) --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 ## Many bindings against the fakes; the table goes to BENCHMARKS.md by hand.
 bench: controlplane moto build
@@ -81,13 +104,18 @@ bench: controlplane moto build
 release-build: tools
 	CARGO=$(CARGO) bash e2e/image/build-stage.sh
 
+## What `make test` runs: the build stage only when its inputs differ from the
+## ones recorded in e2e/image/verified-inputs (see e2e/image/release-check.sh).
+release-check: tools
+	CARGO=$(CARGO) bash e2e/image/release-check.sh
+
 image:
 	docker build -t ghcr.io/wib-dev/wib-controller:dev .
 	docker build --target fakes -t ghcr.io/wib-dev/wib-fakes:dev .
 
 ## The scenarios of e2e/in-cluster.txt against wib-localenv's processes,
 ## attached the way `make e2e-kind` attaches to its cluster.
-e2e-attached: controlplane moto build
+e2e-attached: controlplane moto lint
 	bash e2e/local-attached.sh
 
 ## Needs Docker and kind: images built, the fakes and the chart in a kind

@@ -10,6 +10,9 @@ status=0
 for binary in $(awk '!/^#/ && NF {print $1}' "$list" | uniq); do
   mapfile -t names < <(awk -v b="$binary" '!/^#/ && $1 == b {print $2}' "$list")
   echo "==> $binary: ${#names[@]} scenario(s) against $WIB_E2E_CLUSTER"
-  cargo test -p wib-e2e --test "$binary" -- --exact --test-threads=1 "${names[@]}" || status=1
+  # --workspace, not -p wib-e2e: the same feature set as the workspace build,
+  # so after `make lint` this compiles nothing (-p would rebuild the
+  # dependency graph with only e2e's features).
+  "${CARGO:-cargo}" test --workspace --test "$binary" -- --exact --test-threads=1 "${names[@]}" || status=1
 done
 exit "$status"
