@@ -18,7 +18,7 @@ strip() {
 }
 header="# Generated from charts/wib by 'make generate'; edit the chart, not this file."
 mkdir -p "$out/rbac" "$out/manager"
-for f in serviceaccount clusterrole leader-election-role; do
+for f in serviceaccount clusterrole leader-election-role tenant-role; do
   { echo "$header"; strip "$tmp/wib/templates/$f.yaml"; } > "$out/rbac/$f.yaml"
 done
 for f in deployment service pdb; do

@@ -90,7 +90,7 @@ can_i() {
   kubectl auth can-i $1 "$as" 2>/dev/null || true
 }
 # Exactly "no": a kubectl error must not pass for a denial.
-for denied in "get secrets -A" "create serviceaccounts --subresource=token -n default" "create deployments -n default" "update leases -n kube-system"; do
+for denied in "get secrets -A" "create serviceaccounts --subresource=token -n default" "create deployments -n default" "update leases -n kube-system" "update workloadidentitybindings.wib.dev -n default" "update serviceaccounts -n default"; do
   answer=$(can_i "$denied")
   [ "$answer" = no ] || { echo "can-i $denied as the operator: '$answer', want 'no'" >&2; exit 1; }
 done

@@ -64,6 +64,9 @@ enum Logs {
 
 static ATTACHED_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The chart's tenant ClusterRole, without the generated header document.
+const TENANT_ROLE: &str = include_str!("../../config/rbac/tenant-role.yaml");
+
 /// Namespaces an attached cluster keeps between tests.
 const SYSTEM_NAMESPACES: &[&str] = &[
     "default",
@@ -262,6 +265,43 @@ impl Env {
         })
     }
 
+    /// A tenant's user: the chart's tenant ClusterRole (config/rbac, as
+    /// `make generate` renders it) bound in `namespace` and nothing else,
+    /// acting through the real API server. The admin impersonates it, as
+    /// `kubectl --as` does, so RBAC and admission judge every request as the
+    /// tenant's own.
+    pub async fn tenant(&self, user: &str, namespace: &str) -> Result<Admin> {
+        let Cluster::Local(cp) = &self.cp else {
+            not_attachable()
+        };
+        self.apply(TENANT_ROLE).await?;
+        self.apply(&format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: wib-tenant-{user}
+  namespace: {namespace}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: wib-tenant
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: {user}
+"#
+        ))
+        .await?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig())?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        config.auth_info.impersonate = Some(user.to_string());
+        Ok(Admin {
+            client: Client::try_from(config)?,
+            logs: Logs::Dir(cp.dir().to_path_buf()),
+        })
+    }
+
     /// The operator process the harness runs; panics when attached (the
     /// cluster runs the operator).
     pub fn operator(&self) -> &Operator {
@@ -362,6 +402,10 @@ impl Admin {
                 continue;
             }
             let value: Value = serde_yaml::from_str(doc)?;
+            if value.is_null() {
+                // Only comments (a generated file's header).
+                continue;
+            }
             let obj: kube::api::DynamicObject = serde_json::from_value(value.clone())?;
             let gvk = kube::api::GroupVersionKind::try_from(
                 obj.types.as_ref().context("apiVersion/kind")?,

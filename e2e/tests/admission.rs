@@ -110,8 +110,18 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
         ),
         (
             "duplicate inline policy",
-            json!({"aws": {"inlinePolicies": [{"name": "p", "document": {"Statement": []}}, {"name": "p", "document": {"Statement": []}}]}}),
+            json!({"aws": {"inlinePolicies": [{"name": "p", "document": "{\"Statement\": []}"}, {"name": "p", "document": "{\"Statement\": []}"}]}}),
             "aws.inlinePolicies names must be unique",
+        ),
+        (
+            "inline policy document as an object",
+            json!({"aws": {"inlinePolicies": [{"name": "p", "document": {"Statement": []}}]}}),
+            "must be of type string",
+        ),
+        (
+            "inline policy document past IAM's size",
+            json!({"aws": {"inlinePolicies": [{"name": "p", "document": "x".repeat(10241)}]}}),
+            "document: Too long",
         ),
         (
             "session too long",

@@ -202,12 +202,9 @@ async fn public_eks_guide_binding_becomes_ready_and_the_pod_token_assumes_the_ro
             r#"    managedPolicyArns: [{READ_ONLY}]
     inlinePolicies:
       - name: s3-read
-        document:
-          Version: "2012-10-17"
-          Statement:
-            - Effect: Allow
-              Action: ["s3:GetObject"]
-              Resource: arn:aws:s3:::my-bucket/*
+        document: |
+          {{"Version": "2012-10-17", "Statement": [
+            {{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::my-bucket/*"}}]}}
     tokenExpirationSeconds: 3600
     stsRegionalEndpoints: true
 "#
@@ -432,7 +429,7 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
         "drifty",
         "drifty",
         &format!(
-            "    managedPolicyArns: [{READ_ONLY}]\n    inlinePolicies:\n      - name: logs\n        document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: logs:PutLogEvents, Resource: \"*\"}}]}}\n"
+            "    managedPolicyArns: [{READ_ONLY}]\n    inlinePolicies:\n      - name: logs\n        document: '{{\"Version\": \"2012-10-17\", \"Statement\": [{{\"Effect\": \"Allow\", \"Action\": \"logs:PutLogEvents\", \"Resource\": \"*\"}}]}}'\n"
         ),
     ))
     .await

@@ -204,6 +204,7 @@ fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
         "rbac/serviceaccount.yaml",
         "rbac/clusterrole.yaml",
         "rbac/leader-election-role.yaml",
+        "rbac/tenant-role.yaml",
         "manager/deployment.yaml",
         "manager/service.yaml",
         "manager/pdb.yaml",
@@ -301,12 +302,25 @@ async fn kubeconfig_for(cp: &ControlPlane, namespace: &str, name: &str, path: &P
 }
 
 fn can_i(cp: &ControlPlane, args: &str) -> bool {
+    can_i_as(cp, &format!("system:serviceaccount:{NS}:{SA}"), args)
+}
+
+/// `kubectl auth can-i` as `user`: exactly "yes" or "no", anything else
+/// (a kubectl or API error) fails the test instead of passing as a denial.
+fn can_i_as(cp: &ControlPlane, user: &str, args: &str) -> bool {
     let mut cmd = cp.kubectl();
     cmd.args(["auth", "can-i"])
         .args(args.split_whitespace())
-        .arg(format!("--as=system:serviceaccount:{NS}:{SA}"));
+        .arg(format!("--as={user}"));
     let out = cmd.output().expect("kubectl auth can-i");
-    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl auth can-i {args} --as={user}: {other:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 #[tokio::test]
@@ -335,14 +349,16 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         })
         .map(str::to_string)
         .collect();
-    assert_eq!(rbac.len(), 5, "{rendered}");
+    assert_eq!(rbac.len(), 6, "{rendered}");
     kubectl_stdin(&cp, &["apply", "-f", "-"], &rbac.join("\n---\n"));
 
     // What the chart's ServiceAccount can and cannot do.
     for allowed in [
         "watch workloadidentitybindings.wib.dev -A",
         "patch workloadidentitybindings.wib.dev --subresource=status -n team",
+        "patch workloadidentitybindings.wib.dev -n team",
         "create serviceaccounts -n team",
+        "patch serviceaccounts -n team",
         "update leases -n wib-system",
     ] {
         assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
@@ -357,8 +373,43 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "update leases -n kube-system",
         "delete namespaces",
         "create clusterrolebindings",
+        // Patch suffices everywhere but the Lease (optimistic renewals).
+        "update workloadidentitybindings.wib.dev -n team",
+        "update workloadidentitybindings.wib.dev --subresource=status -n team",
+        "update clusteridentityproviders.wib.dev --subresource=status",
+        "update serviceaccounts -n team",
     ] {
         assert!(!can_i(&cp, denied), "must be denied: {denied}");
+    }
+
+    // The tenant role, bound in one namespace: bindings there, nothing else.
+    kubectl_stdin(
+        &cp,
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: tenant\n  namespace: team\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: wib-tenant\nsubjects:\n  - apiGroup: rbac.authorization.k8s.io\n    kind: User\n    name: tenant-user\n",
+    );
+    for allowed in [
+        "create workloadidentitybindings.wib.dev -n team",
+        "delete workloadidentitybindings.wib.dev -n team",
+        "get workloadidentitybindings.wib.dev --subresource=status -n team",
+    ] {
+        assert!(
+            can_i_as(&cp, "tenant-user", allowed),
+            "tenant should: {allowed}"
+        );
+    }
+    for denied in [
+        "create workloadidentitybindings.wib.dev -n other",
+        "patch workloadidentitybindings.wib.dev --subresource=status -n team",
+        "create clusteridentityproviders.wib.dev",
+        "patch clusteridentityproviders.wib.dev",
+        "get secrets -n team",
+        "create serviceaccounts --subresource=token -n team",
+    ] {
+        assert!(
+            !can_i_as(&cp, "tenant-user", denied),
+            "tenant must not: {denied}"
+        );
     }
 
     // The operator as that ServiceAccount, with leader election, through the

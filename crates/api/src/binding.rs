@@ -357,9 +357,13 @@ pub struct InlinePolicy {
     ))]
     pub name: String,
 
-    /// The IAM policy document (`Version` and `Statement`), as YAML or JSON.
-    #[schemars(schema_with = "crate::schema::preserved_object")]
-    pub document: serde_json::Value,
+    /// The IAM policy document (`Version` and `Statement`) as JSON text,
+    /// the way IAM itself takes it; at most 10240 characters, IAM's quota
+    /// for all inline policies of a role. Text, not an object, so a document
+    /// wib cannot decode is this binding's error (`InvalidPolicyDocument`)
+    /// and never stops the operator from listing every other binding.
+    #[schemars(length(min = 1, max = 10240))]
+    pub document: String,
 }
 
 /// GCP: a Google service account that this cluster's ServiceAccount may impersonate.

@@ -60,7 +60,8 @@ pub enum Reason {
     PolicyNotAllowed,
     /// A requested scope is outside the provider's `allowedScopes`.
     ScopeNotAllowed,
-    /// The cloud rejected a policy document in the spec as malformed.
+    /// A policy document in the spec is not one: not JSON, nested past
+    /// any policy's depth, or without a `Statement`.
     InvalidPolicyDocument,
     /// A cloud quota (attachments per role, inline policy size ...) would be exceeded.
     QuotaExceeded,

@@ -8,7 +8,6 @@ pub mod crd;
 pub mod keys;
 pub mod naming;
 pub mod provider;
-mod schema;
 
 pub use binding::{
     AwsBinding, AzureBinding, DeletionPolicy, GcpBinding, WorkloadIdentityBinding,

@@ -188,6 +188,13 @@ pub struct AwsProvider {
     ))]
     pub permissions_boundary_arn: Option<String>,
 
+    /// Let bindings' inline policies grant what a tenant otherwise may not:
+    /// `*`, wildcards over IAM, STS or Organizations, `iam:PassRole`, IAM
+    /// writes, `NotAction`/`NotResource` with `Allow`. Off by default; not
+    /// needed when `permissionsBoundaryArn` caps every role wib manages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unrestricted_inline_policies: bool,
+
     /// Region for STS calls and regional endpoints, e.g. `eu-west-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]

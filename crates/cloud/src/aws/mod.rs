@@ -4,6 +4,7 @@
 //! only what differs, so a steady state makes no IAM writes.
 
 pub mod iam;
+pub mod inline_policy;
 pub mod naming;
 pub mod policy;
 
@@ -151,8 +152,10 @@ impl AwsProvider {
     }
 
     /// Checks the spec against the provider's guardrails and IAM's hard
-    /// rules, before any cloud call.
-    fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError> {
+    /// rules, before any cloud call; returns the inline policy documents,
+    /// parsed, in the spec's order.
+    fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<Vec<Value>, CloudError> {
+        let provider_name = request.provider.metadata.name.clone().unwrap_or_default();
         let allowed = request.provider.spec.allowed_roles.as_deref();
         for arn in &spec.managed_policy_arns {
             // The denied list names the `aws` partition; judge other
@@ -165,21 +168,42 @@ impl AwsProvider {
                 return Err(CloudError::new(
                     Reason::PolicyNotAllowed,
                     format!(
-                        "policy {arn} is not allowed by ClusterIdentityProvider {:?} (administrator policies are denied unless listed in allowedRoles); nothing was created",
-                        request.provider.metadata.name.clone().unwrap_or_default()
+                        "policy {arn} is not allowed by ClusterIdentityProvider {provider_name:?} (administrator policies are denied unless listed in allowedRoles); nothing was created",
                     ),
                 ));
             }
         }
+        let aws = request.provider.spec.aws.as_ref();
+        let unrestricted = aws.is_some_and(|a| {
+            a.allow_unrestricted_inline_policies || a.permissions_boundary_arn.is_some()
+        });
+        let mut documents = Vec::with_capacity(spec.inline_policies.len());
         let mut inline_chars = 0;
         for inline in &spec.inline_policies {
-            if let Some(problem) = policy::document_problem(&inline.document) {
-                return Err(CloudError::new(
+            let invalid = |problem: String| {
+                CloudError::new(
                     Reason::InvalidPolicyDocument,
-                    format!("inline policy {:?} {problem}", inline.name),
+                    format!(
+                        "inline policy {:?} {problem}; nothing was created",
+                        inline.name
+                    ),
+                )
+            };
+            let document = inline_policy::parse(&inline.document).map_err(invalid)?;
+            if let Some(problem) = policy::document_problem(&document) {
+                return Err(invalid(problem));
+            }
+            if !unrestricted && let Some(grant) = inline_policy::privileged_grant(&document) {
+                return Err(CloudError::new(
+                    Reason::PolicyNotAllowed,
+                    format!(
+                        "inline policy {:?}: {grant}; ClusterIdentityProvider {provider_name:?} allows such grants only with aws.permissionsBoundaryArn or aws.allowUnrestrictedInlinePolicies; nothing was created",
+                        inline.name
+                    ),
                 ));
             }
-            inline_chars += policy::size(&inline.document);
+            inline_chars += policy::size(&document);
+            documents.push(document);
         }
         if inline_chars > policy::INLINE_POLICIES_MAX_CHARS {
             return Err(CloudError::new(
@@ -190,7 +214,7 @@ impl AwsProvider {
                 ),
             ));
         }
-        Ok(())
+        Ok(documents)
     }
 
     /// The IAM OIDC provider the trust policy names: checked, or created
@@ -234,7 +258,7 @@ impl AwsProvider {
     async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
         let target = Self::target(request)?;
         let spec = target.spec;
-        Self::check_spec(request, spec)?;
+        let inline_documents = Self::check_spec(request, spec)?;
         let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
@@ -368,7 +392,7 @@ impl AwsProvider {
             }
         };
         if manages_policies {
-            self.reconcile_policies(&target, &role, &attached, &mut writes)
+            self.reconcile_policies(&target, &role, &attached, &inline_documents, &mut writes)
                 .await?;
         }
 
@@ -417,6 +441,7 @@ impl AwsProvider {
         target: &Target<'_>,
         role: &Role,
         attached: &[String],
+        inline_documents: &[Value],
         writes: &mut Vec<String>,
     ) -> Result<(), CloudError> {
         let spec = target.spec;
@@ -468,17 +493,15 @@ impl AwsProvider {
             writes.push(format!("attached {arn}"));
             self.iam.attach(name, arn).await?;
         }
-        for inline in &spec.inline_policies {
+        for (inline, document) in spec.inline_policies.iter().zip(inline_documents) {
             let current = if inline_names.contains(&inline.name) {
                 self.iam.get_inline(name, &inline.name).await?
             } else {
                 None
             };
-            if current.is_none_or(|c| !policy::same(&c, &inline.document)) {
+            if current.is_none_or(|c| !policy::same(&c, document)) {
                 writes.push(format!("put inline policy {}", inline.name));
-                self.iam
-                    .put_inline(name, &inline.name, &inline.document)
-                    .await?;
+                self.iam.put_inline(name, &inline.name, document).await?;
             }
         }
         for arn in &extra_managed {

@@ -1,0 +1,232 @@
+//! Red team: what a tenant can and cannot reach through wib, tried as a
+//! tenant — a user with only the chart's tenant ClusterRole in its own
+//! namespace, creating objects through the real API server. A refused
+//! attempt costs the cloud nothing: no write reaches it.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::Client as Iam;
+use serde_json::{Value, json};
+use wib_api::conditions::READY;
+use wib_e2e::{Admin, Env};
+use wib_testenv::moto::ACCOUNT;
+
+const CLUSTER: &str = "eks-tenants";
+const NS: &str = "team-a";
+const TENANT: &str = "alice";
+
+fn provider(extra: Value) -> Value {
+    let mut aws = json!({"accountId": ACCOUNT, "createOidcProvider": true});
+    if let (Some(aws), Value::Object(extra)) = (aws.as_object_mut(), extra) {
+        aws.extend(extra);
+    }
+    json!({
+        "apiVersion": "wib.dev/v1alpha1",
+        "kind": "ClusterIdentityProvider",
+        "metadata": {"name": "aws", "annotations": {"wib.dev/is-default-provider": "true"}},
+        "spec": {"clusterName": CLUSTER, "aws": aws},
+    })
+}
+
+fn binding_with_inline(name: &str, document: &str) -> String {
+    json!({
+        "apiVersion": "wib.dev/v1alpha1",
+        "kind": "WorkloadIdentityBinding",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "serviceAccount": {"name": name},
+            "aws": {"inlinePolicies": [{"name": "grant", "document": document}]},
+        },
+    })
+    .to_string()
+}
+
+fn allow(action: Value) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
+        .to_string()
+}
+
+fn role_name(binding: &str) -> String {
+    format!("wib-{CLUSTER}-{NS}-{binding}")
+}
+
+async fn role_exists(iam: &Iam, name: &str) -> bool {
+    iam.get_role().role_name(name).send().await.is_ok()
+}
+
+fn writes(recorded: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    recorded
+        .iter()
+        .filter(|(op, _)| wib_cloud::calls::is_write(op))
+        .map(|(op, n)| (op.clone(), *n))
+        .collect()
+}
+
+fn forbidden(what: &str, result: anyhow::Result<()>) {
+    let error = result.expect_err(what);
+    let text = format!("{error:#}");
+    assert!(text.contains("forbidden"), "{what}: {text}");
+}
+
+async fn refused(env: &Env, name: &str, reason: &str) -> String {
+    let b = env
+        .wait_condition(NS, name, READY, "False", reason)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    wib_e2e::condition(&b, READY)
+        .expect("Ready")
+        .message
+        .clone()
+}
+
+async fn env() -> (Env, Admin) {
+    let env = Env::start_aws()
+        .await
+        .expect("control plane, moto and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&provider(json!({})).to_string())
+        .await
+        .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    (env, tenant)
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_grant_itself_administrator_through_an_inline_policy() {
+    let (mut env, tenant) = env().await;
+    let iam = env.iam();
+    env.moto().start_recording().await.expect("recording");
+
+    // Whatever the spelling, a privileged inline grant is refused before
+    // any IAM call, and says why.
+    let attempts = [
+        ("star", allow(json!("*"))),
+        ("iam-any-case", allow(json!(["s3:GetObject", "IAM:*"]))),
+        ("pass-role", allow(json!("iam:PassRole"))),
+        ("iam-write", allow(json!("iam:AttachRolePolicy"))),
+        ("sts-star", allow(json!("sts:*"))),
+        ("wild-service", allow(json!("i*:CreateUser"))),
+        (
+            "not-action",
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]})
+                .to_string(),
+        ),
+    ];
+    for (name, document) in &attempts {
+        tenant
+            .apply(&binding_with_inline(name, document))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the tenant may create bindings: {e:#}"));
+    }
+    for (name, _) in &attempts {
+        let message = refused(&env, name, "PolicyNotAllowed").await;
+        assert!(message.contains("inline policy \"grant\""), "{message}");
+        assert!(message.contains("permissionsBoundaryArn"), "{message}");
+        assert!(!role_exists(&iam, &role_name(name)).await, "{name}");
+    }
+    env.wait_events(NS, "star", &["PolicyNotAllowed"])
+        .await
+        .expect("an Event says so too");
+
+    // A document wib cannot decode (nested past any policy's depth) is that
+    // binding's error alone...
+    let deep = format!("{}{}", "[".repeat(140), "]".repeat(140));
+    tenant
+        .apply(&binding_with_inline("deep", &deep))
+        .await
+        .expect("a string the API server accepts");
+    let message = refused(&env, "deep", "InvalidPolicyDocument").await;
+    assert!(message.contains("not a JSON policy document"), "{message}");
+
+    // ...so a tenant cannot stall the operator: started again while every
+    // hostile binding exists, it lists them all and still serves the rest.
+    env.operator_mut().kill();
+    env.operator_mut().restart().expect("restart");
+    tenant
+        .apply(&binding_with_inline(
+            "ordinary",
+            &allow(json!("s3:GetObject")),
+        ))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "ordinary", READY, "True", "Provisioned")
+        .await
+        .expect("an ordinary inline policy works, after a restart");
+
+    // The tenant's RBAC does not reach the provider (where the opt-outs
+    // live) nor another namespace.
+    forbidden(
+        "a tenant may not change the provider",
+        tenant
+            .apply(&provider(json!({"allowUnrestrictedInlinePolicies": true})).to_string())
+            .await,
+    );
+    env.namespace("team-b", &[]).await.expect("namespace");
+    forbidden(
+        "a tenant may not create bindings in another namespace",
+        tenant
+            .apply(
+                &binding_with_inline("star", &allow(json!("s3:GetObject"))).replace(NS, "team-b"),
+            )
+            .await,
+    );
+
+    // IAM saw no write for any refused attempt: the only role created and
+    // its one inline policy are the ordinary binding's.
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    let roles_created = recorded.get("CreateRole").copied().unwrap_or(0);
+    let inline_puts = recorded.get("PutRolePolicy").copied().unwrap_or(0);
+    assert_eq!(
+        (roles_created, inline_puts),
+        (1, 1),
+        "{:?}",
+        writes(&recorded)
+    );
+    for (name, _) in &attempts {
+        assert!(!role_exists(&iam, &role_name(name)).await, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_permissions_boundary_on_the_provider_lets_broad_inline_policies_through_capped() {
+    let (env, tenant) = env().await;
+    let iam = env.iam();
+    let boundary = iam
+        .create_policy()
+        .policy_name("tenant-boundary")
+        .policy_document(allow(json!(["s3:*", "logs:*"])))
+        .send()
+        .await
+        .expect("boundary policy")
+        .policy
+        .and_then(|p| p.arn)
+        .expect("arn");
+
+    tenant
+        .apply(&binding_with_inline("broad", &allow(json!("*"))))
+        .await
+        .expect("binding");
+    refused(&env, "broad", "PolicyNotAllowed").await;
+
+    // The platform team caps every role instead: the same binding is now
+    // allowed, and its role carries the boundary.
+    env.apply(&provider(json!({"permissionsBoundaryArn": boundary})).to_string())
+        .await
+        .expect("provider with a boundary");
+    env.wait_condition(NS, "broad", READY, "True", "Provisioned")
+        .await
+        .expect("Ready under the boundary");
+    let role = iam
+        .get_role()
+        .role_name(role_name("broad"))
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role");
+    assert_eq!(
+        role.permissions_boundary
+            .and_then(|b| b.permissions_boundary_arn),
+        Some(boundary)
+    );
+}
