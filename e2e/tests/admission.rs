@@ -84,6 +84,16 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "scope must be an ARM ID",
         ),
         (
+            "scope climbing out of its resource group",
+            json!({"azure": {"roleAssignments": [{"role": "Reader", "scope": "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps/providers/x/../../../.."}]}}),
+            "must not contain '.' or '..' segments",
+        ),
+        (
+            "scope with percent-encoded dots",
+            json!({"azure": {"roleAssignments": [{"role": "Reader", "scope": "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps/providers/x/%2e%2e/%2e%2e"}]}}),
+            "must not contain '.' or '..' segments",
+        ),
+        (
             "token expiration too short",
             json!({"azure": {"tokenExpirationSeconds": 60}}),
             "should be greater than or equal to 3600",

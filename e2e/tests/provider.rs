@@ -174,6 +174,28 @@ async fn bindings_meet_the_provider_guardrails_before_anything_is_written() {
         .await
         .expect("un-default");
 
+    // Without a namespaceSelector, the cluster's system namespaces and wib's
+    // own are still not admitted; nothing is written there.
+    env.namespace("wib-system", &[]).await.expect("namespace");
+    for ns in ["kube-system", "wib-system"] {
+        env.apply(&binding("app", ns, None)).await.expect("binding");
+        let b = env
+            .wait_condition(ns, "app", READY, "False", "NamespaceNotAllowed")
+            .await
+            .expect("refused");
+        let message = &wib_e2e::condition(&b, READY).expect("Ready").message;
+        assert!(message.contains("system namespace"), "{message}");
+        assert!(
+            env.service_accounts(ns)
+                .get_opt("app")
+                .await
+                .expect("get")
+                .is_none(),
+            "nothing written in {ns}"
+        );
+        env.delete_binding(ns, "app").await.expect("deleted");
+    }
+
     // A namespace outside the provider's selector is refused until it is labelled.
     env.apply(&provider_yaml(
         "default-a",

@@ -269,6 +269,10 @@ pub struct AzureRoleAssignment {
         "self.matches('^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(/resourceGroups/[^/]+(/providers/[^/]+/[^/]+/[^/]+(/[^/]+/[^/]+)*)?)?$') || self.matches('^/providers/Microsoft.Management/managementGroups/[^/]+$')",
         "azure.roleAssignments[].scope must be an ARM ID: /subscriptions/<guid>[/resourceGroups/<rg>[/providers/<namespace>/<type>/<name>...]] or /providers/Microsoft.Management/managementGroups/<id>"
     ))]
+    #[x_kube(validation = (
+        "!self.matches('(^|/)[.]{1,2}(/|$)') && !self.contains('%') && !self.contains('\\\\')",
+        "azure.roleAssignments[].scope must not contain '.' or '..' segments, percent-encoding or backslashes: write the plain ARM ID"
+    ))]
     pub scope: String,
 }
 

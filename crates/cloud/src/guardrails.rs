@@ -35,16 +35,57 @@ pub fn role_allowed(names: &[&str], allowed: Option<&[String]>) -> bool {
     }
 }
 
-/// Whether `scope` lies under one of the `allowed` prefixes (whole path
-/// segments, case-insensitive); any scope when the provider sets none.
+/// A scope's path segments, or why it is not a plain path: `.` and `..`
+/// segments, empty segments, percent-encoding and backslashes are refused,
+/// because an HTTP client resolves or decodes them into a different scope
+/// from the one the guardrails checked (`/subscriptions/S/resourceGroups/a/
+/// providers/x/../../..` is `/subscriptions/S` on the wire).
+pub fn scope_segments(scope: &str) -> Result<Vec<&str>, String> {
+    if let Some(bad) = scope.chars().find(|c| matches!(c, '%' | '\\' | '?' | '#')) {
+        return Err(format!("scope {scope:?} contains {bad:?}"));
+    }
+    let body = scope.strip_prefix('/').unwrap_or(scope);
+    let segments: Vec<&str> = body.split('/').collect();
+    if let Some(bad) = segments
+        .iter()
+        .find(|s| s.is_empty() || **s == "." || **s == "..")
+    {
+        return Err(format!(
+            "scope {scope:?} has a {} segment",
+            if bad.is_empty() { "empty" } else { bad }
+        ));
+    }
+    Ok(segments)
+}
+
+/// The scope wib writes and compares: its segments joined again, so what
+/// the guardrails judged is exactly what reaches the cloud.
+pub fn canonical_scope(scope: &str) -> Result<String, String> {
+    let lead = if scope.starts_with('/') { "/" } else { "" };
+    Ok(format!("{lead}{}", scope_segments(scope)?.join("/")))
+}
+
+/// Whether `scope` lies under one of the `allowed` scopes, segment by
+/// segment (case-insensitive, as ARM compares); any well-formed scope when
+/// the provider sets none. A scope that is not a plain path is never allowed,
+/// and neither is anything under a malformed `allowed` entry.
 pub fn scope_allowed(scope: &str, allowed: Option<&[String]>) -> bool {
+    let Ok(wanted) = scope_segments(scope) else {
+        return false;
+    };
     let Some(prefixes) = allowed else {
         return true;
     };
-    let scope = scope.trim_end_matches('/').to_ascii_lowercase();
     prefixes.iter().any(|p| {
-        let p = p.trim_end_matches('/').to_ascii_lowercase();
-        scope == p || scope.starts_with(&format!("{p}/")) || p.is_empty()
+        let Ok(prefix) = scope_segments(p) else {
+            return false;
+        };
+        p.starts_with('/') == scope.starts_with('/')
+            && prefix.len() <= wanted.len()
+            && prefix
+                .iter()
+                .zip(&wanted)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
     })
 }
 
@@ -89,5 +130,32 @@ mod tests {
             assert_eq!(scope_allowed(scope, Some(&allowed)), want, "{scope}");
         }
         assert!(scope_allowed("/anything", None));
+    }
+
+    #[test]
+    fn traversal_and_encoded_spellings_are_never_allowed() {
+        let allowed = vec!["/subscriptions/S/resourceGroups/apps".to_string()];
+        for scope in [
+            "/subscriptions/S/resourceGroups/apps/providers/x/../../../..",
+            "/subscriptions/S/resourceGroups/apps/providers/x/%2e%2e/%2E%2E",
+            "/subscriptions/S/resourceGroups/apps/./../other",
+            "/subscriptions/S/resourceGroups/apps//providers",
+            "/subscriptions/S/resourceGroups/apps/",
+            "/subscriptions/S/resourceGroups/apps\\..\\..",
+            "/subscriptions/S/resourceGroups/apps?api-version=1",
+        ] {
+            assert!(!scope_allowed(scope, Some(&allowed)), "{scope}");
+            assert!(!scope_allowed(scope, None), "{scope} with no allowedScopes");
+            assert!(canonical_scope(scope).is_err(), "{scope}");
+        }
+        assert!(!scope_allowed(
+            "subscriptions/S/resourceGroups/apps",
+            Some(&allowed)
+        ));
+        assert_eq!(
+            canonical_scope("/subscriptions/S/resourceGroups/apps").as_deref(),
+            Ok("/subscriptions/S/resourceGroups/apps")
+        );
+        assert_eq!(canonical_scope("projects/p").as_deref(), Ok("projects/p"));
     }
 }

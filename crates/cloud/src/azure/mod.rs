@@ -157,13 +157,16 @@ impl AzureProvider {
         let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
         let mut resolved = Vec::new();
         for wanted in &spec.role_assignments {
-            if !guardrails::scope_allowed(&wanted.scope, allowed_scopes) {
+            let scope = guardrails::canonical_scope(&wanted.scope).map_err(|why| {
+                CloudError::new(
+                    Reason::ScopeNotAllowed,
+                    format!("{why}; write the scope as a plain ARM ID; nothing was changed"),
+                )
+            })?;
+            if !guardrails::scope_allowed(&scope, allowed_scopes) {
                 return Err(CloudError::new(
                     Reason::ScopeNotAllowed,
-                    format!(
-                        "scope {} is outside the provider's allowedScopes",
-                        wanted.scope
-                    ),
+                    format!("scope {scope} is outside the provider's allowedScopes"),
                 ));
             }
             let (id, name) = self.resolve_role(&wanted.role, subscription).await?;
@@ -186,7 +189,7 @@ impl AzureProvider {
                     ),
                 ));
             }
-            resolved.push((wanted.role.clone(), wanted.scope.clone(), id));
+            resolved.push((wanted.role.clone(), scope, id));
         }
         Ok(resolved)
     }

@@ -75,24 +75,42 @@ pub fn select(
     }
 }
 
+/// Namespaces that a provider without `namespaceSelector` still does not
+/// admit, with the operator's own: an identity bound there would serve the
+/// cluster's own components (or wib itself). A selector that matches one
+/// admits it: the platform team then said so.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
 /// Checks the provider's guardrails that do not need the cloud: the
 /// namespace selector and whether it configures the binding's cloud.
+/// `operator_namespace` is where wib itself runs.
 pub fn admit(
     provider: &ClusterIdentityProvider,
     cloud: Cloud,
     namespace: &str,
     namespace_labels: &BTreeMap<String, String>,
+    operator_namespace: &str,
 ) -> Result<(), Refusal> {
-    if let Some(selector) = &provider.spec.namespace_selector
-        && !crate::selector::matches(selector, namespace_labels)
-    {
-        return Err(Refusal::new(
-            Reason::NamespaceNotAllowed,
-            format!(
-                "namespace {namespace:?} does not match the namespaceSelector of ClusterIdentityProvider {:?}",
-                provider.name_any()
-            ),
-        ));
+    match &provider.spec.namespace_selector {
+        Some(selector) if !crate::selector::matches(selector, namespace_labels) => {
+            return Err(Refusal::new(
+                Reason::NamespaceNotAllowed,
+                format!(
+                    "namespace {namespace:?} does not match the namespaceSelector of ClusterIdentityProvider {:?}",
+                    provider.name_any()
+                ),
+            ));
+        }
+        None if SYSTEM_NAMESPACES.contains(&namespace) || namespace == operator_namespace => {
+            return Err(Refusal::new(
+                Reason::NamespaceNotAllowed,
+                format!(
+                    "namespace {namespace:?} is a system namespace or wib's own; ClusterIdentityProvider {:?} has no namespaceSelector, and only a selector that matches it admits it",
+                    provider.name_any()
+                ),
+            ));
+        }
+        _ => {}
     }
     let configured = match cloud {
         Cloud::Azure => provider.spec.azure.is_some(),
@@ -200,14 +218,40 @@ mod tests {
             ..Default::default()
         });
         let allowed = BTreeMap::from([("wib.dev/allowed".to_string(), "true".to_string())]);
-        assert_eq!(admit(&p, Cloud::Azure, "ns", &allowed), Ok(()));
         assert_eq!(
-            admit(&p, Cloud::Azure, "ns", &BTreeMap::new()).map_err(|r| r.reason),
+            admit(&p, Cloud::Azure, "ns", &allowed, "wib-system"),
+            Ok(())
+        );
+        assert_eq!(
+            admit(&p, Cloud::Azure, "ns", &BTreeMap::new(), "wib-system").map_err(|r| r.reason),
             Err(Reason::NamespaceNotAllowed)
         );
         assert_eq!(
-            admit(&p, Cloud::Aws, "ns", &allowed).map_err(|r| r.reason),
+            admit(&p, Cloud::Aws, "ns", &allowed, "wib-system").map_err(|r| r.reason),
             Err(Reason::CloudNotConfigured)
+        );
+        // A selector that matches a system namespace admits it.
+        assert_eq!(
+            admit(&p, Cloud::Azure, "kube-system", &allowed, "wib-system"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn without_a_selector_system_namespaces_and_wibs_own_are_not_admitted() {
+        let p = provider("p", true);
+        let none = BTreeMap::new();
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "wib-ops"] {
+            assert_eq!(
+                admit(&p, Cloud::Azure, ns, &none, "wib-ops").map_err(|r| r.reason),
+                Err(Reason::NamespaceNotAllowed),
+                "{ns}"
+            );
+        }
+        assert_eq!(admit(&p, Cloud::Azure, "team-a", &none, "wib-ops"), Ok(()));
+        assert_eq!(
+            admit(&p, Cloud::Azure, "wib-system", &none, "wib-ops"),
+            Ok(())
         );
     }
 }

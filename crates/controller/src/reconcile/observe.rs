@@ -21,6 +21,8 @@ pub struct Observed {
     pub service_account: Option<ServiceAccount>,
     /// Other bindings in the namespace that name the same ServiceAccount.
     pub claimants: Vec<Arc<WorkloadIdentityBinding>>,
+    /// Where wib itself runs (never admitted without a namespaceSelector).
+    pub operator_namespace: String,
 }
 
 pub async fn observe(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Observed, Error> {
@@ -51,5 +53,6 @@ pub async fn observe(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result
         namespace_labels,
         service_account,
         claimants,
+        operator_namespace: ctx.settings.lease_namespace.clone(),
     })
 }

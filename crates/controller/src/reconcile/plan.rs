@@ -34,6 +34,7 @@ pub fn admit(binding: &WorkloadIdentityBinding, observed: &Observed) -> Result<A
         cloud,
         &binding.namespace().unwrap_or_default(),
         &observed.namespace_labels,
+        &observed.operator_namespace,
     )?;
     if let Some(holder) = claimant(
         binding,
