@@ -353,7 +353,7 @@ async fn public_eks_guide_binding_becomes_ready_and_the_pod_token_assumes_the_ro
 
 #[tokio::test]
 async fn retain_keeps_the_role_and_its_policies_and_drops_only_federation() {
-    let env = env("\n    permissionsBoundaryArn: arn:aws:iam::aws:policy/PowerUserAccess").await;
+    let env = env("\n    permissionsBoundaryArn: arn:aws:iam::aws:policy/PowerUserAccess\n    allowedAudiences: [my-audience]").await;
     let iam = env.iam();
     env.apply(&format!(
         "{}  deletionPolicy: Retain\n",

@@ -230,3 +230,95 @@ async fn a_permissions_boundary_on_the_provider_lets_broad_inline_policies_throu
         Some(boundary)
     );
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_add_an_audience_to_the_clusters_shared_oidc_provider() {
+    let (env, tenant) = env().await;
+    let iam = env.iam();
+    env.moto().start_recording().await.expect("recording");
+    let binding = |name: &str, audience: &str| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1",
+            "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"serviceAccount": {"name": name}, "aws": {"audience": audience}},
+        })
+        .to_string()
+    };
+    tenant
+        .apply(&binding("aud", "attacker-client"))
+        .await
+        .expect("binding");
+    let message = refused(&env, "aud", "AudienceNotAllowed").await;
+    assert!(message.contains("allowedAudiences"), "{message}");
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    assert!(writes(&recorded).is_empty(), "{recorded:?}");
+    assert!(!role_exists(&iam, &role_name("aud")).await);
+
+    // Listed by the platform team, the same audience works.
+    env.apply(&provider(json!({"allowedAudiences": ["attacker-client"]})).to_string())
+        .await
+        .expect("provider");
+    env.wait_condition(NS, "aud", READY, "True", "Provisioned")
+        .await
+        .expect("Ready once allowed");
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
+    let env = Env::start_azure()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&wib_e2e::provider_yaml("default", true, None))
+        .await
+        .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    env.azure().reset_calls().await.expect("reset");
+    let binding = |name: &str, placement: Value| {
+        let mut azure = json!({});
+        if let (Some(azure), Value::Object(placement)) = (azure.as_object_mut(), placement) {
+            azure.extend(placement);
+        }
+        json!({
+            "apiVersion": "wib.dev/v1alpha1",
+            "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"serviceAccount": {"name": name}, "azure": azure},
+        })
+        .to_string()
+    };
+    let other_subscription = "00000000-0000-0000-0000-00000000bbbb";
+    for (name, placement, quoted) in [
+        (
+            "other-sub",
+            json!({"subscriptionId": other_subscription}),
+            other_subscription,
+        ),
+        (
+            "other-rg",
+            json!({"resourceGroup": "platform-core"}),
+            "platform-core",
+        ),
+        ("other-region", json!({"location": "eastus"}), "eastus"),
+    ] {
+        tenant
+            .apply(&binding(name, placement))
+            .await
+            .expect("binding");
+        let message = refused(&env, name, "ScopeNotAllowed").await;
+        assert!(message.contains(quoted), "{message}");
+    }
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(calls["writes"], 0, "refused placements wrote: {calls}");
+
+    // What the provider lists, a binding may choose.
+    let mut provider: Value =
+        serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("yaml");
+    provider["spec"]["azure"]["allowedResourceGroups"] =
+        json!(["/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/platform-core"]);
+    env.apply(&provider.to_string()).await.expect("provider");
+    env.wait_condition(NS, "other-rg", READY, "True", "Provisioned")
+        .await
+        .expect("Ready in a listed resource group");
+}

@@ -58,8 +58,13 @@ pub enum Reason {
     RoleNotAllowed,
     /// A requested AWS policy is not allowed by the provider.
     PolicyNotAllowed,
-    /// A requested scope is outside the provider's `allowedScopes`.
+    /// A requested scope is outside the provider's `allowedScopes`, or the
+    /// identity's subscription, resource group or location is not one the
+    /// provider allows.
     ScopeNotAllowed,
+    /// The AWS audience is not `sts.amazonaws.com` nor in the provider's
+    /// `aws.allowedAudiences`.
+    AudienceNotAllowed,
     /// A policy document in the spec is not one: not JSON, nested past
     /// any policy's depth, or without a `Statement`.
     InvalidPolicyDocument,
@@ -99,6 +104,7 @@ impl Reason {
             Reason::RoleNotAllowed => "RoleNotAllowed",
             Reason::PolicyNotAllowed => "PolicyNotAllowed",
             Reason::ScopeNotAllowed => "ScopeNotAllowed",
+            Reason::AudienceNotAllowed => "AudienceNotAllowed",
             Reason::InvalidPolicyDocument => "InvalidPolicyDocument",
             Reason::QuotaExceeded => "QuotaExceeded",
             Reason::CloudAuthorizationFailed => "CloudAuthorizationFailed",
@@ -128,6 +134,7 @@ impl Reason {
                 | Reason::RoleNotAllowed
                 | Reason::PolicyNotAllowed
                 | Reason::ScopeNotAllowed
+                | Reason::AudienceNotAllowed
                 | Reason::InvalidPolicyDocument
                 | Reason::QuotaExceeded
                 | Reason::CloudAuthorizationFailed

@@ -148,6 +148,23 @@ pub struct AzureProvider {
     /// Default region for identities, e.g. `westeurope`.
     #[schemars(length(min = 1, max = 64))]
     pub location: String,
+
+    /// Other resource groups (`/subscriptions/<id>/resourceGroups/<name>`)
+    /// a binding may put its identity in with `azure.subscriptionId` /
+    /// `azure.resourceGroup`. Empty: only the default above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    #[x_kube(validation = (
+        "self.all(g, g.matches('^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[^/]+$'))",
+        "azure.allowedResourceGroups entries must be /subscriptions/<guid>/resourceGroups/<name>"
+    ))]
+    pub allowed_resource_groups: Vec<String>,
+
+    /// Other regions a binding may create its identity in with
+    /// `azure.location`. Empty: only the default above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    pub allowed_locations: Vec<String>,
 }
 
 /// AWS defaults.
@@ -187,6 +204,14 @@ pub struct AwsProvider {
         "aws.permissionsBoundaryArn must be an IAM policy ARN"
     ))]
     pub permissions_boundary_arn: Option<String>,
+
+    /// Audiences a binding may ask for with `aws.audience`, besides
+    /// `sts.amazonaws.com`. Each becomes a client ID of the cluster's IAM OIDC
+    /// provider, which every binding shares (IAM allows 100), so the platform
+    /// team lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 256)))]
+    pub allowed_audiences: Vec<String>,
 
     /// Let bindings' inline policies grant what a tenant otherwise may not:
     /// `*`, wildcards over IAM, STS or Organizations, `iam:PassRole`, IAM

@@ -174,6 +174,17 @@ impl AwsProvider {
             }
         }
         let aws = request.provider.spec.aws.as_ref();
+        if let Some(audience) = spec.audience.as_deref()
+            && audience != DEFAULT_AUDIENCE
+            && !aws.is_some_and(|a| a.allowed_audiences.iter().any(|x| x == audience))
+        {
+            return Err(CloudError::new(
+                Reason::AudienceNotAllowed,
+                format!(
+                    "audience {audience:?} is not {DEFAULT_AUDIENCE} nor in ClusterIdentityProvider {provider_name:?}'s aws.allowedAudiences (each one is a client ID of the cluster's shared IAM OIDC provider); nothing was created"
+                ),
+            ));
+        }
         let unrestricted = aws.is_some_and(|a| {
             a.allow_unrestricted_inline_policies || a.permissions_boundary_arn.is_some()
         });

@@ -145,6 +145,57 @@ impl AzureProvider {
         ))
     }
 
+    /// Where the identity is created is the platform team's to decide: the
+    /// provider's subscription, resource group and region, or ones it lists.
+    /// Checked before any call; cleanup does not ask (it only ever removes
+    /// what wib's tags say it made).
+    fn check_placement(
+        request: &Request<'_>,
+        target: &Target,
+        defaults: &AzureDefaults,
+    ) -> Result<(), CloudError> {
+        let provider = request.provider.metadata.name.clone().unwrap_or_default();
+        let at = &target.at;
+        let group = format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            at.subscription, at.resource_group
+        );
+        let default_group = at
+            .subscription
+            .eq_ignore_ascii_case(&defaults.subscription_id)
+            && at
+                .resource_group
+                .eq_ignore_ascii_case(&defaults.resource_group);
+        if !default_group
+            && !defaults
+                .allowed_resource_groups
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case(&group))
+        {
+            return Err(CloudError::new(
+                Reason::ScopeNotAllowed,
+                format!(
+                    "resource group {group} is not ClusterIdentityProvider {provider:?}'s default nor in its azure.allowedResourceGroups; nothing was created"
+                ),
+            ));
+        }
+        let location = &target.location;
+        if !location.eq_ignore_ascii_case(&defaults.location)
+            && !defaults
+                .allowed_locations
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(location))
+        {
+            return Err(CloudError::new(
+                Reason::ScopeNotAllowed,
+                format!(
+                    "location {location:?} is not ClusterIdentityProvider {provider:?}'s default nor in its azure.allowedLocations; nothing was created"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Resolves every requested role to a definition ID and checks the
     /// guardrails, before anything is written.
     async fn resolve_roles(
@@ -234,7 +285,8 @@ impl AzureProvider {
     }
 
     async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
-        let (target, spec, _) = Self::target(request)?;
+        let (target, spec, defaults) = Self::target(request)?;
+        Self::check_placement(request, &target, defaults)?;
         let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
