@@ -28,17 +28,24 @@ fn provider(extra: Value) -> Value {
     })
 }
 
-fn binding_with_inline(name: &str, document: &str) -> String {
+/// A binding in the tenant's namespace with its own ServiceAccount and
+/// `spec.<cloud>` = `cloud_spec`.
+fn binding(name: &str, cloud: &str, cloud_spec: Value) -> String {
     json!({
         "apiVersion": "wib.dev/v1alpha1",
         "kind": "WorkloadIdentityBinding",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "serviceAccount": {"name": name},
-            "aws": {"inlinePolicies": [{"name": "grant", "document": document}]},
-        },
+        "spec": {"serviceAccount": {"name": name}, cloud: cloud_spec},
     })
     .to_string()
+}
+
+fn binding_with_inline(name: &str, document: &str) -> String {
+    binding(
+        name,
+        "aws",
+        json!({"inlinePolicies": [{"name": "grant", "document": document}]}),
+    )
 }
 
 fn allow(action: Value) -> String {
@@ -236,17 +243,12 @@ async fn a_tenant_cannot_add_an_audience_to_the_clusters_shared_oidc_provider() 
     let (env, tenant) = env().await;
     let iam = env.iam();
     env.moto().start_recording().await.expect("recording");
-    let binding = |name: &str, audience: &str| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1",
-            "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"serviceAccount": {"name": name}, "aws": {"audience": audience}},
-        })
-        .to_string()
-    };
     tenant
-        .apply(&binding("aud", "attacker-client"))
+        .apply(&binding(
+            "aud",
+            "aws",
+            json!({"audience": "attacker-client"}),
+        ))
         .await
         .expect("binding");
     let message = refused(&env, "aud", "AudienceNotAllowed").await;
@@ -275,19 +277,6 @@ async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
         .expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
     env.azure().reset_calls().await.expect("reset");
-    let binding = |name: &str, placement: Value| {
-        let mut azure = json!({});
-        if let (Some(azure), Value::Object(placement)) = (azure.as_object_mut(), placement) {
-            azure.extend(placement);
-        }
-        json!({
-            "apiVersion": "wib.dev/v1alpha1",
-            "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"serviceAccount": {"name": name}, "azure": azure},
-        })
-        .to_string()
-    };
     let other_subscription = "00000000-0000-0000-0000-00000000bbbb";
     for (name, placement, quoted) in [
         (
@@ -303,7 +292,7 @@ async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
         ("other-region", json!({"location": "eastus"}), "eastus"),
     ] {
         tenant
-            .apply(&binding(name, placement))
+            .apply(&binding(name, "azure", placement))
             .await
             .expect("binding");
         let message = refused(&env, name, "ScopeNotAllowed").await;
