@@ -311,3 +311,116 @@ async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
         .await
         .expect("Ready in a listed resource group");
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_adoption_is_allowed()
+{
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let iam = env.iam();
+
+    // Break-glass identities the platform team keeps, untagged, on each cloud.
+    let sub = "00000000-0000-0000-0000-00000000aaaa";
+    let (status, azure_break_glass) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("/subscriptions/{sub}/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31"),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await
+        .expect("arrange an Azure identity");
+    assert_eq!(status, 201, "{azure_break_glass}");
+    let azure_client_id = azure_break_glass["properties"]["clientId"]
+        .as_str()
+        .expect("clientId")
+        .to_string();
+    let aws_break_glass = iam
+        .create_role()
+        .role_name("break-glass")
+        .assume_role_policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string(),
+        )
+        .send()
+        .await
+        .expect("arrange an AWS role")
+        .role
+        .map(|r| r.arn)
+        .expect("arn");
+
+    // The most permissive provider there is for adoption; the protected
+    // identities are named the way each cloud reports them, not as bindings
+    // name them (client ID, ARN), so no spelling walks around the list.
+    let mut provider: Value =
+        serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("yaml");
+    provider["spec"]["adoption"] = json!("AllowUntagged");
+    provider["spec"]["protectedIdentities"] = json!([azure_client_id, aws_break_glass]);
+    env.apply(&provider.to_string()).await.expect("provider");
+
+    env.azure().reset_calls().await.expect("reset");
+    env.moto().start_recording().await.expect("recording");
+    let gcp_writes_before = env.gcp().calls().await.expect("calls")["writes"].clone();
+    let attempts = [
+        (
+            "azure-break-glass",
+            "azure",
+            json!({"identityName": "break-glass"}),
+        ),
+        ("aws-break-glass", "aws", json!({"roleName": "BREAK-GLASS"})),
+        // wib's own identities, as its environment names them.
+        (
+            "aws-wib",
+            "aws",
+            json!({"roleName": wib_testenv::moto::OPERATOR_ROLE}),
+        ),
+        (
+            "gcp-wib",
+            "gcp",
+            json!({"accountId": wib_testenv::gcp::OPERATOR_ACCOUNT}),
+        ),
+    ];
+    for (name, cloud, spec) in &attempts {
+        tenant
+            .apply(&binding(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, _, _) in &attempts {
+        let message = refused(&env, name, "IdentityProtected").await;
+        assert!(message.contains("protected"), "{message}");
+    }
+
+    // Not one write on any cloud, and the break-glass identities are as
+    // they were (no wib tags, no federation).
+    let azure_calls = env.azure().calls().await.expect("calls");
+    assert_eq!(azure_calls["writes"], 0, "{azure_calls}");
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    assert!(writes(&recorded).is_empty(), "{recorded:?}");
+    let gcp_calls = env.gcp().calls().await.expect("calls");
+    assert_eq!(gcp_calls["writes"], gcp_writes_before, "{gcp_calls}");
+    let role = iam
+        .get_role()
+        .role_name("break-glass")
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role");
+    assert!(role.tags.unwrap_or_default().is_empty());
+    let (_, identity) = env
+        .azure()
+        .arm(
+            reqwest::Method::GET,
+            &format!("/subscriptions/{sub}/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31"),
+            None,
+        )
+        .await
+        .expect("identity");
+    assert!(
+        identity["tags"].as_object().is_none_or(|t| t.is_empty()),
+        "{identity}"
+    );
+}

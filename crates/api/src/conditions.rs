@@ -45,6 +45,8 @@ pub enum Reason {
     ServiceAccountNotFound,
     /// A cloud identity of the wanted name exists and `adoption` forbids taking it over.
     AdoptionNotAllowed,
+    /// The identity is wib's own or in the provider's `protectedIdentities`.
+    IdentityProtected,
     /// The identity is new and the cloud has not replicated its principal yet.
     WaitingForPrincipalReplication,
     /// Azure allows 20 federated credentials per identity.
@@ -97,6 +99,7 @@ impl Reason {
             Reason::ServiceAccountConflict => "ServiceAccountConflict",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::AdoptionNotAllowed => "AdoptionNotAllowed",
+            Reason::IdentityProtected => "IdentityProtected",
             Reason::WaitingForPrincipalReplication => "WaitingForPrincipalReplication",
             Reason::FederatedCredentialLimit => "FederatedCredentialLimit",
             Reason::TrustPolicyTooLarge => "TrustPolicyTooLarge",
@@ -128,6 +131,7 @@ impl Reason {
                 | Reason::ServiceAccountConflict
                 | Reason::ServiceAccountNotFound
                 | Reason::AdoptionNotAllowed
+                | Reason::IdentityProtected
                 | Reason::FederatedCredentialLimit
                 | Reason::TrustPolicyTooLarge
                 | Reason::RoleNotFound

@@ -104,6 +104,14 @@ pub struct ClusterIdentityProviderSpec {
     /// not create. `Deny` (default) reports `AdoptionNotAllowed`.
     #[serde(default)]
     pub adoption: AdoptionPolicy,
+
+    /// Identities no binding may create over, adopt, share or federate
+    /// (`IdentityProtected`): Azure identity names, resource IDs or client
+    /// IDs, AWS role names or ARNs, GCP account IDs or emails;
+    /// case-insensitive. wib's own identities are always protected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 512)))]
+    pub protected_identities: Vec<String>,
 }
 
 /// May a binding take over an existing cloud identity?

@@ -17,6 +17,7 @@ pub mod guardrails;
 pub mod http;
 pub mod limiter;
 pub mod ownership;
+pub mod protected;
 
 pub use error::CloudError;
 

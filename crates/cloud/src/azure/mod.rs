@@ -297,7 +297,17 @@ impl AzureProvider {
 
         // Identity: find or create; never take over what wib does not own
         // unless the provider allows it.
-        let identity = match self.clients.get_identity(&target.at).await? {
+        let what = format!("identity {}", target.at.name);
+        crate::protected::check(&[&target.at.name], request.provider, &what)?;
+        let existing = self.clients.get_identity(&target.at).await?;
+        if let Some(found) = &existing {
+            crate::protected::check(
+                &[&found.id, &found.client_id, &found.principal_id],
+                request.provider,
+                &what,
+            )?;
+        }
+        let identity = match existing {
             Some(existing) => match ownership::ownership(&existing.tags, cluster, &uid) {
                 Ownership::ThisBinding | Ownership::ThisCluster { .. } => existing,
                 Ownership::OtherCluster { cluster: other } => {

@@ -233,6 +233,11 @@ impl GcpProvider {
         let _serialized = lock.lock().await;
         let mut writes = Vec::new();
 
+        crate::protected::check(
+            &[&target.account_id, &target.email],
+            request.provider,
+            &format!("service account {}", target.email),
+        )?;
         let existing = clients.get_account(&target.name).await?;
         let claim = ownership::claim(
             existing
