@@ -31,3 +31,21 @@ impl CloudError {
         !self.reason.is_terminal()
     }
 }
+
+/// An error and its causes as one line: transport errors (the SDKs',
+/// reqwest's) say *what* failed and keep *why* (a refused redirect, a TLS or
+/// connection failure) in their source chain. A cause whose text the line
+/// already holds is not repeated.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -89,23 +89,11 @@ where
     let detail = match (code(&e), e.message()) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c.to_string(),
-        _ => chain(&e),
+        _ => crate::error::chain(&e),
     };
     let mut error = CloudError::new(reason, format!("{doing}: {detail}"));
     error.source = Some(Box::new(e));
     error
-}
-
-/// Transport failures carry their cause in the source chain, not the message.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub enum IssuerError {
     #[error("discovering the issuer from the API server: {0}")]
     Discovery(#[source] kube::Error),
-    #[error("reading {url}: {}", causes(.source))]
+    #[error("reading {url}: {}", wib_cloud::error::chain(.source))]
     Fetch {
         url: String,
         #[source]
@@ -24,22 +24,6 @@ pub enum IssuerError {
     },
     #[error("{0}")]
     Invalid(String),
-}
-
-/// An error and its causes, as one line: reqwest's own message alone does
-/// not say *why* (a refused redirect, a TLS failure).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[derive(Deserialize)]
