@@ -277,12 +277,14 @@ impl AwsProvider {
         let _serialized = lock.lock().await;
 
         // Observe and decide everything that can refuse before any write.
-        let what = format!("role {}", target.role);
-        crate::protected::check(&[&target.role], request.provider, &what)?;
+        // A protected ARN also protects the role name it ends in, so the name
+        // alone decides, before the read.
+        crate::protected::check(
+            &[&target.role],
+            request.provider,
+            &format!("role {}", target.role),
+        )?;
         let existing = self.iam.get_role(&target.role).await?;
-        if let Some(found) = &existing {
-            crate::protected::check(&[&found.arn], request.provider, &what)?;
-        }
         let claim = ownership::claim(
             existing.as_ref().map(|r| &r.tags),
             cluster,

@@ -208,13 +208,14 @@ impl AzureProvider {
         let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
         let mut resolved = Vec::new();
         for wanted in &spec.role_assignments {
-            let scope = guardrails::canonical_scope(&wanted.scope).map_err(|why| {
+            let scope = &wanted.scope;
+            guardrails::scope_segments(scope).map_err(|why| {
                 CloudError::new(
                     Reason::ScopeNotAllowed,
                     format!("{why}; write the scope as a plain ARM ID; nothing was changed"),
                 )
             })?;
-            if !guardrails::scope_allowed(&scope, allowed_scopes) {
+            if !guardrails::scope_allowed(scope, allowed_scopes) {
                 return Err(CloudError::new(
                     Reason::ScopeNotAllowed,
                     format!("scope {scope} is outside the provider's allowedScopes"),
@@ -240,7 +241,7 @@ impl AzureProvider {
                     ),
                 ));
             }
-            resolved.push((wanted.role.clone(), scope, id));
+            resolved.push((wanted.role.clone(), scope.clone(), id));
         }
         Ok(resolved)
     }
@@ -297,12 +298,14 @@ impl AzureProvider {
 
         // Identity: find or create; never take over what wib does not own
         // unless the provider allows it.
+        // By name before the read (a protected resource ID protects the name
+        // it ends in), by the IDs Azure assigned after it.
         let what = format!("identity {}", target.at.name);
         crate::protected::check(&[&target.at.name], request.provider, &what)?;
         let existing = self.clients.get_identity(&target.at).await?;
         if let Some(found) = &existing {
             crate::protected::check(
-                &[&found.id, &found.client_id, &found.principal_id],
+                &[&found.client_id, &found.principal_id],
                 request.provider,
                 &what,
             )?;
