@@ -25,7 +25,7 @@ export RUSTC_WORKSPACE_WRAPPER := $(CLIPPY_DRIVER)
 export CLIPPY_ARGS := -Dwarnings
 CARGO_ALL := --workspace --all-targets
 
-.PHONY: help run test generate fmt lint tests controlplane moto helm kstatus go-tools build bench release-build release-check e2e-attached e2e-kind image tools clean
+.PHONY: help run test generate fmt lint tests controlplane moto helm kstatus build bench release-build release-check e2e-attached e2e-kind image tools clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -60,8 +60,6 @@ kstatus: tools
 ## The binaries `make run` and the tests start (a subset of `make lint`'s build).
 build: tools
 	$(CARGO) build --workspace --bins
-
-go-tools: controlplane helm kstatus
 
 ## Generated files ----------------------------------------------------------
 
