@@ -86,6 +86,11 @@ async fn refused(env: &Env, name: &str, reason: &str) -> String {
         .clone()
 }
 
+/// The e2e suite's default provider for all three clouds, to edit.
+fn all_clouds_provider() -> Value {
+    serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("provider YAML")
+}
+
 async fn env() -> (Env, Admin) {
     let env = Env::start_aws()
         .await
@@ -272,7 +277,7 @@ async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
         .await
         .expect("control plane, fakes and operator");
     env.namespace(NS, &[]).await.expect("namespace");
-    env.apply(&wib_e2e::provider_yaml("default", true, None))
+    env.apply(&all_clouds_provider().to_string())
         .await
         .expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
@@ -302,8 +307,7 @@ async fn a_tenant_cannot_choose_where_its_azure_identity_is_created() {
     assert_eq!(calls["writes"], 0, "refused placements wrote: {calls}");
 
     // What the provider lists, a binding may choose.
-    let mut provider: Value =
-        serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("yaml");
+    let mut provider = all_clouds_provider();
     provider["spec"]["azure"]["allowedResourceGroups"] =
         json!(["/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/platform-core"]);
     env.apply(&provider.to_string()).await.expect("provider");
@@ -323,12 +327,12 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     let iam = env.iam();
 
     // Break-glass identities the platform team keeps, untagged, on each cloud.
-    let sub = "00000000-0000-0000-0000-00000000aaaa";
+    let break_glass_path = "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31";
     let (status, azure_break_glass) = env
         .azure()
         .arm(
             reqwest::Method::PUT,
-            &format!("/subscriptions/{sub}/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31"),
+            break_glass_path,
             Some(json!({"location": "westeurope"})),
         )
         .await
@@ -354,8 +358,7 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     // The most permissive provider there is for adoption; the protected
     // identities are named the way each cloud reports them, not as bindings
     // name them (client ID, ARN), so no spelling walks around the list.
-    let mut provider: Value =
-        serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("yaml");
+    let mut provider = all_clouds_provider();
     provider["spec"]["adoption"] = json!("AllowUntagged");
     provider["spec"]["protectedIdentities"] = json!([azure_client_id, aws_break_glass]);
     env.apply(&provider.to_string()).await.expect("provider");
@@ -412,11 +415,7 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     assert!(role.tags.unwrap_or_default().is_empty());
     let (_, identity) = env
         .azure()
-        .arm(
-            reqwest::Method::GET,
-            &format!("/subscriptions/{sub}/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31"),
-            None,
-        )
+        .arm(reqwest::Method::GET, break_glass_path, None)
         .await
         .expect("identity");
     assert!(
