@@ -64,7 +64,8 @@ enum Logs {
 
 static ATTACHED_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The chart's tenant ClusterRole, without the generated header document.
+/// The chart's tenant ClusterRole as `make generate` renders it (its
+/// comment-only header document is skipped by `apply`).
 const TENANT_ROLE: &str = include_str!("../../config/rbac/tenant-role.yaml");
 
 /// Namespaces an attached cluster keeps between tests.
