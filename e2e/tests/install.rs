@@ -667,3 +667,17 @@ async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_do
     }
     kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &rendered);
 }
+
+/// `make test` lints inside its one compilation: this test binary was built
+/// by clippy-driver with warnings denied, or the Makefile's wiring broke (a
+/// plain `cargo test` outside `make` builds without it and fails here).
+#[test]
+// The constant is the point: it records how this binary was compiled.
+#[allow(clippy::assertions_on_constants)]
+fn make_builds_the_workspace_through_clippy_with_warnings_denied() {
+    assert!(
+        cfg!(clippy),
+        "built without clippy-driver: run the suite through `make test` (RUSTC_WORKSPACE_WRAPPER)"
+    );
+    assert_eq!(option_env!("CLIPPY_ARGS"), Some("-Dwarnings"));
+}
