@@ -652,6 +652,11 @@ metadata:
   name: {name}{annotations}
 spec:
   clusterName: e2e{selector}
+  allowedScopes:
+    - /subscriptions/00000000-0000-0000-0000-00000000aaaa
+    - arn:aws:iam::aws:policy
+    - arn:aws:iam::123456789012:policy
+    - projects/wib-e2e
   azure:
     tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
     subscriptionId: 00000000-0000-0000-0000-00000000aaaa

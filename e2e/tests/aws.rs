@@ -21,6 +21,8 @@ const SA: &str = "my-ksa";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
 
+/// The test provider: AWS-managed and the account's own policies may be
+/// attached.
 fn provider(extra: &str) -> String {
     format!(
         r#"apiVersion: wib.dev/v1alpha1
@@ -31,6 +33,9 @@ metadata:
     wib.dev/is-default-provider: "true"
 spec:
   clusterName: {CLUSTER}
+  allowedScopes:
+    - arn:aws:iam::aws:policy
+    - arn:aws:iam::{ACCOUNT}:policy
   aws:
     accountId: "{ACCOUNT}"
     createOidcProvider: true{extra}

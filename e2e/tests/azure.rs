@@ -18,7 +18,14 @@ fn vault_scope() -> String {
     format!("/subscriptions/{SUB}/resourceGroups/qa-rg/providers/Microsoft.KeyVault/vaults/qa-kv")
 }
 
+/// The test provider; grants may land anywhere in the subscription unless
+/// `extra` sets its own allowedScopes.
 fn provider(extra: &str) -> String {
+    let scopes = if extra.contains("allowedScopes") {
+        String::new()
+    } else {
+        format!("\n  allowedScopes:\n    - /subscriptions/{SUB}")
+    };
     format!(
         r#"apiVersion: wib.dev/v1alpha1
 kind: ClusterIdentityProvider
@@ -32,7 +39,7 @@ spec:
     tenantId: {AZURE_TENANT}
     subscriptionId: {SUB}
     resourceGroup: qa-identities
-    location: westeurope{extra}
+    location: westeurope{scopes}{extra}
 "#
     )
 }
@@ -337,7 +344,7 @@ async fn bad_input_is_refused_before_anything_is_created() {
     env.delete_binding(NS, "scoped").await.expect("deleted");
     env.apply(&provider(""))
         .await
-        .expect("provider without allowedScopes");
+        .expect("provider allowing the subscription");
 
     // An identity of the wanted name that wib does not own is not adopted.
     let path = format!(

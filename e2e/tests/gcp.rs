@@ -23,7 +23,7 @@ fn provider(pool: bool, extra: &str) -> String {
         String::new()
     };
     format!(
-        "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: gcp\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: {CLUSTER}{extra}\n  gcp:\n    projectId: {GCP_PROJECT}{pool}\n"
+        "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: gcp\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: {CLUSTER}\n  allowedScopes: [projects/{GCP_PROJECT}]{extra}\n  gcp:\n    projectId: {GCP_PROJECT}{pool}\n"
     )
 }
 

@@ -113,6 +113,9 @@ metadata:
     wib.dev/is-default-provider: "true"
 spec:
   clusterName: gitops
+  allowedScopes:
+    - /subscriptions/00000000-0000-0000-0000-00000000aaaa
+    - projects/wib-e2e
   azure:
     tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
     subscriptionId: 00000000-0000-0000-0000-00000000aaaa

@@ -437,7 +437,7 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
     admin.namespace("team", &[]).await.expect("namespace");
     admin
         .apply(&format!(
-            "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: aks\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: rbac\n  azure:\n    tenantId: {AZURE_TENANT}\n    subscriptionId: 00000000-0000-0000-0000-00000000aaaa\n    resourceGroup: ids\n    location: westeurope\n"
+            "apiVersion: wib.dev/v1alpha1\nkind: ClusterIdentityProvider\nmetadata:\n  name: aks\n  annotations:\n    wib.dev/is-default-provider: \"true\"\nspec:\n  clusterName: rbac\n  allowedScopes: [/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps]\n  azure:\n    tenantId: {AZURE_TENANT}\n    subscriptionId: 00000000-0000-0000-0000-00000000aaaa\n    resourceGroup: ids\n    location: westeurope\n"
         ))
         .await
         .expect("provider");

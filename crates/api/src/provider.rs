@@ -83,19 +83,27 @@ pub struct ClusterIdentityProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
 
-    /// Roles, policies and role names bindings may request (Azure role names
-    /// or definition GUIDs, AWS policy ARNs, GCP roles). When omitted, every
-    /// role is allowed except the administrator-level ones wib denies by
-    /// default (Owner, User Access Administrator, Role Based Access Control
-    /// Administrator, AdministratorAccess, IAMFullAccess, PowerUserAccess,
-    /// roles/owner, roles/editor, roles/iam.securityAdmin,
-    /// roles/resourcemanager.projectIamAdmin); list one explicitly to allow it.
+    /// Roles bindings may be granted (Azure role names, GUIDs or definition
+    /// IDs, AWS policy ARNs, GCP roles); an entry ending in `*` matches by
+    /// prefix. When omitted, every role the built-in deny list does not name
+    /// is allowed. The deny list (Owner, User Access Administrator, Role
+    /// Based Access Control Administrator, Managed Identity Contributor and
+    /// Operator, Contributor on a subscription or management group, custom
+    /// roles reaching Microsoft.Authorization or federated credentials;
+    /// AdministratorAccess, IAMFullAccess, PowerUserAccess and other
+    /// administrator policies in every partition; GCP basic roles, IAM and
+    /// service-account administration or impersonation roles,
+    /// roles/resourcemanager.*, custom roles) holds whatever this list says,
+    /// except for an entry naming a role by its exact ID (Azure GUID or
+    /// definition ID, AWS ARN, GCP role name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub allowed_roles: Option<Vec<String>>,
 
-    /// Scope prefixes role assignments may target (Azure scopes, GCP
-    /// resources). Default: any scope.
+    /// Where grants may land: Azure scope prefixes, AWS managed-policy ARN
+    /// prefixes, GCP resource prefixes (`projects/p`), matched segment by
+    /// segment. When omitted, no grant is allowed (default deny): bindings
+    /// get their identity and federation and report `ScopeNotAllowed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub allowed_scopes: Option<Vec<String>>,

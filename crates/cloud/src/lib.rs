@@ -67,6 +67,16 @@ pub struct Outcome {
     /// Cloud writes this reconcile made (drift repairs and creations), for
     /// Events and metrics; empty in a steady state.
     pub writes: Vec<String>,
+    /// The role grants the guardrails refused while the identity and its
+    /// federation were reconciled (default deny); none were made.
+    pub grants_refused: Option<GrantsRefused>,
+}
+
+/// Why a binding's grants were refused although its identity is in place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrantsRefused {
+    pub reason: wib_api::conditions::Reason,
+    pub message: String,
 }
 
 /// One cloud's implementation: observe the cloud, put back what differs from

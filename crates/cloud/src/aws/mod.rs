@@ -153,25 +153,39 @@ impl AwsProvider {
 
     /// Checks the spec against the provider's guardrails and IAM's hard
     /// rules, before any cloud call; returns the inline policy documents,
-    /// parsed, in the spec's order.
+    /// parsed, in the spec's order. Managed policies are grants whose scope
+    /// is their ARN: a provider without `allowedScopes` refuses them all
+    /// (reported, not an error), one with a list admits ARNs under it.
     fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<Vec<Value>, CloudError> {
         let provider_name = request.provider.metadata.name.clone().unwrap_or_default();
-        let allowed = request.provider.spec.allowed_roles.as_deref();
-        for arn in &spec.managed_policy_arns {
-            // The denied list names the `aws` partition; judge other
-            // partitions' ARNs by the same policy path.
-            let in_aws_partition = arn
-                .split_once(":iam::")
-                .map(|(_, rest)| format!("arn:aws:iam::{rest}"))
-                .unwrap_or_default();
-            if !guardrails::role_allowed(&[arn.as_str(), in_aws_partition.as_str()], allowed) {
+        let allowed_roles = request.provider.spec.allowed_roles.as_deref();
+        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
+        for arn in spec
+            .managed_policy_arns
+            .iter()
+            .filter(|_| allowed_scopes.is_some())
+        {
+            if !guardrails::scope_allowed(arn, allowed_scopes.unwrap_or_default()) {
                 return Err(CloudError::new(
-                    Reason::PolicyNotAllowed,
+                    Reason::ScopeNotAllowed,
                     format!(
-                        "policy {arn} is not allowed by ClusterIdentityProvider {provider_name:?} (administrator policies are denied unless listed in allowedRoles); nothing was created",
+                        "policy {arn} is not under ClusterIdentityProvider {provider_name:?}'s allowedScopes (policy ARN prefixes); nothing was created"
                     ),
                 ));
             }
+            let facts = guardrails::RoleFacts {
+                names: vec![arn.clone()],
+                ids: vec![arn.clone()],
+                denied: guardrails::aws_denial(arn),
+            };
+            guardrails::judge_role(&facts, allowed_roles).map_err(|why| {
+                CloudError::new(
+                    Reason::PolicyNotAllowed,
+                    format!(
+                        "policy {arn} is not allowed by ClusterIdentityProvider {provider_name:?}: {why}; nothing was created"
+                    ),
+                )
+            })?;
         }
         let aws = request.provider.spec.aws.as_ref();
         if let Some(audience) = spec.audience.as_deref()
@@ -270,6 +284,10 @@ impl AwsProvider {
         let target = Self::target(request)?;
         let spec = target.spec;
         let inline_documents = Self::check_spec(request, spec)?;
+        let refused = guardrails::grants_refused(
+            request.provider,
+            spec.managed_policy_arns.first().map(String::as_str),
+        );
         let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
@@ -328,11 +346,22 @@ impl AwsProvider {
             Some(_) if manages_policies => self.iam.list_attached(&target.role).await?,
             _ => Vec::new(),
         };
-        for arn in spec
-            .managed_policy_arns
-            .iter()
-            .filter(|arn| !attached.contains(arn))
-        {
+        // Refused grants change nothing: the attachments wib made stay as
+        // they are and none is added.
+        let managed: Vec<String> = match &refused {
+            Some(_) => {
+                let marks = existing
+                    .as_ref()
+                    .and_then(|r| r.tags.get(naming::TAG_MANAGED_POLICIES));
+                attached
+                    .iter()
+                    .filter(|a| naming::is_marked(marks, a))
+                    .cloned()
+                    .collect()
+            }
+            None => spec.managed_policy_arns.clone(),
+        };
+        for arn in managed.iter().filter(|arn| !attached.contains(arn)) {
             if !self.iam.policy_exists(arn).await? {
                 return Err(CloudError::new(
                     Reason::RoleNotFound,
@@ -361,7 +390,7 @@ impl AwsProvider {
             None => {
                 tags.insert(
                     naming::TAG_MANAGED_POLICIES.into(),
-                    naming::marks(spec.managed_policy_arns.iter().map(String::as_str)),
+                    naming::marks(managed.iter().map(String::as_str)),
                 );
                 tags.insert(
                     naming::TAG_INLINE_POLICIES.into(),
@@ -410,8 +439,14 @@ impl AwsProvider {
             }
         };
         if manages_policies {
-            self.reconcile_policies(&target, &role, &attached, &inline_documents, &mut writes)
-                .await?;
+            self.reconcile_policies(
+                &target,
+                &role,
+                (&managed, &attached),
+                &inline_documents,
+                &mut writes,
+            )
+            .await?;
         }
 
         let mut policies: Vec<String> = spec.managed_policy_arns.clone();
@@ -423,7 +458,7 @@ impl AwsProvider {
                 role: arn.clone(),
                 scope: None,
                 id: Some(arn.clone()),
-                ready: true,
+                ready: refused.is_none(),
             })
             .collect();
         statuses.extend(spec.inline_policies.iter().map(|p| RoleAssignmentStatus {
@@ -446,6 +481,7 @@ impl AwsProvider {
                 ..Default::default()
             },
             writes,
+            grants_refused: refused,
         })
     }
 
@@ -458,7 +494,7 @@ impl AwsProvider {
         &self,
         target: &Target<'_>,
         role: &Role,
-        attached: &[String],
+        (managed, attached): (&[String], &[String]),
         inline_documents: &[Value],
         writes: &mut Vec<String>,
     ) -> Result<(), CloudError> {
@@ -466,12 +502,12 @@ impl AwsProvider {
         let name = &target.role;
         let managed_tag = role.tags.get(naming::TAG_MANAGED_POLICIES);
         let inline_tag = role.tags.get(naming::TAG_INLINE_POLICIES);
-        let wanted_managed = naming::marks(spec.managed_policy_arns.iter().map(String::as_str));
+        let wanted_managed = naming::marks(managed.iter().map(String::as_str));
         let wanted_inline = naming::marks(spec.inline_policies.iter().map(|p| p.name.as_str()));
         let inline_names = self.iam.list_inline(name).await?;
         let extra_managed: Vec<&String> = attached
             .iter()
-            .filter(|a| !spec.managed_policy_arns.contains(a) && naming::is_marked(managed_tag, a))
+            .filter(|a| !managed.contains(a) && naming::is_marked(managed_tag, a))
             .collect();
         let extra_inline: Vec<&String> = inline_names
             .iter()
@@ -503,11 +539,7 @@ impl AwsProvider {
             self.iam.tag_role(name, &marks_before).await?;
         }
 
-        for arn in spec
-            .managed_policy_arns
-            .iter()
-            .filter(|a| !attached.contains(a))
-        {
+        for arn in managed.iter().filter(|a| !attached.contains(a)) {
             writes.push(format!("attached {arn}"));
             self.iam.attach(name, arn).await?;
         }

@@ -40,6 +40,40 @@ pub struct Credential {
     pub audiences: Vec<String>,
 }
 
+/// What wib reads of a role definition: enough to judge it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleDefinition {
+    pub id: String,
+    pub name: String,
+    /// `CustomRole`: its permissions are the tenant admin's, so they are
+    /// read each time rather than cached.
+    pub custom: bool,
+    pub actions: Vec<String>,
+}
+
+impl RoleDefinition {
+    fn from_sdk(d: authz::models::RoleDefinition) -> Option<Self> {
+        let id = d.id?;
+        let props = d.properties.unwrap_or_default();
+        Some(Self {
+            id,
+            name: props.role_name.unwrap_or_default(),
+            custom: props
+                .type_
+                .is_some_and(|t| t.eq_ignore_ascii_case("CustomRole")),
+            actions: props
+                .permissions
+                .into_iter()
+                .flat_map(|p| p.actions)
+                .collect(),
+        })
+    }
+
+    pub fn guid(&self) -> &str {
+        self.id.rsplit('/').next().unwrap_or(&self.id)
+    }
+}
+
 /// What wib reads of a role assignment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
@@ -210,12 +244,12 @@ impl Clients {
         }
     }
 
-    /// Role definition IDs whose name is exactly `role_name`, visible at `scope`.
+    /// The role definition whose name is exactly `role_name`, visible at `scope`.
     pub async fn find_role(
         &self,
         scope: &str,
         role_name: &str,
-    ) -> Result<Option<String>, CloudError> {
+    ) -> Result<Option<RoleDefinition>, CloudError> {
         let mut stream = self
             .authz
             .role_definitions_client()
@@ -224,7 +258,7 @@ impl Clients {
             .into_stream();
         while let Some(page) = stream.next().await {
             let page = page.map_err(|e| error(&format!("resolving role {role_name:?}"), e))?;
-            if let Some(found) = page.value.into_iter().find_map(|d| d.id) {
+            if let Some(found) = page.value.into_iter().find_map(RoleDefinition::from_sdk) {
                 return Ok(Some(found));
             }
         }
@@ -236,17 +270,14 @@ impl Clients {
         &self,
         scope: &str,
         guid: &str,
-    ) -> Result<Option<(String, String)>, CloudError> {
+    ) -> Result<Option<RoleDefinition>, CloudError> {
         match self
             .authz
             .role_definitions_client()
             .get(sdk_scope(scope), guid)
             .await
         {
-            Ok(d) => Ok(Some((
-                d.id.unwrap_or_default(),
-                d.properties.and_then(|p| p.role_name).unwrap_or_default(),
-            ))),
+            Ok(d) => Ok(RoleDefinition::from_sdk(d)),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(error(&format!("reading role definition {guid}"), e)),
         }

@@ -61,8 +61,8 @@ pub const MAX_CREDENTIALS: usize = 20;
 
 pub struct AzureProvider {
     clients: Clients,
-    /// Role name → definition ID, per subscription (role names never change).
-    roles: Mutex<HashMap<(String, String), String>>,
+    /// Built-in role name → definition, per subscription (they never change).
+    roles: Mutex<HashMap<(String, String), arm::RoleDefinition>>,
     /// Azure rejects concurrent credential writes to one identity with 409:
     /// wib writes them one at a time per identity.
     credential_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -196,20 +196,27 @@ impl AzureProvider {
         Ok(())
     }
 
-    /// Resolves every requested role to a definition ID and checks the
-    /// guardrails, before anything is written.
+    /// Resolves every requested role to its definition and judges it by
+    /// what ARM says it is, never by the binding's spelling, before anything
+    /// is written: (role as asked, scope, definition ID).
     async fn resolve_roles(
         &self,
         request: &Request<'_>,
         spec: &AzureBinding,
         subscription: &str,
     ) -> Result<Vec<(String, String, String)>, CloudError> {
+        let provider = request.provider.metadata.name.clone().unwrap_or_default();
         let allowed_roles = request.provider.spec.allowed_roles.as_deref();
-        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
+        let allowed_scopes = request
+            .provider
+            .spec
+            .allowed_scopes
+            .as_deref()
+            .unwrap_or_default();
         let mut resolved = Vec::new();
         for wanted in &spec.role_assignments {
             let scope = &wanted.scope;
-            guardrails::scope_segments(scope).map_err(|why| {
+            let segments = guardrails::scope_segments(scope).map_err(|why| {
                 CloudError::new(
                     Reason::ScopeNotAllowed,
                     format!("{why}; write the scope as a plain ARM ID; nothing was changed"),
@@ -218,71 +225,120 @@ impl AzureProvider {
             if !guardrails::scope_allowed(scope, allowed_scopes) {
                 return Err(CloudError::new(
                     Reason::ScopeNotAllowed,
-                    format!("scope {scope} is outside the provider's allowedScopes"),
-                ));
-            }
-            let (id, name) = self.resolve_role(&wanted.role, subscription).await?;
-            let guid = id.rsplit('/').next().unwrap_or_default().to_string();
-            if !guardrails::role_allowed(
-                &[
-                    wanted.role.as_str(),
-                    name.as_str(),
-                    guid.as_str(),
-                    id.as_str(),
-                ],
-                allowed_roles,
-            ) {
-                return Err(CloudError::new(
-                    Reason::RoleNotAllowed,
                     format!(
-                        "role {:?} is not allowed by ClusterIdentityProvider {:?} (administrator roles are denied unless listed in allowedRoles)",
-                        wanted.role,
-                        request.provider.metadata.name.clone().unwrap_or_default()
+                        "scope {scope} is outside ClusterIdentityProvider {provider:?}'s allowedScopes; nothing was changed"
                     ),
                 ));
             }
-            resolved.push((wanted.role.clone(), scope.clone(), id));
+            let definition = self.resolve_role(&wanted.role, subscription).await?;
+            let guid = definition.guid().to_string();
+            let facts = guardrails::RoleFacts {
+                names: vec![definition.name.clone(), guid.clone(), definition.id.clone()],
+                ids: vec![guid.clone(), definition.id.clone()],
+                denied: guardrails::azure_denial(
+                    &guardrails::AzureRole {
+                        guid: &guid,
+                        custom: definition.custom,
+                        actions: &definition.actions,
+                    },
+                    &segments,
+                ),
+            };
+            guardrails::judge_role(&facts, allowed_roles).map_err(|why| {
+                CloudError::new(
+                    Reason::RoleNotAllowed,
+                    format!(
+                        "role {:?} ({} {guid}) on {scope} is not allowed by ClusterIdentityProvider {provider:?}: {why}; nothing was changed",
+                        wanted.role, definition.name
+                    ),
+                )
+            })?;
+            resolved.push((wanted.role.clone(), scope.clone(), definition.id));
         }
         Ok(resolved)
     }
 
-    /// (definition ID, role name) for a role given by name, GUID or ID.
+    /// The definition of a role given by name, GUID or ID. Built-in roles
+    /// are cached by name (they never change); custom ones are read each
+    /// time, since their actions can change.
     async fn resolve_role(
         &self,
         role: &str,
         subscription: &str,
-    ) -> Result<(String, String), CloudError> {
+    ) -> Result<arm::RoleDefinition, CloudError> {
         let scope = format!("/subscriptions/{subscription}");
         let guid = role.rsplit('/').next().unwrap_or(role);
         if uuid::Uuid::parse_str(guid).is_ok() {
-            return match self.clients.get_role(&scope, guid).await? {
-                Some(found) => Ok(found),
-                None => Err(CloudError::new(
+            return self.clients.get_role(&scope, guid).await?.ok_or_else(|| {
+                CloudError::new(
                     Reason::RoleNotFound,
                     format!("role definition {role:?} does not exist"),
-                )),
-            };
+                )
+            });
         }
         let key = (subscription.to_ascii_lowercase(), role.to_string());
-        if let Some(id) = self
+        if let Some(found) = self
             .roles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return Ok((id.clone(), role.to_string()));
+            return Ok(found.clone());
         }
-        let id = self.clients.find_role(&scope, role).await?.ok_or_else(|| {
+        let found = self.clients.find_role(&scope, role).await?.ok_or_else(|| {
             CloudError::new(
                 Reason::RoleNotFound,
                 format!("no Azure role named {role:?} exists"),
             )
         })?;
-        self.roles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, id.clone());
-        Ok((id, role.to_string()))
+        if !found.custom {
+            self.roles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The identity's role assignments wherever they live: listed under its
+    /// subscription and under the root (subscription or management group)
+    /// of every scope the binding asks for now or asked for before, so an
+    /// assignment on a management group or in another subscription is seen
+    /// and not re-created.
+    async fn assignments(
+        &self,
+        request: &Request<'_>,
+        subscription: &str,
+        principal_id: &str,
+    ) -> Result<Vec<arm::Assignment>, CloudError> {
+        let asked = request
+            .binding
+            .spec
+            .azure
+            .iter()
+            .flat_map(|a| a.role_assignments.iter().map(|r| r.scope.as_str()));
+        let before = request
+            .binding
+            .status
+            .iter()
+            .flat_map(|s| s.role_assignments.iter().filter_map(|r| r.scope.as_deref()));
+        let mut roots = vec![format!("/subscriptions/{subscription}")];
+        for scope in asked.chain(before) {
+            if let Some(root) = scope_root(scope)
+                && !roots.iter().any(|r| r.eq_ignore_ascii_case(&root))
+            {
+                roots.push(root);
+            }
+        }
+        let mut found: Vec<arm::Assignment> = Vec::new();
+        for root in roots {
+            for a in self.clients.list_assignments(&root, principal_id).await? {
+                if !found.iter().any(|f| f.id.eq_ignore_ascii_case(&a.id)) {
+                    found.push(a);
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
@@ -291,9 +347,17 @@ impl AzureProvider {
         let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
-        let roles = self
-            .resolve_roles(request, spec, &target.at.subscription)
-            .await?;
+        let refused = guardrails::grants_refused(
+            request.provider,
+            spec.role_assignments.first().map(|r| r.scope.as_str()),
+        );
+        let roles = match refused {
+            Some(_) => Vec::new(),
+            None => {
+                self.resolve_roles(request, spec, &target.at.subscription)
+                    .await?
+            }
+        };
         let mut writes = Vec::new();
 
         // Identity: find or create; never take over what wib does not own
@@ -396,15 +460,82 @@ impl AzureProvider {
             }
         }
 
-        // Role assignments: create the missing, remove wib's extras.
-        let listing_scope = format!("/subscriptions/{}", target.at.subscription);
+        // Role assignments: create the missing, remove wib's extras; none of
+        // that when the guardrails refused the grants.
+        let statuses = match &refused {
+            Some(_) => spec
+                .role_assignments
+                .iter()
+                .map(|r| RoleAssignmentStatus {
+                    role: r.role.clone(),
+                    scope: Some(r.scope.clone()),
+                    id: None,
+                    ready: false,
+                })
+                .collect(),
+            None => {
+                self.reconcile_assignments(request, &target, &identity, &roles, &mut writes)
+                    .await?
+            }
+        };
+
+        let mut annotations = BTreeMap::from([
+            (
+                "azure.workload.identity/client-id".to_string(),
+                identity.client_id.clone(),
+            ),
+            (
+                "azure.workload.identity/tenant-id".to_string(),
+                nonempty(&identity.tenant_id, &target.tenant),
+            ),
+        ]);
+        if let Some(seconds) = spec.token_expiration_seconds {
+            annotations.insert(
+                "azure.workload.identity/service-account-token-expiration".into(),
+                seconds.to_string(),
+            );
+        }
+        Ok(Outcome {
+            annotations,
+            labels: BTreeMap::from([(
+                "azure.workload.identity/use".to_string(),
+                "true".to_string(),
+            )]),
+            status: wib_api::WorkloadIdentityBindingStatus {
+                identity: Some(identity.client_id.clone()),
+                azure: Some(AzureStatus {
+                    client_id: Some(identity.client_id.clone()),
+                    principal_id: Some(identity.principal_id.clone()),
+                    tenant_id: Some(nonempty(&identity.tenant_id, &target.tenant)),
+                    resource_id: Some(identity.id.clone()),
+                    federated_credential: Some(target.credential.name.clone()),
+                }),
+                role_assignments: statuses,
+                ..Default::default()
+            },
+            writes,
+            grants_refused: refused,
+        })
+    }
+
+    /// Creates the assignments the binding asks for and removes those wib
+    /// made that it no longer asks for (only on an identity this binding owns).
+    async fn reconcile_assignments(
+        &self,
+        request: &Request<'_>,
+        target: &Target,
+        identity: &arm::Identity,
+        roles: &[(String, String, String)],
+        writes: &mut Vec<String>,
+    ) -> Result<Vec<RoleAssignmentStatus>, CloudError> {
+        let cluster = &request.provider.spec.cluster_name;
+        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let existing = self
-            .clients
-            .list_assignments(&listing_scope, &identity.principal_id)
+            .assignments(request, &target.at.subscription, &identity.principal_id)
             .await?;
         let mut statuses = Vec::new();
         let mut desired_names = Vec::new();
-        for (role, scope, definition) in &roles {
+        for (role, scope, definition) in roles {
             let name = naming::role_assignment_name(&identity.principal_id, definition, scope);
             desired_names.push(name.clone());
             let present = existing.iter().find(|a| {
@@ -442,43 +573,7 @@ impl AzureProvider {
                     .await?;
             }
         }
-
-        let mut annotations = BTreeMap::from([
-            (
-                "azure.workload.identity/client-id".to_string(),
-                identity.client_id.clone(),
-            ),
-            (
-                "azure.workload.identity/tenant-id".to_string(),
-                nonempty(&identity.tenant_id, &target.tenant),
-            ),
-        ]);
-        if let Some(seconds) = spec.token_expiration_seconds {
-            annotations.insert(
-                "azure.workload.identity/service-account-token-expiration".into(),
-                seconds.to_string(),
-            );
-        }
-        Ok(Outcome {
-            annotations,
-            labels: BTreeMap::from([(
-                "azure.workload.identity/use".to_string(),
-                "true".to_string(),
-            )]),
-            status: wib_api::WorkloadIdentityBindingStatus {
-                identity: Some(identity.client_id.clone()),
-                azure: Some(AzureStatus {
-                    client_id: Some(identity.client_id.clone()),
-                    principal_id: Some(identity.principal_id.clone()),
-                    tenant_id: Some(nonempty(&identity.tenant_id, &target.tenant)),
-                    resource_id: Some(identity.id.clone()),
-                    federated_credential: Some(target.credential.name.clone()),
-                }),
-                role_assignments: statuses,
-                ..Default::default()
-            },
-            writes,
-        })
+        Ok(statuses)
     }
 
     async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
@@ -517,10 +612,8 @@ impl AzureProvider {
         }
         // Role assignments, credential, identity: in that order, so a retry
         // after a partial failure still finds the identity to clean up.
-        let listing_scope = format!("/subscriptions/{}", target.at.subscription);
         for assignment in self
-            .clients
-            .list_assignments(&listing_scope, &identity.principal_id)
+            .assignments(request, &target.at.subscription, &identity.principal_id)
             .await?
             .iter()
             .filter(|a| is_wib_assignment(a, &identity.principal_id))
@@ -549,6 +642,26 @@ fn nonempty(value: &str, fallback: &str) -> String {
         fallback.to_string()
     } else {
         value.to_string()
+    }
+}
+
+/// The subscription or management group a scope lies in.
+fn scope_root(scope: &str) -> Option<String> {
+    let segments = guardrails::scope_segments(scope).ok()?;
+    match segments.as_slice() {
+        [s, id, ..] if s.eq_ignore_ascii_case("subscriptions") => {
+            Some(format!("/subscriptions/{id}"))
+        }
+        [p, ns, g, id, ..]
+            if p.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.Management")
+                && g.eq_ignore_ascii_case("managementGroups") =>
+        {
+            Some(format!(
+                "/providers/Microsoft.Management/managementGroups/{id}"
+            ))
+        }
+        _ => None,
     }
 }
 

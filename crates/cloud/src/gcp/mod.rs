@@ -22,7 +22,7 @@ use wib_api::{Cloud, DeletionPolicy};
 
 use crate::calls::Observer;
 use crate::ownership::{self, Claim, Ownership};
-use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
+use crate::{BoxFuture, CloudError, CloudProvider, GrantsRefused, Outcome, Request, guardrails};
 use iam::{Clients, Resource};
 
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
@@ -174,27 +174,52 @@ impl GcpProvider {
         })
     }
 
-    fn check_guardrails(request: &Request<'_>, target: &Target<'_>) -> Result<(), CloudError> {
+    /// The guardrails, before any write: `Ok(Some(_))` when the provider's
+    /// default deny refuses every grant (the account and its federation
+    /// still go ahead).
+    fn check_guardrails(
+        request: &Request<'_>,
+        target: &Target<'_>,
+    ) -> Result<Option<GrantsRefused>, CloudError> {
+        let provider = request.provider.metadata.name.clone().unwrap_or_default();
+        let refused = guardrails::grants_refused(
+            request.provider,
+            target.roles.first().map(|(_, resource)| resource.as_str()),
+        );
+        if refused.is_some() {
+            return Ok(refused);
+        }
         let allowed_roles = request.provider.spec.allowed_roles.as_deref();
-        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
+        let allowed_scopes = request
+            .provider
+            .spec
+            .allowed_scopes
+            .as_deref()
+            .unwrap_or_default();
         for (role, resource) in &target.roles {
-            if !guardrails::role_allowed(&[role.as_str()], allowed_roles) {
-                return Err(CloudError::new(
+            let facts = guardrails::RoleFacts {
+                names: vec![role.clone()],
+                ids: vec![role.clone()],
+                denied: guardrails::gcp_denial(role),
+            };
+            guardrails::judge_role(&facts, allowed_roles).map_err(|why| {
+                CloudError::new(
                     Reason::RoleNotAllowed,
                     format!(
-                        "role {role} is not allowed by ClusterIdentityProvider {:?} (owner, editor and IAM admin roles are denied unless listed in allowedRoles); nothing was created",
-                        request.provider.metadata.name.clone().unwrap_or_default()
+                        "role {role} is not allowed by ClusterIdentityProvider {provider:?}: {why}; nothing was created"
                     ),
-                ));
-            }
+                )
+            })?;
             if !guardrails::scope_allowed(resource, allowed_scopes) {
                 return Err(CloudError::new(
                     Reason::ScopeNotAllowed,
-                    format!("resource {resource} is outside the provider's allowedScopes"),
+                    format!(
+                        "resource {resource} is outside ClusterIdentityProvider {provider:?}'s allowedScopes; nothing was created"
+                    ),
                 ));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn description(request: &Request<'_>, uid: &str, base: &str, adopted: bool) -> String {
@@ -224,7 +249,7 @@ impl GcpProvider {
 
     async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
         let target = Self::target(request)?;
-        Self::check_guardrails(request, &target)?;
+        let refused = Self::check_guardrails(request, &target)?;
         let clients = self.clients().await?;
         let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
@@ -335,7 +360,18 @@ impl GcpProvider {
         // provider's project.
         let account_member = format!("serviceAccount:{}", target.email);
         let mut statuses = Vec::new();
-        if manages_roles {
+        if manages_roles && refused.is_some() {
+            statuses = target
+                .roles
+                .iter()
+                .map(|(role, resource)| RoleAssignmentStatus {
+                    role: role.clone(),
+                    scope: Some(resource.clone()),
+                    id: None,
+                    ready: false,
+                })
+                .collect();
+        } else if manages_roles {
             for resource in Self::role_resources(&target) {
                 let wanted: Vec<String> = target
                     .roles
@@ -389,6 +425,7 @@ impl GcpProvider {
                 ..Default::default()
             },
             writes,
+            grants_refused: refused,
         })
     }
 

@@ -92,13 +92,16 @@ pub fn compute(
                     status.role_assignments = outcome.status.role_assignments.clone();
                     [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
                         .into_iter()
-                        .map(|t| {
-                            Desired::new(
+                        .map(|t| match &outcome.grants_refused {
+                            Some(refused) if t == ROLE_ASSIGNMENTS_READY => {
+                                Desired::new(t, false, refused.reason, refused.message.clone())
+                            }
+                            _ => Desired::new(
                                 t,
                                 true,
                                 Reason::Provisioned,
                                 format!("{cloud} {} in place", step_noun(t)),
-                            )
+                            ),
                         })
                         .collect()
                 }
@@ -283,6 +286,22 @@ mod tests {
                 ("True", "Provisioned"),
                 ("False", "AsExpected"),
                 ("False", "AsExpected"),
+            ),
+            (
+                "refused grants stall on the role step alone",
+                ran(
+                    CloudStep::Done(Box::new(wib_cloud::Outcome {
+                        grants_refused: Some(wib_cloud::GrantsRefused {
+                            reason: Reason::ScopeNotAllowed,
+                            message: "no allowedScopes".into(),
+                        }),
+                        ..Default::default()
+                    })),
+                    ServiceAccountStep::Ready,
+                ),
+                ("False", "ScopeNotAllowed"),
+                ("True", "ScopeNotAllowed"),
+                ("False", "ScopeNotAllowed"),
             ),
             (
                 "refusal stalls",

@@ -1,39 +1,6 @@
-//! The provider's guardrails, checked before any cloud write: which roles a
-//! binding may ask for and on which scopes.
-
-/// Administrator-level roles denied unless a provider lists them in
-/// `allowedRoles`: Azure names and definition GUIDs, AWS policy ARNs, GCP roles.
-pub const DENIED_BY_DEFAULT: &[&str] = &[
-    "Owner",
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
-    "User Access Administrator",
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-    "Role Based Access Control Administrator",
-    "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
-    "arn:aws:iam::aws:policy/AdministratorAccess",
-    "arn:aws:iam::aws:policy/IAMFullAccess",
-    "arn:aws:iam::aws:policy/PowerUserAccess",
-    "roles/owner",
-    "roles/editor",
-    "roles/iam.securityAdmin",
-    "roles/resourcemanager.projectIamAdmin",
-];
-
-/// Whether a role known by any of `names` (its name, GUID, full ID ...) may
-/// be granted: listed in `allowed` when the provider sets it, otherwise not
-/// denied by default. Comparison ignores case.
-pub fn role_allowed(names: &[&str], allowed: Option<&[String]>) -> bool {
-    let matches = |candidates: &mut dyn Iterator<Item = &str>| {
-        let candidates: Vec<&str> = candidates.collect();
-        names
-            .iter()
-            .any(|n| candidates.iter().any(|c| c.eq_ignore_ascii_case(n)))
-    };
-    match allowed {
-        Some(list) => matches(&mut list.iter().map(String::as_str)),
-        None => !matches(&mut DENIED_BY_DEFAULT.iter().copied()),
-    }
-}
+//! Scopes as paths: parsed into segments, refused when a client would
+//! resolve them into another scope, and matched against `allowedScopes`
+//! segment by segment.
 
 /// A scope's path segments, or why it is not a plain path: `.` and `..`
 /// segments, empty segments, percent-encoding and backslashes are refused,
@@ -59,18 +26,17 @@ pub fn scope_segments(scope: &str) -> Result<Vec<&str>, String> {
 }
 
 /// Whether `scope` lies under one of the `allowed` scopes, segment by
-/// segment (case-insensitive, as ARM compares); any well-formed scope when
-/// the provider sets none. A scope that is not a plain path is never allowed,
-/// and neither is anything under a malformed `allowed` entry.
-pub fn scope_allowed(scope: &str, allowed: Option<&[String]>) -> bool {
+/// segment (case-insensitive, as ARM compares). A scope that is not a plain
+/// path is never allowed, and neither is anything under a malformed
+/// `allowed` entry. (A provider that lists no scopes allows no grant at all:
+/// see [`super::grants_refused`].)
+pub fn scope_allowed(scope: &str, allowed: &[String]) -> bool {
     let Ok(wanted) = scope_segments(scope) else {
         return false;
     };
-    let Some(prefixes) = allowed else {
-        return true;
-    };
-    prefixes.iter().any(|p| {
-        let Ok(prefix) = scope_segments(p) else {
+    allowed.iter().any(|p| {
+        // An IAM path is written with a trailing slash; the prefix is the same.
+        let Ok(prefix) = scope_segments(p.trim_end_matches('/')) else {
             return false;
         };
         p.starts_with('/') == scope.starts_with('/')
@@ -87,27 +53,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn role_cases() {
-        let allow = vec!["Owner".to_string(), "Reader".to_string()];
-        type Case<'a> = (&'a [&'a str], Option<&'a [String]>, bool);
-        let cases: Vec<Case> = vec![
-            (&["Key Vault Secrets User"], None, true),
-            (&["owner"], None, false),
-            (
-                &["Owner role by GUID", "8E3AF657-A8FF-443C-A75C-2FE8C4BCB635"],
-                None,
-                false,
-            ),
-            (&["roles/editor"], None, false),
-            (&["Owner"], Some(&allow), true),
-            (&["Contributor"], Some(&allow), false),
-        ];
-        for (names, allowed, want) in cases {
-            assert_eq!(role_allowed(names, allowed), want, "{names:?} {allowed:?}");
-        }
-    }
-
-    #[test]
     fn scope_cases() {
         let allowed = vec!["/subscriptions/S/resourceGroups/apps".to_string()];
         let cases = [
@@ -120,9 +65,9 @@ mod tests {
             ("/subscriptions/s", false),
         ];
         for (scope, want) in cases {
-            assert_eq!(scope_allowed(scope, Some(&allowed)), want, "{scope}");
+            assert_eq!(scope_allowed(scope, &allowed), want, "{scope}");
         }
-        assert!(scope_allowed("/anything", None));
+        assert!(!scope_allowed("/anything", &[]));
     }
 
     #[test]
@@ -137,13 +82,17 @@ mod tests {
             "/subscriptions/S/resourceGroups/apps\\..\\..",
             "/subscriptions/S/resourceGroups/apps?api-version=1",
         ] {
-            assert!(!scope_allowed(scope, Some(&allowed)), "{scope}");
-            assert!(!scope_allowed(scope, None), "{scope} with no allowedScopes");
+            assert!(!scope_allowed(scope, &allowed), "{scope}");
+            let everything = vec!["/subscriptions".to_string(), "subscriptions".to_string()];
+            assert!(
+                !scope_allowed(scope, &everything),
+                "{scope} under a wide prefix"
+            );
             assert!(scope_segments(scope).is_err(), "{scope}");
         }
         assert!(!scope_allowed(
             "subscriptions/S/resourceGroups/apps",
-            Some(&allowed)
+            &allowed
         ));
         // A plain path passes as it is: what the guardrails judged is what
         // reaches the cloud.
