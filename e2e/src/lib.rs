@@ -373,7 +373,7 @@ impl Admin {
     }
 
     /// The newest operator log, if known.
-    fn operator_logs(&self) -> String {
+    pub fn operator_logs(&self) -> String {
         let dir = match &self.logs {
             Logs::None => return String::new(),
             Logs::Attached(description) => return description.operator_log(),

@@ -706,6 +706,53 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
         "{:?}",
         status.role_assignments
     );
+
+    // Assignments on a management group and in another subscription are
+    // observed where they live: a steady state re-PUTs neither, and
+    // deletion finds and removes both.
+    let group = "/providers/Microsoft.Management/managementGroups/platform";
+    let elsewhere = "/subscriptions/00000000-0000-0000-0000-00000000cccc/resourceGroups/shared";
+    env.apply(&provider(&format!(
+        "\n  allowedScopes:\n    - /subscriptions/{SUB}\n    - {group}\n    - {elsewhere}"
+    )))
+    .await
+    .expect("provider allowing a management group");
+    env.apply(
+        &(binding("spread", "spread", "Reader", group, "")
+            + &format!("      - role: Reader\n        scope: {elsewhere}\n")),
+    )
+    .await
+    .expect("binding across roots");
+    env.wait_condition(NS, "spread", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let placed = |state: &Value| -> usize {
+        assignments(state)
+            .iter()
+            .filter(|a| {
+                let scope = a["properties"]["scope"].as_str().unwrap_or_default();
+                scope == group || scope == elsewhere
+            })
+            .count()
+    };
+    assert_eq!(
+        placed(&env.azure().state().await.expect("state")),
+        2,
+        "both assignments made"
+    );
+    env.azure().reset_calls().await.expect("reset");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(
+        calls["writes"], 0,
+        "assignments outside the identity's subscription are seen: {calls}"
+    );
+    env.delete_binding(NS, "spread").await.expect("deleted");
+    assert_eq!(
+        placed(&env.azure().state().await.expect("state")),
+        0,
+        "deletion removed both"
+    );
 }
 
 #[tokio::test]

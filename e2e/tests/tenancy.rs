@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_iam::Client as Iam;
 use serde_json::{Value, json};
-use wib_api::conditions::READY;
+use wib_api::conditions::{FEDERATION_READY, IDENTITY_READY, READY, ROLE_ASSIGNMENTS_READY};
 use wib_e2e::{Admin, Env};
 use wib_testenv::moto::ACCOUNT;
 
@@ -85,6 +85,31 @@ async fn refused(env: &Env, name: &str, reason: &str) -> String {
         .message
         .clone()
 }
+
+/// Counts cloud writes on all three clouds from the moment it is made.
+struct CloudWrites {
+    gcp_before: Value,
+}
+
+impl CloudWrites {
+    async fn from_now(env: &Env) -> Self {
+        env.azure().reset_calls().await.expect("reset Azure calls");
+        env.moto().start_recording().await.expect("recording");
+        let gcp_before = env.gcp().calls().await.expect("calls")["writes"].clone();
+        Self { gcp_before }
+    }
+
+    async fn assert_none(&self, env: &Env) {
+        let azure = env.azure().calls().await.expect("calls");
+        assert_eq!(azure["writes"], 0, "Azure writes: {azure}");
+        let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+        assert!(writes(&recorded).is_empty(), "IAM writes: {recorded:?}");
+        let gcp = env.gcp().calls().await.expect("calls");
+        assert_eq!(gcp["writes"], self.gcp_before, "GCP writes: {gcp}");
+    }
+}
+
+const SUBSCRIPTION: &str = "/subscriptions/00000000-0000-0000-0000-00000000aaaa";
 
 /// The e2e suite's default provider for all three clouds, to edit.
 fn all_clouds_provider() -> Value {
@@ -363,9 +388,7 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     provider["spec"]["protectedIdentities"] = json!([azure_client_id, aws_break_glass]);
     env.apply(&provider.to_string()).await.expect("provider");
 
-    env.azure().reset_calls().await.expect("reset");
-    env.moto().start_recording().await.expect("recording");
-    let gcp_writes_before = env.gcp().calls().await.expect("calls")["writes"].clone();
+    let cloud_writes = CloudWrites::from_now(&env).await;
     let attempts = [
         (
             "azure-break-glass",
@@ -398,12 +421,7 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
 
     // Not one write on any cloud, and the break-glass identities are as
     // they were (no wib tags, no federation).
-    let azure_calls = env.azure().calls().await.expect("calls");
-    assert_eq!(azure_calls["writes"], 0, "{azure_calls}");
-    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
-    assert!(writes(&recorded).is_empty(), "{recorded:?}");
-    let gcp_calls = env.gcp().calls().await.expect("calls");
-    assert_eq!(gcp_calls["writes"], gcp_writes_before, "{gcp_calls}");
+    cloud_writes.assert_none(&env).await;
     let role = iam
         .get_role()
         .role_name("break-glass")
@@ -422,4 +440,450 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
         identity["tags"].as_object().is_none_or(|t| t.is_empty()),
         "{identity}"
     );
+}
+
+#[tokio::test]
+async fn grants_are_denied_by_default_and_administrator_roles_stay_denied_whatever_the_spelling() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+
+    // A provider that has not said where grants may land allows none: the
+    // bindings get their identity and federation, and say how to widen it.
+    let mut provider = all_clouds_provider();
+    if let Some(spec) = provider["spec"].as_object_mut() {
+        spec.remove("allowedScopes");
+    }
+    env.apply(&provider.to_string()).await.expect("provider");
+    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
+    let asks = [
+        (
+            "az-reader",
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
+        ),
+        (
+            "aws-readonly",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        ),
+        (
+            "gcp-viewer",
+            "gcp",
+            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
+        ),
+    ];
+    for (name, cloud, spec) in &asks {
+        tenant
+            .apply(&binding(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, _, _) in &asks {
+        let message = refused(&env, name, "ScopeNotAllowed").await;
+        assert!(message.contains("lists no allowedScopes"), "{message}");
+        let b = env.bindings(NS).get(name).await.expect("binding");
+        for step in [IDENTITY_READY, FEDERATION_READY] {
+            assert_eq!(
+                wib_e2e::condition(&b, step).map(|c| c.status.as_str()),
+                Some("True"),
+                "{name}: {step}"
+            );
+        }
+        let step = wib_e2e::condition(&b, ROLE_ASSIGNMENTS_READY).expect("role step");
+        assert_eq!(
+            (step.status.as_str(), step.reason.as_str()),
+            ("False", "ScopeNotAllowed")
+        );
+    }
+    let azure = env.azure().state().await.expect("state");
+    assert_eq!(azure["roleAssignments"], json!([]), "{azure}");
+    let aws_role = role_of(&env, "aws-readonly").await;
+    let attached = env
+        .iam()
+        .list_attached_role_policies()
+        .role_name(&aws_role)
+        .send()
+        .await
+        .expect("attached");
+    assert!(attached.attached_policies().is_empty(), "{attached:?}");
+    let gcp = env.gcp().state().await.expect("state");
+    assert!(
+        !gcp["policies"]["projects/wib-e2e"]
+            .to_string()
+            .contains("storage.objectViewer"),
+        "{gcp}"
+    );
+
+    // The platform team lists the scopes: the same bindings turn Ready.
+    provider["spec"]["allowedScopes"] = json!([
+        SUBSCRIPTION,
+        "/providers/Microsoft.Management/managementGroups/tenant-root",
+        "arn:aws:iam::aws:policy",
+        "arn:aws-us-gov:iam::aws:policy",
+        "projects/wib-e2e"
+    ]);
+    env.apply(&provider.to_string()).await.expect("provider");
+    for (name, _, _) in &asks {
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+
+    // Custom roles the tenant admin made, harmless by name.
+    let custom_role = |guid: &str, name: &str, actions: Value| {
+        let path = format!(
+            "{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{guid}?api-version=2022-04-01"
+        );
+        let body = json!({"properties": {"roleName": name, "type": "CustomRole",
+            "permissions": [{"actions": actions}], "assignableScopes": [SUBSCRIPTION]}});
+        (path, body)
+    };
+    for (guid, name, actions) in [
+        (
+            "11111111-1111-4111-8111-111111111111",
+            "Vault Helper",
+            json!([
+                "Microsoft.KeyVault/vaults/read",
+                "Microsoft.Authorization/*"
+            ]),
+        ),
+        (
+            "22222222-2222-4222-8222-222222222222",
+            "Identity Reader",
+            json!([
+                "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+                "Microsoft.ManagedIdentity/userAssignedIdentities/*/write"
+            ]),
+        ),
+    ] {
+        let (path, body) = custom_role(guid, name, actions);
+        let (status, created) = env
+            .azure()
+            .arm(reqwest::Method::PUT, &path, Some(body))
+            .await
+            .expect("custom role");
+        assert_eq!(status, 201, "{created}");
+    }
+
+    // Administrator roles by every spelling, judged by what the cloud says
+    // they are: refused before any write, whatever the allow-list allows.
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    let owner = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    let azure_role =
+        |role: &str, scope: &str| json!({"roleAssignments": [{"role": role, "scope": scope}]});
+    let attempts = [
+        ("owner-name", "azure", azure_role("Owner", &apps)),
+        (
+            "owner-guid",
+            "azure",
+            azure_role(&owner.to_uppercase(), &apps),
+        ),
+        (
+            "owner-id",
+            "azure",
+            azure_role(
+                &format!(
+                    "{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{owner}"
+                )
+                .to_uppercase(),
+                &apps,
+            ),
+        ),
+        (
+            "uaa",
+            "azure",
+            azure_role("User Access Administrator", &apps),
+        ),
+        (
+            "mi-operator",
+            "azure",
+            azure_role("f1a07417-d97a-45cb-824c-7a7467783830", &apps),
+        ),
+        (
+            "contrib-sub",
+            "azure",
+            azure_role("Contributor", SUBSCRIPTION),
+        ),
+        (
+            "contrib-mg",
+            "azure",
+            azure_role(
+                "Contributor",
+                "/providers/Microsoft.Management/managementGroups/tenant-root",
+            ),
+        ),
+        ("custom-name", "azure", azure_role("Vault Helper", &apps)),
+        (
+            "custom-guid",
+            "azure",
+            azure_role("22222222-2222-4222-8222-222222222222", &apps),
+        ),
+        (
+            "aws-admin",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+        ),
+        (
+            "aws-admin-case",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/administratorAccess"]}),
+        ),
+        (
+            "aws-gov",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws-us-gov:iam::aws:policy/AdministratorAccess"]}),
+        ),
+        (
+            "aws-iam",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/IAMFullAccess"]}),
+        ),
+        (
+            "gcp-owner",
+            "gcp",
+            json!({"roles": [{"role": "roles/OWNER"}]}),
+        ),
+        (
+            "gcp-editor",
+            "gcp",
+            json!({"roles": [{"role": "roles/editor"}]}),
+        ),
+        (
+            "gcp-token",
+            "gcp",
+            json!({"roles": [{"role": "roles/iam.serviceAccountTokenCreator"}]}),
+        ),
+        (
+            "gcp-wi-user",
+            "gcp",
+            json!({"roles": [{"role": "roles/iam.workloadIdentityUser"}]}),
+        ),
+        (
+            "gcp-key-admin",
+            "gcp",
+            json!({"roles": [{"role": "roles/iam.serviceAccountKeyAdmin"}]}),
+        ),
+        (
+            "gcp-rm",
+            "gcp",
+            json!({"roles": [{"role": "roles/resourcemanager.projectIamAdmin"}]}),
+        ),
+        (
+            "gcp-custom",
+            "gcp",
+            json!({"roles": [{"role": "projects/wib-e2e/roles/anything"}]}),
+        ),
+    ];
+    for (name, cloud, spec) in &attempts {
+        tenant
+            .apply(&binding(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, cloud, _) in &attempts {
+        let reason = if *cloud == "aws" {
+            "PolicyNotAllowed"
+        } else {
+            "RoleNotAllowed"
+        };
+        let message = refused(&env, name, reason).await;
+        assert!(
+            message.contains("denies it by default"),
+            "{name}: {message}"
+        );
+    }
+    cloud_writes.assert_none(&env).await;
+}
+
+/// The IAM role a binding's status names.
+async fn role_of(env: &Env, binding: &str) -> String {
+    let b = env.bindings(NS).get(binding).await.expect("binding");
+    let arn = b
+        .status
+        .and_then(|s| s.aws)
+        .and_then(|a| a.role_arn)
+        .expect("role ARN in status");
+    arn.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn spellings_siblings_other_providers_shared_and_foreign_identities_stay_out_of_reach() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
+    let mut provider = all_clouds_provider();
+    provider["spec"]["allowedScopes"] = json!([
+        apps,
+        "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        "projects/wib-e2e"
+    ]);
+    env.apply(&provider.to_string()).await.expect("provider");
+    // A provider for the platform's own namespaces, which team-a is not.
+    let mut platform: Value = serde_yaml::from_str(&wib_e2e::provider_yaml(
+        "platform",
+        false,
+        Some("tier: platform"),
+    ))
+    .expect("provider YAML");
+    platform["spec"]["allowedScopes"] = json!([SUBSCRIPTION]);
+    env.apply(&platform.to_string()).await.expect("provider");
+
+    // Scopes the schema refuses outright: traversal, encoding, a trailing
+    // slash, another shape altogether.
+    for (name, scope) in [
+        ("dots", format!("{apps}/providers/x/../../../..")),
+        ("encoded", format!("{apps}/providers/x/%2e%2e/%2E%2E")),
+        ("slash", format!("{apps}/")),
+        (
+            "bare",
+            "subscriptions/00000000-0000-0000-0000-00000000aaaa".into(),
+        ),
+    ] {
+        let attempt = binding(
+            name,
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": scope}]}),
+        );
+        let error = tenant.apply(&attempt).await.expect_err(name);
+        assert!(
+            format!("{error:#}").contains("azure.roleAssignments[].scope"),
+            "{name}: {error:#}"
+        );
+    }
+
+    // Untagged identities of the names the tenant will ask for.
+    let foreign = "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/foreign?api-version=2023-01-31";
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            foreign,
+            Some(json!({"location": "westeurope"})),
+        )
+        .await
+        .expect("arrange an Azure identity");
+    assert_eq!(status, 201);
+    env.iam()
+        .create_role()
+        .role_name("foreign")
+        .assume_role_policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string(),
+        )
+        .send()
+        .await
+        .expect("arrange an AWS role");
+
+    // Identities the tenant's own bindings made, for the sharing attempts.
+    for (name, cloud) in [("owner-aws", "aws"), ("owner-gcp", "gcp")] {
+        tenant
+            .apply(&binding(name, cloud, json!({})))
+            .await
+            .expect("binding");
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    let shared_role = role_of(&env, "owner-aws").await;
+    let b = env.bindings(NS).get("owner-gcp").await.expect("binding");
+    let shared_account = b
+        .status
+        .and_then(|s| s.gcp)
+        .and_then(|g| g.email)
+        .expect("email");
+    let shared_account_id = shared_account.split('@').next().unwrap_or_default();
+
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    let attempts = [
+        (
+            "sibling",
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": format!("{SUBSCRIPTION}/resourceGroups/apps-prod")}]}),
+            "ScopeNotAllowed",
+        ),
+        (
+            "parent",
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": SUBSCRIPTION}]}),
+            "ScopeNotAllowed",
+        ),
+        (
+            "policy-path",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess/../AdministratorAccess"]}),
+            "ScopeNotAllowed",
+        ),
+        (
+            "other-project",
+            "gcp",
+            json!({"roles": [{"role": "roles/storage.objectViewer", "resource": "projects/wib-e2e-prod"}]}),
+            "ScopeNotAllowed",
+        ),
+        (
+            "adopt-azure",
+            "azure",
+            json!({"identityName": "foreign"}),
+            "AdoptionNotAllowed",
+        ),
+        (
+            "adopt-aws",
+            "aws",
+            json!({"roleName": "foreign"}),
+            "AdoptionNotAllowed",
+        ),
+        (
+            "share-aws",
+            "aws",
+            json!({"roleName": shared_role, "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+            "PolicyNotAllowed",
+        ),
+        (
+            "share-gcp",
+            "gcp",
+            json!({"accountId": shared_account_id, "roles": [{"role": "roles/storage.objectViewer"}]}),
+            "RoleNotAllowed",
+        ),
+    ];
+    for (name, cloud, spec, _) in &attempts {
+        tenant
+            .apply(&binding(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    let mut via_platform: Value =
+        serde_json::from_str(&binding("via-platform", "azure", json!({}))).expect("binding");
+    via_platform["spec"]["providerRef"] = json!({"name": "platform"});
+    tenant
+        .apply(&via_platform.to_string())
+        .await
+        .expect("binding");
+    for (name, _, _, reason) in &attempts {
+        refused(&env, name, reason).await;
+    }
+    refused(&env, "via-platform", "NamespaceNotAllowed").await;
+    cloud_writes.assert_none(&env).await;
+
+    // No credential in anything wib writes or logs: JWTs start with `eyJ`.
+    let mut written = env.operator_logs();
+    for b in env
+        .bindings(NS)
+        .list(&Default::default())
+        .await
+        .expect("list")
+    {
+        written.push_str(&serde_json::to_string(&b.status).unwrap_or_default());
+        let name = b.metadata.name.clone().unwrap_or_default();
+        for event in env.events_for(NS, &name).await.expect("events") {
+            written.push_str(&event.message.unwrap_or_default());
+        }
+    }
+    assert!(!written.is_empty());
+    for secret in ["eyJ", "Bearer ", "client_secret", "SecretAccessKey"] {
+        assert!(!written.contains(secret), "{secret} in wib's output");
+    }
 }

@@ -1,6 +1,7 @@
-//! Microsoft.Authorization: role definitions (built-in, read-only) and role
-//! assignments at any scope.
+//! Microsoft.Authorization: role definitions (built-in, read-only, and
+//! custom ones created through the API) and role assignments at any scope.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -39,6 +40,66 @@ impl Assignment {
     }
 }
 
+/// A custom role definition: a name unique in the tenant and its actions.
+#[derive(Clone, Debug)]
+pub struct CustomRole {
+    pub guid: String,
+    pub name: String,
+    pub actions: Vec<String>,
+    pub not_actions: Vec<String>,
+    pub assignable_scopes: Vec<String>,
+}
+
+/// What the role definition endpoints serve, built-in or custom.
+struct Definition<'a> {
+    name: &'a str,
+    guid: &'a str,
+    custom: Option<&'a CustomRole>,
+}
+
+impl Definition<'_> {
+    fn to_json(&self, scope: &str) -> Value {
+        let (kind, actions, not_actions, scopes) = match self.custom {
+            Some(c) => (
+                "CustomRole",
+                c.actions.clone(),
+                c.not_actions.clone(),
+                c.assignable_scopes.clone(),
+            ),
+            None => ("BuiltInRole", Vec::new(), Vec::new(), vec!["/".to_string()]),
+        };
+        json!({
+            "id": definition_id(scope, self.guid),
+            "name": self.guid,
+            "type": DEFINITION_TYPE,
+            "properties": {
+                "roleName": self.name,
+                "type": kind,
+                "description": format!("{kind} {}", self.name),
+                "assignableScopes": scopes,
+                "permissions": [{"actions": actions, "notActions": not_actions, "dataActions": [], "notDataActions": []}],
+            },
+        })
+    }
+}
+
+/// Every definition the fake knows, built-in first.
+fn definitions(custom: &BTreeMap<String, CustomRole>) -> Vec<Definition<'_>> {
+    roles::BUILT_IN
+        .iter()
+        .map(|(name, guid)| Definition {
+            name,
+            guid,
+            custom: None,
+        })
+        .chain(custom.values().map(|c| Definition {
+            name: &c.name,
+            guid: &c.guid,
+            custom: Some(c),
+        }))
+        .collect()
+}
+
 /// `{scope}/providers/Microsoft.Authorization/{kind}[/{name}]`
 fn split(request: &Request) -> Option<(String, String, Option<String>)> {
     let marker = "/providers/microsoft.authorization/";
@@ -63,21 +124,6 @@ fn definition_id(scope: &str, guid: &str) -> String {
         Some(sub) => format!("/subscriptions/{sub}/providers/{DEFINITION_TYPE}/{guid}"),
         None => format!("/providers/{DEFINITION_TYPE}/{guid}"),
     }
-}
-
-fn definition_json(scope: &str, name: &str, guid: &str) -> Value {
-    json!({
-        "id": definition_id(scope, guid),
-        "name": guid,
-        "type": DEFINITION_TYPE,
-        "properties": {
-            "roleName": name,
-            "type": "BuiltInRole",
-            "description": format!("Built-in role {name}"),
-            "assignableScopes": ["/"],
-            "permissions": [],
-        },
-    })
 }
 
 /// Whether two scopes are the same, or one contains the other.
@@ -109,11 +155,12 @@ pub(super) async fn handle(fake: &AzureFake, request: Request) -> Response {
                 let wanted = filter
                     .strip_prefix("roleName eq '")
                     .and_then(|f| f.strip_suffix('\''))
-                    .map(str::to_string);
-                let value: Vec<Value> = roles::BUILT_IN
+                    .map(|n| n.replace("''", "'"));
+                let state = fake.state();
+                let value: Vec<Value> = definitions(&state.custom_roles)
                     .iter()
-                    .filter(|(n, _)| wanted.as_deref().is_none_or(|w| w == *n))
-                    .map(|(n, id)| definition_json(&scope, n, id))
+                    .filter(|d| wanted.as_deref().is_none_or(|w| w == d.name))
+                    .map(|d| d.to_json(&scope))
                     .collect();
                 axum::Json(json!({"value": value})).into_response()
             })
@@ -121,17 +168,24 @@ pub(super) async fn handle(fake: &AzureFake, request: Request) -> Response {
         }
         ("roledefinitions", Some(guid), Method::GET) => {
             with_faults(fake, "RoleDefinitions_Get", || async {
-                match roles::by_id(&guid) {
-                    Some(name) => {
-                        axum::Json(definition_json(&scope, name, &guid.to_ascii_lowercase()))
-                            .into_response()
-                    }
+                let state = fake.state();
+                match definitions(&state.custom_roles)
+                    .iter()
+                    .find(|d| d.guid.eq_ignore_ascii_case(&guid))
+                {
+                    Some(d) => axum::Json(d.to_json(&scope)).into_response(),
                     None => cloud_error(
                         StatusCode::NOT_FOUND,
                         "RoleDefinitionDoesNotExist",
                         format!("The specified role definition with ID '{guid}' does not exist."),
                     ),
                 }
+            })
+            .await
+        }
+        ("roledefinitions", Some(guid), Method::PUT) => {
+            with_faults(fake, "RoleDefinitions_CreateOrUpdate", || async {
+                create_definition(fake, &request, &scope, &guid)
             })
             .await
         }
@@ -221,7 +275,9 @@ fn create(fake: &AzureFake, request: &Request, scope: &str, name: &str) -> Respo
         .unwrap_or("ServicePrincipal")
         .to_string();
     let guid = role_definition_id.rsplit('/').next().unwrap_or_default();
-    if roles::by_id(guid).is_none() {
+    let mut state = fake.state();
+    if roles::by_id(guid).is_none() && !state.custom_roles.contains_key(&guid.to_ascii_lowercase())
+    {
         return cloud_error(
             StatusCode::BAD_REQUEST,
             "RoleDefinitionDoesNotExist",
@@ -229,7 +285,6 @@ fn create(fake: &AzureFake, request: &Request, scope: &str, name: &str) -> Respo
         );
     }
     let replication = Duration::from_secs(fake.config().principal_replication_seconds);
-    let mut state = fake.state();
     let created = state
         .identities
         .values()
@@ -286,4 +341,59 @@ fn create(fake: &AzureFake, request: &Request, scope: &str, name: &str) -> Respo
     let body = assignment.to_json();
     state.assignments.insert(key, assignment);
     (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// RoleDefinitions_CreateOrUpdate for a custom role: its name must not be
+/// another role's, built-in or custom.
+fn create_definition(fake: &AzureFake, request: &Request, scope: &str, guid: &str) -> Response {
+    if uuid::Uuid::parse_str(guid).is_err() || roles::by_id(guid).is_some() {
+        return cloud_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRoleDefinitionId",
+            format!("The role definition ID '{guid}' is not valid."),
+        );
+    }
+    let body = request.json().unwrap_or_default();
+    let props = &body["properties"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let name = props["roleName"].as_str().unwrap_or_default().to_string();
+    let permissions = &props["permissions"][0];
+    let role = CustomRole {
+        guid: guid.to_ascii_lowercase(),
+        name: name.clone(),
+        actions: strings(&permissions["actions"]),
+        not_actions: strings(&permissions["notActions"]),
+        assignable_scopes: strings(&props["assignableScopes"]),
+    };
+    let mut state = fake.state();
+    let taken = roles::by_name(&name).is_some()
+        || state
+            .custom_roles
+            .values()
+            .any(|c| c.name.eq_ignore_ascii_case(&name) && c.guid != role.guid);
+    if name.is_empty() || taken {
+        return cloud_error(
+            StatusCode::CONFLICT,
+            "RoleDefinitionWithSameNameExists",
+            format!(
+                "A role definition cannot be updated with a name that already exists: {name:?}."
+            ),
+        );
+    }
+    let json = Definition {
+        name: &role.name,
+        guid: &role.guid,
+        custom: Some(&role),
+    }
+    .to_json(scope);
+    state.custom_roles.insert(role.guid.clone(), role);
+    (StatusCode::CREATED, axum::Json(json)).into_response()
 }

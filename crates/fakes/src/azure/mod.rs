@@ -57,6 +57,8 @@ struct StateData {
     /// Keyed by lower-cased resource ID.
     identities: BTreeMap<String, identities::Identity>,
     assignments: BTreeMap<String, authorization::Assignment>,
+    /// Custom role definitions, keyed by lower-cased GUID.
+    custom_roles: BTreeMap<String, authorization::CustomRole>,
     /// Identities with a federated credential write in flight.
     fic_busy: HashSet<String>,
     /// Recent identity writes per subscription, for rate limiting.
@@ -354,6 +356,7 @@ impl Faulty for AzureFake {
         let mut state = self.state();
         state.identities.clear();
         state.assignments.clear();
+        state.custom_roles.clear();
         state.fic_busy.clear();
         state.identity_writes.clear();
         drop(state);

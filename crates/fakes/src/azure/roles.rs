@@ -7,6 +7,14 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("Contributor", "b24988ac-6180-42a0-ab88-20f7382dd24c"),
     ("Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7"),
     (
+        "Managed Identity Contributor",
+        "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+    ),
+    (
+        "Managed Identity Operator",
+        "f1a07417-d97a-45cb-824c-7a7467783830",
+    ),
+    (
         "User Access Administrator",
         "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
     ),
