@@ -64,7 +64,7 @@ build -t "$controller" "$root"
 build --target fakes -t "$fakes" "$root"
 build -f "$here/moto.Dockerfile" \
   --build-arg MOTO_VERSION="$(tr -d '[:space:]' < "$root/e2e/moto/VERSION")" \
-  -t "$moto" "$here"
+  -t "$moto" "$root/e2e/moto"
 kind load docker-image "$controller" "$fakes" "$moto" --name "$cluster"
 
 echo "==> cloud fakes in wib-fakes"

@@ -272,6 +272,29 @@ async fn a_permissions_boundary_on_the_provider_lets_broad_inline_policies_throu
 async fn a_tenant_cannot_add_an_audience_to_the_clusters_shared_oidc_provider() {
     let (env, tenant) = env().await;
     let iam = env.iam();
+    // The platform team made the cluster's IAM OIDC provider with a client
+    // ID of its own.
+    let issuer = env.cp.issuer().to_string();
+    let oidc_arn = iam
+        .create_open_id_connect_provider()
+        .url(&issuer)
+        .client_id_list("sts.amazonaws.com")
+        .client_id_list("platform-client")
+        .send()
+        .await
+        .expect("arrange the OIDC provider")
+        .open_id_connect_provider_arn
+        .expect("arn");
+    let client_ids = || async {
+        iam.get_open_id_connect_provider()
+            .open_id_connect_provider_arn(&oidc_arn)
+            .send()
+            .await
+            .expect("OIDC provider")
+            .client_id_list
+            .unwrap_or_default()
+    };
+
     env.moto().start_recording().await.expect("recording");
     tenant
         .apply(&binding(
@@ -287,13 +310,48 @@ async fn a_tenant_cannot_add_an_audience_to_the_clusters_shared_oidc_provider() 
     assert!(writes(&recorded).is_empty(), "{recorded:?}");
     assert!(!role_exists(&iam, &role_name("aud")).await);
 
-    // Listed by the platform team, the same audience works.
+    // Listed by the platform team, the same audience works, for as many
+    // bindings as ask for it.
     env.apply(&provider(json!({"allowedAudiences": ["attacker-client"]})).to_string())
         .await
         .expect("provider");
     env.wait_condition(NS, "aud", READY, "True", "Provisioned")
         .await
         .expect("Ready once allowed");
+    tenant
+        .apply(&binding(
+            "aud-too",
+            "aws",
+            json!({"audience": "attacker-client"}),
+        ))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "aud-too", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    assert!(client_ids().await.contains(&"attacker-client".to_string()));
+
+    // The client ID wib added goes with the last binding that uses it; the
+    // platform's and STS's stay.
+    tenant.delete_binding(NS, "aud").await.expect("deleted");
+    assert!(
+        client_ids().await.contains(&"attacker-client".to_string()),
+        "still used by aud-too"
+    );
+    tenant.delete_binding(NS, "aud-too").await.expect("deleted");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = client_ids().await;
+        if !now.contains(&"attacker-client".to_string()) {
+            assert_eq!(now, ["sts.amazonaws.com", "platform-client"]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unused client ID left: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Cloud providers behind one trait, so the controller stays cloud-agnostic:
 //! adding a cloud means a folder here and one line in [`Registry::with_defaults`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -99,6 +99,18 @@ pub trait CloudProvider: Send + Sync + 'static {
         &'a self,
         provider: &'a ClusterIdentityProvider,
     ) -> BoxFuture<'a, Result<(), CloudError>>;
+
+    /// Removes what wib added to the provider's shared cloud objects that no
+    /// binding uses any more (`in_use`: the audiences the cluster's bindings
+    /// of this cloud ask for); says what it removed. Nothing to do by default.
+    fn prune<'a>(
+        &'a self,
+        _provider: &'a ClusterIdentityProvider,
+        _issuer: &'a str,
+        _in_use: &'a BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// The name wib reads to check its credentials; it never exists.

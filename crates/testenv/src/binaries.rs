@@ -15,14 +15,18 @@ pub fn ensure() -> Result<PathBuf> {
     run_installer("e2e/controlplane/build.sh")
 }
 
-/// `moto_server` at the version pinned in `e2e/moto/VERSION`:
-/// `$WIB_MOTO_SERVER` when set, else the virtualenv `e2e/moto/install.sh`
-/// fills from PyPI (a no-op once installed).
-pub fn moto_server() -> Result<PathBuf> {
+/// moto's server at the version pinned in `e2e/moto/VERSION`, with the IAM
+/// actions `e2e/moto/server.py` adds: `$WIB_MOTO_SERVER` when set (it must
+/// serve those actions too), else `server.py` run by the virtualenv
+/// `e2e/moto/install.sh` fills from PyPI (a no-op once installed).
+pub fn moto_server() -> Result<Command> {
     if let Some(path) = std::env::var_os("WIB_MOTO_SERVER") {
-        return Ok(PathBuf::from(path));
+        return Ok(Command::new(path));
     }
-    run_installer("e2e/moto/install.sh")
+    let moto_server = run_installer("e2e/moto/install.sh")?;
+    let mut command = Command::new(moto_server.with_file_name("python"));
+    command.arg(repo_root().join("e2e/moto/server.py"));
+    Ok(command)
 }
 
 /// Runs an install script (locked and idempotent) and returns the path it

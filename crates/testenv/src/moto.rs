@@ -3,7 +3,6 @@
 //! operator its own web identity against it (no access keys).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -41,9 +40,8 @@ impl Moto {
     }
 
     pub async fn start(cp: &ControlPlane) -> Result<Self> {
-        let binary = crate::binaries::moto_server()?;
         let recording = cp.dir().join("moto-recording.jsonl");
-        let mut cmd = Command::new(binary);
+        let mut cmd = crate::binaries::moto_server()?;
         cmd.args(["-H", "127.0.0.1", "-p", "0"])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .env("MOTO_RECORDER_FILEPATH", &recording)

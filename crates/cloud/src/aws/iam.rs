@@ -96,6 +96,13 @@ where
     error
 }
 
+/// What wib reads of an IAM OIDC provider.
+#[derive(Clone, Debug, Default)]
+pub struct OidcProvider {
+    pub client_ids: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
 fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {
     map.iter()
         .map(|(k, v)| {
@@ -435,8 +442,8 @@ impl Iam {
         }
     }
 
-    /// The client IDs (audiences) of an IAM OIDC provider, if it exists.
-    pub async fn get_oidc_provider(&self, arn: &str) -> Result<Option<Vec<String>>, CloudError> {
+    /// An IAM OIDC provider's client IDs (audiences) and tags, if it exists.
+    pub async fn get_oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
         match self
             .call(
                 "GetOpenIDConnectProvider",
@@ -447,10 +454,63 @@ impl Iam {
             )
             .await
         {
-            Ok(out) => Ok(Some(out.client_id_list().to_vec())),
+            Ok(out) => Ok(Some(OidcProvider {
+                client_ids: out.client_id_list().to_vec(),
+                tags: out
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            })),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(error(&format!("reading OIDC provider {arn}"), e)),
         }
+    }
+
+    pub async fn tag_oidc_provider(
+        &self,
+        arn: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Result<(), CloudError> {
+        self.call(
+            "TagOpenIDConnectProvider",
+            self.client
+                .tag_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .set_tags(Some(tags(values)?))
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("tagging OIDC provider {arn}"), e))
+    }
+
+    pub async fn untag_oidc_provider(&self, arn: &str, key: &str) -> Result<(), CloudError> {
+        self.call(
+            "UntagOpenIDConnectProvider",
+            self.client
+                .untag_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .tag_keys(key)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("untagging OIDC provider {arn}"), e))
+    }
+
+    pub async fn remove_audience(&self, arn: &str, audience: &str) -> Result<(), CloudError> {
+        self.call(
+            "RemoveClientIDFromOpenIDConnectProvider",
+            self.client
+                .remove_client_id_from_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .client_id(audience)
+                .send(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| error(&format!("removing audience {audience} from {arn}"), e))
     }
 
     pub async fn create_oidc_provider(

@@ -8,7 +8,7 @@ pub mod inline_policy;
 pub mod naming;
 pub mod policy;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_http_client::tls;
@@ -243,7 +243,9 @@ impl AwsProvider {
     }
 
     /// The IAM OIDC provider the trust policy names: checked, or created
-    /// when the provider asks for it (with the binding's audience).
+    /// when the provider asks for it (with the binding's audience). A client
+    /// ID wib adds beyond STS's is tagged first, so [`Self::prune`] can
+    /// remove exactly those once no binding uses them.
     async fn oidc_provider(
         &self,
         request: &Request<'_>,
@@ -252,20 +254,30 @@ impl AwsProvider {
     ) -> Result<String, CloudError> {
         let arn = &target.federation.provider_arn;
         let audience = &target.federation.audience;
+        let added_tag = || {
+            (audience != DEFAULT_AUDIENCE)
+                .then(|| (naming::added_client_id_tag(audience), audience.clone()))
+        };
         match self.iam.get_oidc_provider(arn).await? {
-            Some(audiences) => {
-                if target.defaults.create_oidc_provider && !audiences.contains(audience) {
+            Some(found) => {
+                if target.defaults.create_oidc_provider && !found.client_ids.contains(audience) {
                     writes.push(format!("added audience {audience} to {arn}"));
+                    if let Some(tag) = added_tag() {
+                        self.iam
+                            .tag_oidc_provider(arn, &BTreeMap::from([tag]))
+                            .await?;
+                    }
                     self.iam.add_audience(arn, audience).await?;
                 }
                 Ok(arn.clone())
             }
             None if target.defaults.create_oidc_provider => {
                 writes.push(format!("created IAM OIDC provider for {}", request.issuer));
-                let tags = BTreeMap::from([(
+                let mut tags = BTreeMap::from([(
                     ownership::TAG_CLUSTER.to_string(),
                     request.provider.spec.cluster_name.clone(),
                 )]);
+                tags.extend(added_tag());
                 self.iam
                     .create_oidc_provider(request.issuer, audience, &tags)
                     .await
@@ -278,6 +290,49 @@ impl AwsProvider {
                 ),
             )),
         }
+    }
+
+    /// Removes the client IDs wib added to the cluster's IAM OIDC provider
+    /// (by its tags) that no binding uses any more: the provider allows 100,
+    /// and a client ID nobody uses is one more audience tokens are accepted
+    /// for. Client IDs wib did not add, and STS's, are never touched.
+    async fn prune_inner(
+        &self,
+        provider: &wib_api::ClusterIdentityProvider,
+        issuer: &str,
+        in_use: &BTreeSet<String>,
+    ) -> Result<Vec<String>, CloudError> {
+        let Some(defaults) = provider
+            .spec
+            .aws
+            .as_ref()
+            .filter(|d| d.create_oidc_provider)
+        else {
+            return Ok(Vec::new());
+        };
+        let arn = defaults
+            .oidc_provider_arn
+            .clone()
+            .unwrap_or_else(|| naming::oidc_provider_arn(&defaults.account_id, issuer));
+        let Some(found) = self.iam.get_oidc_provider(&arn).await? else {
+            return Ok(Vec::new());
+        };
+        let mut removed = Vec::new();
+        for (key, client_id) in found
+            .tags
+            .iter()
+            .filter(|(k, _)| k.starts_with(naming::TAG_ADDED_CLIENT_ID))
+        {
+            if in_use.contains(client_id) {
+                continue;
+            }
+            if found.client_ids.contains(client_id) {
+                self.iam.remove_audience(&arn, client_id).await?;
+                removed.push(format!("removed unused client ID {client_id} from {arn}"));
+            }
+            self.iam.untag_oidc_provider(&arn, key).await?;
+        }
+        Ok(removed)
     }
 
     async fn reconcile_inner(&self, request: &Request<'_>) -> Result<Outcome, CloudError> {
@@ -686,5 +741,14 @@ impl CloudProvider for AwsProvider {
         _provider: &'a wib_api::ClusterIdentityProvider,
     ) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(async move { self.iam.get_role(crate::CREDENTIALS_PROBE).await.map(drop) })
+    }
+
+    fn prune<'a>(
+        &'a self,
+        provider: &'a wib_api::ClusterIdentityProvider,
+        issuer: &'a str,
+        in_use: &'a BTreeSet<String>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(self.prune_inner(provider, issuer, in_use))
     }
 }

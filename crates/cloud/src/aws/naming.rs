@@ -6,6 +6,16 @@ use std::collections::BTreeSet;
 
 use wib_api::naming::{fit, sanitize, short_hash};
 
+/// Prefix of the IAM OIDC provider tags that record each client ID wib
+/// added (key: prefix + hash of the client ID, value: the client ID), so
+/// that wib removes only those, and only when no binding uses them.
+pub const TAG_ADDED_CLIENT_ID: &str = "wib.dev_client-id_";
+
+/// The tag recording that wib added `client_id`.
+pub fn added_client_id_tag(client_id: &str) -> String {
+    format!("{TAG_ADDED_CLIENT_ID}{}", short_hash(client_id))
+}
+
 /// Hashes of the managed policy ARNs wib attached, space-separated: IAM has no
 /// per-attachment tags, and wib must tell its attachments from others'.
 pub const TAG_MANAGED_POLICIES: &str = "wib.dev_managed-policies";

@@ -3,6 +3,7 @@
 //! discovery document and JWKS.
 
 pub mod issuer;
+pub mod prune;
 pub mod resolve;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ async fn reconcile(
             started.elapsed(),
         );
         result?;
+        prune::prune(&provider, &ctx, None).await;
         Ok(match state {
             IssuerState::Ready { .. } => Action::requeue(ctx.settings.provider_resync()),
             IssuerState::Unreachable { .. } => Action::requeue(std::time::Duration::from_secs(15)),

@@ -344,6 +344,14 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     provider
         .cleanup(&wib_cloud::Request::new(binding, &chosen, &issuer))
         .await?;
+    if binding
+        .spec
+        .aws
+        .as_ref()
+        .is_some_and(|aws| aws.audience.is_some())
+    {
+        crate::provider::prune::prune(&chosen, ctx, binding.uid().as_deref()).await;
+    }
     Ok(())
 }
 

@@ -1,0 +1,101 @@
+//! What wib added to a provider's shared cloud objects for some bindings
+//! (today: client IDs of the cluster's IAM OIDC provider) goes once no
+//! binding uses it. Run on every provider reconcile and after a binding
+//! that used one is deleted.
+
+use std::collections::BTreeSet;
+
+use futures::FutureExt;
+use kube::{Resource, ResourceExt};
+use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
+
+use crate::context::Context;
+
+/// The audiences the cluster's AWS bindings ask for, leaving out the
+/// binding whose deletion is under way (by UID).
+pub fn aws_audiences_in_use<'a>(
+    bindings: impl IntoIterator<Item = &'a WorkloadIdentityBinding>,
+    leaving: Option<&str>,
+) -> BTreeSet<String> {
+    bindings
+        .into_iter()
+        .filter(|b| leaving.is_none_or(|uid| b.uid().as_deref() != Some(uid)))
+        .filter_map(|b| b.spec.aws.as_ref())
+        .map(|aws| {
+            aws.audience
+                .clone()
+                .unwrap_or_else(|| wib_cloud::aws::DEFAULT_AUDIENCE.to_string())
+        })
+        .collect()
+}
+
+/// Prunes the provider's shared AWS objects. Skipped until the bindings
+/// cache has synced (an empty cache would make every audience look
+/// unused) and until the issuer is known; failures are logged and retried
+/// on the next pass.
+pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: Option<&str>) {
+    let Some(aws) = ctx.clouds.get(Cloud::Aws) else {
+        return;
+    };
+    let Some(issuer) = provider.status.as_ref().and_then(|s| s.issuer.as_deref()) else {
+        return;
+    };
+    if ctx.bindings.wait_until_ready().now_or_never().is_none() {
+        return;
+    }
+    let bindings = ctx.bindings.state();
+    let in_use = aws_audiences_in_use(bindings.iter().map(|b| b.as_ref()), leaving);
+    match aws.prune(provider, issuer, &in_use).await {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => {
+            tracing::info!(provider = %provider.name_any(), ?removed, "pruned unused client IDs");
+            let event = kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Normal,
+                reason: "ClientIdsPruned".into(),
+                note: Some(removed.join("; ")),
+                action: "Prune".into(),
+                secondary: None,
+            };
+            if let Err(error) = ctx
+                .recorder
+                .publish(&event, &provider.object_ref(&()))
+                .await
+            {
+                tracing::warn!(%error, "publishing event failed");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(provider = %provider.name_any(), %error, "pruning client IDs failed; retried on the next pass")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn binding(uid: &str, spec: serde_json::Value) -> WorkloadIdentityBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid},
+            "spec": spec,
+        }))
+        .expect("valid binding")
+    }
+
+    #[test]
+    fn audiences_in_use_count_every_aws_binding_but_the_leaving_one() {
+        let all = [
+            binding("a", json!({"aws": {}})),
+            binding("b", json!({"aws": {"audience": "team-b"}})),
+            binding("c", json!({"aws": {"audience": "team-c"}})),
+            binding("d", json!({"azure": {}})),
+        ];
+        assert_eq!(
+            aws_audiences_in_use(&all, Some("c")),
+            BTreeSet::from(["sts.amazonaws.com".to_string(), "team-b".to_string()])
+        );
+        assert_eq!(aws_audiences_in_use(&all, None).len(), 3);
+    }
+}
