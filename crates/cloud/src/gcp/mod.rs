@@ -359,19 +359,7 @@ impl GcpProvider {
         // Roles: exactly the spec on the resources it names and the
         // provider's project.
         let account_member = format!("serviceAccount:{}", target.email);
-        let mut statuses = Vec::new();
-        if manages_roles && refused.is_some() {
-            statuses = target
-                .roles
-                .iter()
-                .map(|(role, resource)| RoleAssignmentStatus {
-                    role: role.clone(),
-                    scope: Some(resource.clone()),
-                    id: None,
-                    ready: false,
-                })
-                .collect();
-        } else if manages_roles {
+        if manages_roles && refused.is_none() {
             for resource in Self::role_resources(&target) {
                 let wanted: Vec<String> = target
                     .roles
@@ -397,17 +385,21 @@ impl GcpProvider {
                     writes.push(format!("set the roles of {} on {resource}", target.email));
                 }
             }
-            statuses = target
+        }
+        let statuses = if manages_roles {
+            target
                 .roles
                 .iter()
                 .map(|(role, resource)| RoleAssignmentStatus {
                     role: role.clone(),
                     scope: Some(resource.clone()),
                     id: None,
-                    ready: true,
+                    ready: refused.is_none(),
                 })
-                .collect();
-        }
+                .collect()
+        } else {
+            Vec::new()
+        };
 
         Ok(Outcome {
             annotations: BTreeMap::from([(
