@@ -758,11 +758,11 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
 #[tokio::test]
 async fn an_identity_at_the_federated_credential_limit_is_reported_and_left_unchanged() {
     let env = env().await;
-    // An identity another binding of this cluster made, already at Azure's 20 credentials.
+    // An identity another binding of this namespace made, already at Azure's 20 credentials.
     let identity = format!(
         "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared-full"
     );
-    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": "other", "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
+    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": NS, "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
     let (status, _) = env
         .azure()
         .arm(
@@ -785,10 +785,9 @@ async fn an_identity_at_the_federated_credential_limit_is_reported_and_left_unch
             .expect("credential");
         assert_eq!(status, 201, "{body}");
     }
-    env.apply(
-        &binding("full", "full", "Key Vault Secrets User", &vault_scope(), "")
-            .replace("  azure:\n", "  azure:\n    identityName: shared-full\n"),
-    )
+    env.apply(&format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: full\n  namespace: {NS}\nspec:\n  azure:\n    identityName: shared-full\n"
+    ))
     .await
     .expect("binding");
     let b = env
@@ -860,9 +859,11 @@ async fn several_service_accounts_share_one_identity_with_serialised_credential_
         .configure(json!({"ficWriteMillis": 800}))
         .await
         .expect("slow credential writes");
+    // Sharers declare no grants: an identity's roles are its maker's.
     let shared = |name: &str| {
-        binding(name, name, "Key Vault Secrets User", &vault_scope(), "")
-            .replace("  azure:\n", "  azure:\n    identityName: shared-id\n")
+        format!(
+            "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  serviceAccount:\n    name: {name}\n  azure:\n    identityName: shared-id\n"
+        )
     };
     env.apply(&format!("{}---\n{}", shared("one"), shared("two")))
         .await
@@ -895,8 +896,33 @@ async fn several_service_accounts_share_one_identity_with_serialised_credential_
         "serialised: no write was refused and retried: {calls}"
     );
 
-    // The identity goes with the last binding that uses it, even when that
-    // is not the binding that created it.
+    // A sharer that asks for grants is refused: they would land on the
+    // maker's principal.
+    env.apply(
+        &binding(
+            "greedy",
+            "greedy",
+            "Key Vault Secrets User",
+            &vault_scope(),
+            "",
+        )
+        .replace("  azure:\n", "  azure:\n    identityName: shared-id\n"),
+    )
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "greedy", READY, "False", "RoleNotAllowed")
+        .await
+        .expect("refused");
+    assert!(
+        condition(&b, READY).is_some_and(|c| c.message.contains("made by another binding")),
+        "{:?}",
+        condition(&b, READY)
+    );
+    env.delete_binding(NS, "greedy").await.expect("deleted");
+
+    // The maker's deletion releases the identity to the last binding that
+    // uses it, which deletes it.
     let creator = identities(&state)[0]["tags"]["wib.dev_binding"]
         .as_str()
         .expect("creator tag")

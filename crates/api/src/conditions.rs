@@ -47,6 +47,12 @@ pub enum Reason {
     AdoptionNotAllowed,
     /// The identity is wib's own or in the provider's `protectedIdentities`.
     IdentityProtected,
+    /// The identity belongs to another namespace, which has not shared it
+    /// with this one.
+    IdentityNotShared,
+    /// A federation entry of wib's name on the identity names another
+    /// subject: wib never overwrites it.
+    FederationConflict,
     /// The identity is new and the cloud has not replicated its principal yet.
     WaitingForPrincipalReplication,
     /// Azure allows 20 federated credentials per identity.
@@ -100,6 +106,8 @@ impl Reason {
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
             Reason::AdoptionNotAllowed => "AdoptionNotAllowed",
             Reason::IdentityProtected => "IdentityProtected",
+            Reason::IdentityNotShared => "IdentityNotShared",
+            Reason::FederationConflict => "FederationConflict",
             Reason::WaitingForPrincipalReplication => "WaitingForPrincipalReplication",
             Reason::FederatedCredentialLimit => "FederatedCredentialLimit",
             Reason::TrustPolicyTooLarge => "TrustPolicyTooLarge",
@@ -132,6 +140,8 @@ impl Reason {
                 | Reason::ServiceAccountNotFound
                 | Reason::AdoptionNotAllowed
                 | Reason::IdentityProtected
+                | Reason::IdentityNotShared
+                | Reason::FederationConflict
                 | Reason::FederatedCredentialLimit
                 | Reason::TrustPolicyTooLarge
                 | Reason::RoleNotFound

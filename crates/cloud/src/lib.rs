@@ -34,6 +34,9 @@ pub struct Request<'a> {
     pub service_account: String,
     /// `system:serviceaccount:<namespace>:<name>`, the federated subject.
     pub subject: String,
+    /// Whether the binding passes its provider's admission now. A cleanup
+    /// for one that does not removes only what carries its own uid.
+    pub admitted: bool,
 }
 
 impl<'a> Request<'a> {
@@ -51,6 +54,7 @@ impl<'a> Request<'a> {
             subject: format!("system:serviceaccount:{namespace}:{service_account}"),
             namespace,
             service_account,
+            admitted: true,
         }
     }
 }

@@ -1,9 +1,15 @@
 //! Ownership tags: what wib writes on every cloud identity it creates (Azure
-//! tags, AWS role tags) naming cluster, namespace, binding and uid, and how it
-//! judges an existing identity by them. wib changes or deletes only what
-//! these tags say it owns.
+//! tags, AWS role tags, a GCP description marker) naming cluster, owner
+//! namespace, creating binding and its uid, and how it judges an existing
+//! identity by them. An identity belongs to the namespace of the binding
+//! that made it: bindings of that namespace may share it, no other may
+//! touch it, and only its maker deletes it.
 
 use std::collections::BTreeMap;
+
+use wib_api::conditions::Reason;
+
+use crate::CloudError;
 
 pub const TAG_CLUSTER: &str = "wib.dev_cluster";
 pub const TAG_NAMESPACE: &str = "wib.dev_namespace";
@@ -12,6 +18,10 @@ pub const TAG_UID: &str = "wib.dev_uid";
 /// Set when wib took over an identity it did not create; such an identity is
 /// never deleted by wib.
 pub const TAG_ADOPTED: &str = "wib.dev_adopted";
+/// Set by the maker's deletion (`deletionPolicy: Delete`) while other
+/// bindings of its namespace still used the identity: its grants are gone,
+/// and the last of those bindings to leave deletes it.
+pub const TAG_RELEASED: &str = "wib.dev_released";
 
 /// Ownership tags naming cluster, namespace, binding and uid.
 pub fn owner_tags(
@@ -28,33 +38,58 @@ pub fn owner_tags(
     ])
 }
 
+/// The binding asking: which cluster, namespace and uid.
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    pub cluster: &'a str,
+    pub namespace: &'a str,
+    pub uid: &'a str,
+}
+
+impl<'a> Asker<'a> {
+    pub fn of(request: &'a crate::Request<'a>) -> Self {
+        Self {
+            cluster: &request.provider.spec.cluster_name,
+            namespace: &request.namespace,
+            uid: request.binding.metadata.uid.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
 /// Who owns an existing identity, judged by its tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ownership {
     /// Created (or adopted) for this very binding.
     ThisBinding,
-    /// Created by another binding of this cluster: shared (many
+    /// Created by another binding of this binding's namespace: shared (many
     /// ServiceAccounts, one identity).
-    ThisCluster { binding: String },
+    SameNamespace,
+    /// Created by a binding in another namespace of this cluster.
+    OtherNamespace,
     /// Owned by wib in another cluster.
     OtherCluster { cluster: String },
     /// No wib tags.
     Untagged,
 }
 
-pub fn ownership(tags: &BTreeMap<String, String>, cluster: &str, uid: &str) -> Ownership {
-    match tags.get(TAG_CLUSTER) {
+pub fn ownership(tags: &BTreeMap<String, String>, asker: Asker<'_>) -> Ownership {
+    let tag = |key: &str| tags.get(key).map(String::as_str);
+    match tag(TAG_CLUSTER) {
         None => Ownership::Untagged,
-        Some(c) if c != cluster => Ownership::OtherCluster { cluster: c.clone() },
-        Some(_) if tags.get(TAG_UID).map(String::as_str) == Some(uid) => Ownership::ThisBinding,
-        Some(_) => Ownership::ThisCluster {
-            binding: format!(
-                "{}/{}",
-                tags.get(TAG_NAMESPACE).cloned().unwrap_or_default(),
-                tags.get(TAG_BINDING).cloned().unwrap_or_default()
-            ),
+        Some(c) if c != asker.cluster => Ownership::OtherCluster {
+            cluster: c.to_string(),
         },
+        Some(_) if tag(TAG_NAMESPACE) != Some(asker.namespace) => Ownership::OtherNamespace,
+        Some(_) if !asker.uid.is_empty() && tag(TAG_UID) == Some(asker.uid) => {
+            Ownership::ThisBinding
+        }
+        Some(_) => Ownership::SameNamespace,
     }
+}
+
+/// Whether the identity's maker released it to the last binding using it.
+pub fn released(tags: &BTreeMap<String, String>) -> bool {
+    tags.get(TAG_RELEASED).map(String::as_str) == Some("true")
 }
 
 /// What a reconcile may do with the identity of the wanted name.
@@ -66,62 +101,236 @@ pub enum Claim {
     Own,
     /// Untagged, and the provider allows adoption: tag it and manage it.
     Adopt,
-    /// Another binding of this cluster created it: add only this
-    /// binding's federation.
-    Shared { binding: String },
+    /// Another binding of this namespace created it: add only this
+    /// binding's federation; its grants are the maker's.
+    Shared,
 }
 
 /// Judges an existing identity (`tags` is `None` when there is none) for a
-/// binding; what wib may not touch is refused with `AdoptionNotAllowed`
-/// before anything is written. `what` names it in messages (`role x`).
+/// binding; what wib may not touch is refused before anything is written,
+/// with messages that name nothing of another namespace's. `what` names the
+/// identity as the binding does (`role x`).
 pub fn claim(
     tags: Option<&BTreeMap<String, String>>,
-    cluster: &str,
-    uid: &str,
+    asker: Asker<'_>,
     adoption: wib_api::AdoptionPolicy,
     what: &str,
-) -> Result<Claim, crate::CloudError> {
-    let refuse = |message: String| {
-        crate::CloudError::new(wib_api::conditions::Reason::AdoptionNotAllowed, message)
-    };
+) -> Result<Claim, CloudError> {
     let Some(tags) = tags else {
         return Ok(Claim::Create);
     };
-    match ownership(tags, cluster, uid) {
+    match ownership(tags, asker) {
         Ownership::ThisBinding => Ok(Claim::Own),
-        Ownership::ThisCluster { binding } => Ok(Claim::Shared { binding }),
-        Ownership::OtherCluster { cluster } => Err(refuse(format!(
-            "{what} is managed by wib in cluster {cluster:?}"
-        ))),
+        Ownership::SameNamespace => Ok(Claim::Shared),
+        Ownership::OtherNamespace => Err(CloudError::new(
+            Reason::IdentityNotShared,
+            format!(
+                "{what} belongs to another namespace and is not shared with namespace {:?}; nothing was changed",
+                asker.namespace
+            ),
+        )),
+        Ownership::OtherCluster { cluster } => Err(CloudError::new(
+            Reason::AdoptionNotAllowed,
+            format!("{what} is managed by wib in cluster {cluster:?}; nothing was changed"),
+        )),
         Ownership::Untagged if adoption == wib_api::AdoptionPolicy::AllowUntagged => {
             Ok(Claim::Adopt)
         }
-        Ownership::Untagged => Err(refuse(format!(
-            "{what} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed"
-        ))),
+        Ownership::Untagged => Err(CloudError::new(
+            Reason::AdoptionNotAllowed,
+            format!(
+                "{what} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed"
+            ),
+        )),
+    }
+}
+
+/// The refusal of grants on a shared identity: they are its maker's.
+pub fn shared_grants_refused(what: &str, grants: &str, reason: Reason) -> CloudError {
+    CloudError::new(
+        reason,
+        format!(
+            "{what} was made by another binding of this namespace, which owns its {grants}; list them there, or leave this binding's empty to share the identity; nothing was changed"
+        ),
+    )
+}
+
+/// What deleting a binding may do to an identity, by its tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Not this binding's, nor of its namespace (or never admitted): leave
+    /// everything as it is.
+    Nothing,
+    /// Remove only this binding's federation entry.
+    Federation,
+    /// Remove this binding's federation; the identity and its grants go too
+    /// when no other federation entry remains (`last_out`), else its grants
+    /// go and the identity is marked released for the last one out.
+    Maker,
+    /// Remove this binding's federation, and the identity when it was
+    /// released by its maker and no other federation entry remains (only
+    /// under this binding's own `deletionPolicy: Delete`).
+    Survivor,
+}
+
+/// Decides what a deleting binding may remove. `admitted`: whether the
+/// binding passes its provider's admission now; one that does not may only
+/// remove what carries its own uid.
+pub fn release(
+    tags: &BTreeMap<String, String>,
+    asker: Asker<'_>,
+    admitted: bool,
+    deletion: wib_api::DeletionPolicy,
+) -> Release {
+    match ownership(tags, asker) {
+        Ownership::ThisBinding if deletion == wib_api::DeletionPolicy::Delete => Release::Maker,
+        Ownership::ThisBinding => Release::Federation,
+        Ownership::SameNamespace
+            if admitted && released(tags) && deletion == wib_api::DeletionPolicy::Delete =>
+        {
+            Release::Survivor
+        }
+        Ownership::SameNamespace if admitted => Release::Federation,
+        _ => Release::Nothing,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wib_api::{AdoptionPolicy, DeletionPolicy};
+
+    fn asker<'a>(namespace: &'a str, uid: &'a str) -> Asker<'a> {
+        Asker {
+            cluster: "c1",
+            namespace,
+            uid,
+        }
+    }
 
     #[test]
-    fn ownership_cases() {
-        let tags = owner_tags("c1", "ns", "b", "u1");
-        assert_eq!(ownership(&tags, "c1", "u1"), Ownership::ThisBinding);
+    fn ownership_follows_cluster_namespace_and_uid() {
+        let tags = owner_tags("c1", "team-a", "b", "u1");
         assert_eq!(
-            ownership(&tags, "c1", "u2"),
-            Ownership::ThisCluster {
-                binding: "ns/b".into()
-            }
+            ownership(&tags, asker("team-a", "u1")),
+            Ownership::ThisBinding
         );
         assert_eq!(
-            ownership(&tags, "c2", "u1"),
+            ownership(&tags, asker("team-a", "u2")),
+            Ownership::SameNamespace
+        );
+        assert_eq!(
+            ownership(&tags, asker("evil", "u2")),
+            Ownership::OtherNamespace
+        );
+        assert_eq!(
+            ownership(&tags, asker("evil", "u1")),
+            Ownership::OtherNamespace,
+            "a uid from another namespace proves nothing"
+        );
+        let other = Asker {
+            cluster: "c2",
+            ..asker("team-a", "u1")
+        };
+        assert_eq!(
+            ownership(&tags, other),
             Ownership::OtherCluster {
                 cluster: "c1".into()
             }
         );
-        assert_eq!(ownership(&BTreeMap::new(), "c1", "u1"), Ownership::Untagged);
+        assert_eq!(
+            ownership(&BTreeMap::new(), asker("team-a", "u1")),
+            Ownership::Untagged
+        );
+        assert_eq!(
+            ownership(&tags, asker("team-a", "")),
+            Ownership::SameNamespace,
+            "an empty uid is nobody's"
+        );
+    }
+
+    #[test]
+    fn another_namespace_is_refused_without_naming_its_objects() {
+        let tags = owner_tags("c1", "team-a", "secret-app", "u1");
+        let error = claim(
+            Some(&tags),
+            asker("evil", "u9"),
+            AdoptionPolicy::AllowUntagged,
+            "identity x",
+        )
+        .expect_err("refused");
+        assert_eq!(error.reason, Reason::IdentityNotShared);
+        assert!(!error.message.contains("team-a"), "{}", error.message);
+        assert!(!error.message.contains("secret-app"), "{}", error.message);
+    }
+
+    #[test]
+    fn only_the_maker_deletes_and_only_admitted_sharers_touch_federation() {
+        let tags = owner_tags("c1", "team-a", "b", "u1");
+        let mut released_tags = tags.clone();
+        released_tags.insert(TAG_RELEASED.into(), "true".into());
+        let delete = DeletionPolicy::Delete;
+        let empty = BTreeMap::new();
+        type Case<'a> = (
+            &'a BTreeMap<String, String>,
+            Asker<'a>,
+            bool,
+            DeletionPolicy,
+            Release,
+        );
+        let cases: Vec<Case> = vec![
+            (&tags, asker("team-a", "u1"), true, delete, Release::Maker),
+            (&tags, asker("team-a", "u1"), false, delete, Release::Maker),
+            (
+                &tags,
+                asker("team-a", "u1"),
+                true,
+                DeletionPolicy::Retain,
+                Release::Federation,
+            ),
+            (
+                &tags,
+                asker("team-a", "u2"),
+                true,
+                delete,
+                Release::Federation,
+            ),
+            (
+                &tags,
+                asker("team-a", "u2"),
+                false,
+                delete,
+                Release::Nothing,
+            ),
+            (
+                &released_tags,
+                asker("team-a", "u2"),
+                true,
+                delete,
+                Release::Survivor,
+            ),
+            (
+                &released_tags,
+                asker("team-a", "u2"),
+                true,
+                DeletionPolicy::Retain,
+                Release::Federation,
+            ),
+            (&tags, asker("evil", "u1"), true, delete, Release::Nothing),
+            (
+                &empty,
+                asker("team-a", "u1"),
+                true,
+                delete,
+                Release::Nothing,
+            ),
+        ];
+        for (tags, asker, admitted, policy, want) in cases {
+            assert_eq!(
+                release(tags, asker, admitted, policy),
+                want,
+                "{asker:?} {admitted}"
+            );
+        }
     }
 }

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use aws_smithy_http_client::tls;
 use serde_json::Value;
+use wib_api::Cloud;
 use wib_api::binding::{AwsBinding, AwsStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 use wib_api::provider::AwsProvider as AwsDefaults;
-use wib_api::{Cloud, DeletionPolicy};
 
 use crate::calls::Observer;
-use crate::ownership::{self, Claim, Ownership};
+use crate::ownership::{self, Claim, Release};
 use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
 use iam::{Iam, NewRole, Role};
 use policy::Federation;
@@ -358,35 +358,39 @@ impl AwsProvider {
             &format!("role {}", target.role),
         )?;
         let existing = self.iam.get_role(&target.role).await?;
+        let what = format!("role {}", target.role);
         let claim = ownership::claim(
             existing.as_ref().map(|r| &r.tags),
-            cluster,
-            &uid,
+            ownership::Asker::of(request),
             request.provider.spec.adoption,
-            &format!("role {}", target.role),
+            &what,
         )?;
-        if let Claim::Shared { binding } = &claim
+        if claim == Claim::Shared
             && (!spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty())
         {
-            return Err(CloudError::new(
+            return Err(ownership::shared_grants_refused(
+                &what,
+                "policies",
                 Reason::PolicyNotAllowed,
+            ));
+        }
+        let current_trust = existing.as_ref().and_then(|r| r.trust.as_ref());
+        if policy::sid_conflict(current_trust, &target.federation) {
+            return Err(CloudError::new(
+                Reason::FederationConflict,
                 format!(
-                    "role {} is shared and its policies are managed by binding {binding}; list policies there, not here",
-                    target.role
+                    "the trust policy of {what} has a statement {} for another subject; wib does not overwrite it; nothing was changed",
+                    target.federation.sid
                 ),
             ));
         }
         let adopting = claim == Claim::Adopt;
-        let manages_policies = !matches!(claim, Claim::Shared { .. });
+        let manages_policies = claim != Claim::Shared;
         let adopted = adopting
             || existing.as_ref().is_some_and(|r| {
                 r.tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true")
             });
-        let trust = policy::with_statement(
-            existing.as_ref().and_then(|r| r.trust.as_ref()),
-            policy::statement(&target.federation),
-            adopted,
-        );
+        let trust = policy::with_statement(current_trust, &target.federation, adopted);
         let trust_chars = policy::size(&trust);
         if trust_chars > self.trust_policy_max_chars {
             return Err(CloudError::new(
@@ -629,25 +633,26 @@ impl AwsProvider {
 
     async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
         let target = Self::target(request)?;
-        let cluster = &request.provider.spec.cluster_name;
-        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let lock = self.lock_for(&target.role);
         let _serialized = lock.lock().await;
         let Some(role) = self.iam.get_role(&target.role).await? else {
             return Ok(());
         };
-        let owner = ownership::ownership(&role.tags, cluster, &uid);
-        if matches!(owner, Ownership::Untagged | Ownership::OtherCluster { .. }) {
-            // Refused at reconcile: nothing of this binding's is on it.
+        let release = ownership::release(
+            &role.tags,
+            ownership::Asker::of(request),
+            request.admitted,
+            request.binding.spec.deletion_policy,
+        );
+        if release == Release::Nothing {
             return Ok(());
         }
         let trust = role.trust.clone().unwrap_or(Value::Null);
-        let others = policy::other_wib_statements(&trust, &target.federation.sid);
         let adopted = role.tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true");
-        let last = others == 0 && request.binding.spec.deletion_policy == DeletionPolicy::Delete;
-        if last && !adopted {
-            // The role goes with its last binding. IAM deletes a role only
-            // once nothing is attached to it.
+        let last_out = policy::other_statements(&trust, &target.federation, adopted) == 0;
+        let deletes = matches!(release, Release::Maker | Release::Survivor) && last_out;
+        if deletes && !adopted {
+            // IAM deletes a role only once nothing is attached to it.
             for arn in self.iam.list_attached(&target.role).await? {
                 self.iam.detach(&target.role, &arn).await?;
             }
@@ -656,27 +661,17 @@ impl AwsProvider {
             }
             return self.iam.delete_role(&target.role).await;
         }
-        let remaining = policy::without_statement(
-            &trust,
-            &target.federation.sid,
-            &target.federation.provider_arn,
-        );
+        let remaining = policy::without_statement(&trust, &target.federation);
         if !policy::same(&trust, &remaining) {
             self.iam.update_trust(&target.role, &remaining).await?;
         }
-        if last {
-            // An adopted role goes back as wib found it: wib's policies and
-            // tags off, the role itself kept.
-            for arn in self.iam.list_attached(&target.role).await? {
-                if naming::is_marked(role.tags.get(naming::TAG_MANAGED_POLICIES), &arn) {
-                    self.iam.detach(&target.role, &arn).await?;
-                }
-            }
-            for name in self.iam.list_inline(&target.role).await? {
-                if naming::is_marked(role.tags.get(naming::TAG_INLINE_POLICIES), &name) {
-                    self.iam.delete_inline(&target.role, &name).await?;
-                }
-            }
+        // The maker's policies go with it: an adopted role's last one out
+        // gives it back as wib found it, a maker leaving others behind takes
+        // its grants and releases the role to the last one out.
+        if deletes || release == Release::Maker {
+            self.remove_wib_policies(&target.role, &role).await?;
+        }
+        if deletes {
             self.iam
                 .untag_role(
                     &target.role,
@@ -686,11 +681,34 @@ impl AwsProvider {
                         ownership::TAG_BINDING,
                         ownership::TAG_UID,
                         ownership::TAG_ADOPTED,
+                        ownership::TAG_RELEASED,
                         naming::TAG_MANAGED_POLICIES,
                         naming::TAG_INLINE_POLICIES,
                     ],
                 )
                 .await?;
+        } else if release == Release::Maker {
+            self.iam
+                .tag_role(
+                    &target.role,
+                    &BTreeMap::from([(ownership::TAG_RELEASED.to_string(), "true".to_string())]),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Detaches and deletes what wib's tags say it put on the role.
+    async fn remove_wib_policies(&self, name: &str, role: &Role) -> Result<(), CloudError> {
+        for arn in self.iam.list_attached(name).await? {
+            if naming::is_marked(role.tags.get(naming::TAG_MANAGED_POLICIES), &arn) {
+                self.iam.detach(name, &arn).await?;
+            }
+        }
+        for policy in self.iam.list_inline(name).await? {
+            if naming::is_marked(role.tags.get(naming::TAG_INLINE_POLICIES), &policy) {
+                self.iam.delete_inline(name, &policy).await?;
+            }
         }
         Ok(())
     }

@@ -63,44 +63,72 @@ fn document(statements: Vec<Value>) -> Value {
     json!({"Version": POLICY_VERSION, "Statement": statements})
 }
 
+/// The subject a trust statement admits (`<issuer>:sub`), if it names one.
+fn subject(statement: &Value) -> Option<&str> {
+    let conditions = statement
+        .get("Condition")?
+        .get("StringEquals")?
+        .as_object()?;
+    conditions
+        .iter()
+        .find(|(key, _)| key.ends_with(":sub"))
+        .and_then(|(_, value)| value.as_str())
+}
+
+/// Whether `statement` is the one of `ours`: wib's, with its `Sid` or (as an
+/// older wib named it) its subject.
+fn is_ours(statement: &Value, ours: &Federation) -> bool {
+    is_wib(statement) && (sid(statement) == ours.sid || subject(statement) == Some(&ours.subject))
+}
+
+/// A statement with our `Sid` that admits another exact subject: wib never
+/// overwrites it. (One with our `Sid` widened to a pattern is drift of our
+/// own statement, and is narrowed back.)
+pub fn sid_conflict(current: Option<&Value>, ours: &Federation) -> bool {
+    statements(current)
+        .iter()
+        .any(|s| sid(s) == ours.sid && subject(s).is_some_and(|sub| sub != ours.subject))
+}
+
 /// The trust policy with `ours` in place. Other wib statements (bindings
 /// sharing the role) stay; statements wib did not write stay only when
 /// `keep_foreign` (an adopted role), since on a role wib created they would
 /// widen who can assume it.
-pub fn with_statement(current: Option<&Value>, ours: Value, keep_foreign: bool) -> Value {
-    let own = sid(&ours).to_string();
+pub fn with_statement(current: Option<&Value>, ours: &Federation, keep_foreign: bool) -> Value {
     let mut kept: Vec<Value> = statements(current)
         .into_iter()
-        .filter(|s| sid(s) != own && sid(s) != RETAINED_SID && (is_wib(s) || keep_foreign))
+        .filter(|s| !is_ours(s, ours) && sid(s) != RETAINED_SID && (is_wib(s) || keep_foreign))
         .collect();
-    kept.push(ours);
+    kept.push(statement(ours));
     document(kept)
 }
 
-/// The trust policy without the statement `sid`; a deny placeholder when
-/// nothing would be left.
-pub fn without_statement(current: &Value, sid_to_drop: &str, provider_arn: &str) -> Value {
+/// The trust policy without `ours`; a deny placeholder when nothing would
+/// be left.
+pub fn without_statement(current: &Value, ours: &Federation) -> Value {
     let kept: Vec<Value> = statements(Some(current))
         .into_iter()
-        .filter(|s| sid(s) != sid_to_drop)
+        .filter(|s| !is_ours(s, ours))
         .collect();
     if kept.is_empty() {
         return document(vec![json!({
             "Sid": RETAINED_SID,
             "Effect": "Deny",
-            "Principal": {"Federated": provider_arn},
+            "Principal": {"Federated": ours.provider_arn},
             "Action": WEB_IDENTITY_ACTION,
         })]);
     }
     document(kept)
 }
 
-/// How many wib trust statements other than `sid` the policy holds: the
-/// other ServiceAccounts that share the role.
-pub fn other_wib_statements(current: &Value, own_sid: &str) -> usize {
+/// How many statements other than `ours` still let someone in: the other
+/// ServiceAccounts that share the role, and, unless `only_wib` (an adopted
+/// role, whose own statements were there before wib), any statement wib
+/// did not write.
+pub fn other_statements(current: &Value, ours: &Federation, only_wib: bool) -> usize {
     statements(Some(current))
         .iter()
-        .filter(|s| is_wib(s) && sid(s) != own_sid)
+        .filter(|s| !is_ours(s, ours) && sid(s) != RETAINED_SID && (is_wib(s) || !only_wib))
         .count()
 }
 
@@ -198,7 +226,7 @@ mod tests {
 
     #[test]
     fn key_order_and_single_values_are_not_drift() {
-        let ours = with_statement(None, statement(&federation("a")), false);
+        let ours = with_statement(None, &federation("a"), false);
         let reordered: Value = serde_json::from_str(
             r#"{"Statement":{"Condition":{"StringEquals":{"oidc.example/id/1:aud":["sts.amazonaws.com"],"oidc.example/id/1:sub":"system:serviceaccount:ns:a"}},"Action":["sts:AssumeRoleWithWebIdentity"],"Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.example/id/1"},"Effect":"Allow","Sid":"wiba"},"Version":"2012-10-17"}"#,
         )
@@ -214,35 +242,74 @@ mod tests {
     fn shared_roles_keep_other_bindings_and_drop_foreign_statements() {
         let foreign =
             json!({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"});
-        let a = with_statement(None, statement(&federation("a")), false);
+        let a = with_statement(None, &federation("a"), false);
         let mut current = a.clone();
         current["Statement"]
             .as_array_mut()
             .expect("array")
             .push(foreign.clone());
-        let ab = with_statement(Some(&current), statement(&federation("b")), false);
+        let ab = with_statement(Some(&current), &federation("b"), false);
         assert_eq!(statements(Some(&ab)).len(), 2);
-        assert_eq!(other_wib_statements(&ab, "wiba"), 1);
-        let adopted = with_statement(Some(&current), statement(&federation("b")), true);
+        assert_eq!(
+            other_statements(&ab, &federation("a"), false),
+            1,
+            "b; the foreign one is gone"
+        );
+        let adopted = with_statement(Some(&current), &federation("b"), true);
         assert_eq!(statements(Some(&adopted)).len(), 3);
         // Re-adding ours replaces it rather than duplicating it.
-        let again = with_statement(Some(&ab), statement(&federation("b")), false);
+        let again = with_statement(Some(&ab), &federation("b"), false);
         assert!(same(&again, &ab));
     }
 
     #[test]
     fn dropping_the_last_statement_leaves_a_deny() {
-        let a = with_statement(None, statement(&federation("a")), false);
-        let left = without_statement(&a, "wiba", "arn:p");
+        let a = with_statement(None, &federation("a"), false);
+        let left = without_statement(&a, &federation("a"));
         assert_eq!(left["Statement"][0]["Effect"], "Deny");
-        assert_eq!(other_wib_statements(&left, "x"), 0);
-        let back = with_statement(Some(&left), statement(&federation("a")), false);
+        assert_eq!(other_statements(&left, &federation("x"), false), 0);
+        let back = with_statement(Some(&left), &federation("a"), false);
         assert_eq!(statements(Some(&back)).len(), 1);
     }
 
     #[test]
+    fn statements_are_ours_by_sid_or_by_subject_and_a_clash_is_seen() {
+        let a = federation("a");
+        // An older wib named the same subject's statement differently.
+        let mut older = a.clone();
+        older.sid = "wibolder".into();
+        let current = with_statement(None, &older, false);
+        let replaced = with_statement(Some(&current), &a, false);
+        assert_eq!(statements(Some(&replaced)).len(), 1);
+        assert_eq!(other_statements(&current, &a, false), 0);
+        // Our Sid admitting another subject is a clash, never overwritten.
+        let mut thief = federation("thief");
+        thief.sid = a.sid.clone();
+        let stolen = with_statement(None, &thief, false);
+        assert!(sid_conflict(Some(&stolen), &a));
+        assert!(!sid_conflict(Some(&current), &a));
+        // A statement wib did not write keeps the role alive.
+        let mut foreign = current.clone();
+        foreign["Statement"].as_array_mut().expect("array").push(
+            json!({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "sts:AssumeRole"}),
+        );
+        assert_eq!(other_statements(&foreign, &a, false), 1);
+        assert_eq!(
+            other_statements(&foreign, &a, true),
+            0,
+            "adopted: the role's own"
+        );
+        // Our statement widened to a pattern is ours to narrow back.
+        let mut widened = current.clone();
+        widened["Statement"][0]["Sid"] = json!(a.sid);
+        widened["Statement"][0]["Condition"] =
+            json!({"StringLike": {"oidc.example/id/1:sub": "system:serviceaccount:*:*"}});
+        assert!(!sid_conflict(Some(&widened), &a));
+    }
+
+    #[test]
     fn size_and_parsing() {
-        let a = with_statement(None, statement(&federation("a")), false);
+        let a = with_statement(None, &federation("a"), false);
         assert!(size(&a) < TRUST_POLICY_MAX_CHARS);
         let encoded = urlencoding::encode(&compact(&a)).into_owned();
         assert_eq!(parse(&encoded), Some(a.clone()));

@@ -28,6 +28,7 @@ pub struct Identity {
     pub client_id: String,
     pub principal_id: String,
     pub tenant_id: String,
+    pub location: String,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -372,6 +373,7 @@ fn to_identity(identity: msi::models::Identity) -> Identity {
         client_id: props.client_id.unwrap_or_default(),
         principal_id: props.principal_id.unwrap_or_default(),
         tenant_id: props.tenant_id.unwrap_or_default(),
+        location: identity.tracked_resource.location.clone(),
         tags: identity
             .tracked_resource
             .tags

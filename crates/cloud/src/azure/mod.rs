@@ -46,12 +46,12 @@ pub fn from_env(observer: crate::calls::Observer) -> Result<AzureProvider, Cloud
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use wib_api::Cloud;
 use wib_api::binding::{AzureBinding, AzureStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 use wib_api::provider::AzureProvider as AzureDefaults;
-use wib_api::{AdoptionPolicy, Cloud, DeletionPolicy};
 
-use crate::ownership::{self, Ownership};
+use crate::ownership::{self, Claim, Ownership, Release};
 use crate::{BoxFuture, CloudError, CloudProvider, Outcome, Request, guardrails};
 use arm::{Clients, Credential, IdentityRef};
 
@@ -361,7 +361,7 @@ impl AzureProvider {
         let mut writes = Vec::new();
 
         // Identity: find or create; never take over what wib does not own
-        // unless the provider allows it.
+        // unless the provider allows it, nor what another namespace owns.
         // By name before the read (a protected resource ID protects the name
         // it ends in), by the IDs Azure assigned after it.
         let what = format!("identity {}", target.at.name);
@@ -374,45 +374,36 @@ impl AzureProvider {
                 &what,
             )?;
         }
-        let identity = match existing {
-            Some(existing) => match ownership::ownership(&existing.tags, cluster, &uid) {
-                Ownership::ThisBinding | Ownership::ThisCluster { .. } => existing,
-                Ownership::OtherCluster { cluster: other } => {
-                    return Err(CloudError::new(
-                        Reason::AdoptionNotAllowed,
-                        format!(
-                            "identity {} is managed by wib in cluster {other:?}",
-                            target.at.name
-                        ),
-                    ));
-                }
-                Ownership::Untagged
-                    if request.provider.spec.adoption == AdoptionPolicy::AllowUntagged =>
-                {
-                    let mut tags = existing.tags.clone();
-                    tags.extend(ownership::owner_tags(
-                        cluster,
-                        &request.namespace,
-                        &binding_name,
-                        &uid,
-                    ));
-                    tags.insert(ownership::TAG_ADOPTED.into(), "true".into());
-                    writes.push(format!("adopted identity {}", target.at.name));
-                    self.clients
-                        .put_identity(&target.at, &target.location, &tags)
-                        .await?
-                }
-                Ownership::Untagged => {
-                    return Err(CloudError::new(
-                        Reason::AdoptionNotAllowed,
-                        format!(
-                            "identity {} exists without wib's ownership tags and the provider's adoption policy is Deny; nothing was changed",
-                            target.at.name
-                        ),
-                    ));
-                }
-            },
-            None => {
+        let claim = ownership::claim(
+            existing.as_ref().map(|i| &i.tags),
+            ownership::Asker::of(request),
+            request.provider.spec.adoption,
+            &what,
+        )?;
+        if claim == Claim::Shared && !spec.role_assignments.is_empty() {
+            return Err(ownership::shared_grants_refused(
+                &what,
+                "role assignments",
+                Reason::RoleNotAllowed,
+            ));
+        }
+        let identity = match (claim, existing) {
+            (Claim::Adopt, Some(existing)) => {
+                let mut tags = existing.tags.clone();
+                tags.extend(ownership::owner_tags(
+                    cluster,
+                    &request.namespace,
+                    &binding_name,
+                    &uid,
+                ));
+                tags.insert(ownership::TAG_ADOPTED.into(), "true".into());
+                writes.push(format!("adopted identity {}", target.at.name));
+                self.clients
+                    .put_identity(&target.at, &target.location, &tags)
+                    .await?
+            }
+            (_, Some(existing)) => existing,
+            (_, None) => {
                 let tags = ownership::owner_tags(cluster, &request.namespace, &binding_name, &uid);
                 writes.push(format!("created identity {}", target.at.name));
                 self.clients
@@ -421,42 +412,53 @@ impl AzureProvider {
             }
         };
 
-        // Federated credential: exactly this issuer, subject and audience.
+        // Federated credential: found by issuer and subject, whatever its
+        // name; one of wib's name that names another subject is never
+        // overwritten.
         let lock = self.lock_for(&identity.id);
         {
             let _serialized = lock.lock().await;
             let credentials = self.clients.list_credentials(&target.at).await?;
+            let wanted = &target.credential;
             let current = credentials
                 .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(&target.credential.name));
-            let in_sync = current.is_some_and(|c| {
-                c.issuer == target.credential.issuer
-                    && c.subject == target.credential.subject
-                    && c.audiences == target.credential.audiences
-            });
-            if !in_sync {
-                if current.is_none() && credentials.len() >= MAX_CREDENTIALS {
-                    return Err(CloudError::new(
-                        Reason::FederatedCredentialLimit,
-                        format!(
-                            "identity {} already has {} federated credentials, Azure's limit; remove one or bind this ServiceAccount to another identity",
-                            target.at.name,
-                            credentials.len()
-                        ),
-                    ));
+                .find(|c| c.issuer == wanted.issuer && c.subject == wanted.subject);
+            match current {
+                Some(c) if c.audiences == wanted.audiences => {}
+                Some(c) => {
+                    writes.push(format!("repaired federated credential {}", c.name));
+                    let repaired = Credential {
+                        name: c.name.clone(),
+                        ..wanted.clone()
+                    };
+                    self.clients.put_credential(&target.at, &repaired).await?;
                 }
-                writes.push(format!(
-                    "{} federated credential {}",
-                    if current.is_some() {
-                        "repaired"
-                    } else {
-                        "created"
-                    },
-                    target.credential.name
-                ));
-                self.clients
-                    .put_credential(&target.at, &target.credential)
-                    .await?;
+                None => {
+                    if credentials
+                        .iter()
+                        .any(|c| c.name.eq_ignore_ascii_case(&wanted.name))
+                    {
+                        return Err(CloudError::new(
+                            Reason::FederationConflict,
+                            format!(
+                                "identity {} has a federated credential named {} for another subject; wib does not overwrite it; nothing was changed",
+                                target.at.name, wanted.name
+                            ),
+                        ));
+                    }
+                    if credentials.len() >= MAX_CREDENTIALS {
+                        return Err(CloudError::new(
+                            Reason::FederatedCredentialLimit,
+                            format!(
+                                "identity {} already has {} federated credentials, Azure's limit; remove one or bind this ServiceAccount to another identity",
+                                target.at.name,
+                                credentials.len()
+                            ),
+                        ));
+                    }
+                    writes.push(format!("created federated credential {}", wanted.name));
+                    self.clients.put_credential(&target.at, wanted).await?;
+                }
             }
         }
 
@@ -528,8 +530,6 @@ impl AzureProvider {
         roles: &[(String, String, String)],
         writes: &mut Vec<String>,
     ) -> Result<Vec<RoleAssignmentStatus>, CloudError> {
-        let cluster = &request.provider.spec.cluster_name;
-        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let existing = self
             .assignments(request, &target.at.subscription, &identity.principal_id)
             .await?;
@@ -560,7 +560,9 @@ impl AzureProvider {
                 ready: true,
             });
         }
-        if ownership::ownership(&identity.tags, cluster, &uid) == Ownership::ThisBinding {
+        if ownership::ownership(&identity.tags, ownership::Asker::of(request))
+            == Ownership::ThisBinding
+        {
             for extra in existing.iter().filter(|a| {
                 is_wib_assignment(a, &identity.principal_id)
                     && !desired_names
@@ -578,40 +580,69 @@ impl AzureProvider {
 
     async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
         let (target, _, _) = Self::target(request)?;
-        let cluster = &request.provider.spec.cluster_name;
-        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let Some(identity) = self.clients.get_identity(&target.at).await? else {
             return Ok(());
         };
-        if matches!(
-            ownership::ownership(&identity.tags, cluster, &uid),
-            Ownership::Untagged | Ownership::OtherCluster { .. }
-        ) {
-            // Never touched: refused at reconcile, nothing of wib's is on it.
+        let release = ownership::release(
+            &identity.tags,
+            ownership::Asker::of(request),
+            request.admitted,
+            request.binding.spec.deletion_policy,
+        );
+        if release == Release::Nothing {
             return Ok(());
         }
         let lock = self.lock_for(&identity.id);
         let _serialized = lock.lock().await;
-        let others = self
-            .clients
-            .list_credentials(&target.at)
-            .await?
-            .into_iter()
-            .filter(|c| !c.name.eq_ignore_ascii_case(&target.credential.name))
-            .count();
-        // The identity goes with the last binding of this cluster that uses
-        // it, whichever binding created it; until then only this binding's
-        // federation goes.
-        let delete_identity =
-            request.binding.spec.deletion_policy == DeletionPolicy::Delete && others == 0;
-        if !delete_identity {
-            return self
-                .clients
-                .delete_credential(&target.at, &target.credential.name)
-                .await;
+        let credentials = self.clients.list_credentials(&target.at).await?;
+        let (mine, others): (Vec<&Credential>, Vec<&Credential>) =
+            credentials.iter().partition(|c| {
+                c.issuer == target.credential.issuer && c.subject == target.credential.subject
+            });
+        for credential in mine {
+            self.clients
+                .delete_credential(&target.at, &credential.name)
+                .await?;
         }
-        // Role assignments, credential, identity: in that order, so a retry
-        // after a partial failure still finds the identity to clean up.
+        // On an adopted identity, credentials that were there before wib
+        // are its owner's, not users wib must wait for.
+        let adopted = identity
+            .tags
+            .get(ownership::TAG_ADOPTED)
+            .map(String::as_str)
+            == Some("true");
+        let last_out = !others
+            .iter()
+            .any(|c| !adopted || c.name.starts_with(naming::FIC_PREFIX));
+        match release {
+            Release::Maker | Release::Survivor if last_out => {
+                self.remove_assignments(request, &target, &identity).await?;
+                if !adopted {
+                    self.clients.delete_identity(&target.at).await?;
+                }
+            }
+            Release::Maker => {
+                // Others still federate to it: its grants were this
+                // binding's and go with it; the last one out deletes it.
+                self.remove_assignments(request, &target, &identity).await?;
+                let mut tags = identity.tags.clone();
+                tags.insert(ownership::TAG_RELEASED.into(), "true".into());
+                self.clients
+                    .put_identity(&target.at, &identity.location, &tags)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Removes every assignment wib made for the identity's principal.
+    async fn remove_assignments(
+        &self,
+        request: &Request<'_>,
+        target: &Target,
+        identity: &arm::Identity,
+    ) -> Result<(), CloudError> {
         for assignment in self
             .assignments(request, &target.at.subscription, &identity.principal_id)
             .await?
@@ -621,17 +652,6 @@ impl AzureProvider {
             self.clients
                 .delete_assignment(&assignment.scope, &assignment.name)
                 .await?;
-        }
-        self.clients
-            .delete_credential(&target.at, &target.credential.name)
-            .await?;
-        if identity
-            .tags
-            .get(ownership::TAG_ADOPTED)
-            .map(String::as_str)
-            != Some("true")
-        {
-            self.clients.delete_identity(&target.at).await?;
         }
         Ok(())
     }

@@ -15,13 +15,13 @@ use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_resourcemanager_v3::client::Projects;
 use tokio::sync::OnceCell;
+use wib_api::Cloud;
 use wib_api::binding::{GcpBinding, GcpStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 use wib_api::provider::GcpProvider as GcpDefaults;
-use wib_api::{Cloud, DeletionPolicy};
 
 use crate::calls::Observer;
-use crate::ownership::{self, Claim, Ownership};
+use crate::ownership::{self, Claim, Release};
 use crate::{BoxFuture, CloudError, CloudProvider, GrantsRefused, Outcome, Request, guardrails};
 use iam::{Clients, Resource};
 
@@ -251,7 +251,6 @@ impl GcpProvider {
         let target = Self::target(request)?;
         let refused = Self::check_guardrails(request, &target)?;
         let clients = self.clients().await?;
-        let cluster = &request.provider.spec.cluster_name;
         let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let binding_name = request.binding.metadata.name.clone().unwrap_or_default();
         let lock = self.lock_for(&target.email);
@@ -264,29 +263,25 @@ impl GcpProvider {
             &format!("service account {}", target.email),
         )?;
         let existing = clients.get_account(&target.name).await?;
+        let what = format!("service account {}", target.email);
         let claim = ownership::claim(
             existing
                 .as_ref()
                 .map(|a| naming::tags(&a.description))
                 .as_ref(),
-            cluster,
-            &uid,
+            ownership::Asker::of(request),
             request.provider.spec.adoption,
-            &format!("service account {}", target.email),
+            &what,
         )?;
-        if let Claim::Shared { binding } = &claim
-            && !target.roles.is_empty()
-        {
-            return Err(CloudError::new(
+        if claim == Claim::Shared && !target.roles.is_empty() {
+            return Err(ownership::shared_grants_refused(
+                &what,
+                "roles",
                 Reason::RoleNotAllowed,
-                format!(
-                    "service account {} is shared and its roles are managed by binding {binding}; list roles there, not here",
-                    target.email
-                ),
             ));
         }
         let adopting = claim == Claim::Adopt;
-        let manages_roles = !matches!(claim, Claim::Shared { .. });
+        let manages_roles = claim != Claim::Shared;
         let display_name = target
             .spec
             .display_name
@@ -424,18 +419,19 @@ impl GcpProvider {
     async fn cleanup_inner(&self, request: &Request<'_>) -> Result<(), CloudError> {
         let target = Self::target(request)?;
         let clients = self.clients().await?;
-        let cluster = &request.provider.spec.cluster_name;
-        let uid = request.binding.metadata.uid.clone().unwrap_or_default();
         let lock = self.lock_for(&target.email);
         let _serialized = lock.lock().await;
         let Some(account) = clients.get_account(&target.name).await? else {
             return Ok(());
         };
         let tags = naming::tags(&account.description);
-        if matches!(
-            ownership::ownership(&tags, cluster, &uid),
-            Ownership::Untagged | Ownership::OtherCluster { .. }
-        ) {
+        let release = ownership::release(
+            &tags,
+            ownership::Asker::of(request),
+            request.admitted,
+            request.binding.spec.deletion_policy,
+        );
+        if release == Release::Nothing {
             return Ok(());
         }
         let member = target.member.clone();
@@ -445,16 +441,20 @@ impl GcpProvider {
                 policy::remove_member(p, WORKLOAD_IDENTITY_USER, &member)
             })
             .await?;
-        let others = policy::members_of(
+        // On an adopted account, members that were there before wib are its
+        // owner's, not users wib must wait for.
+        let adopted = tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true");
+        let last_out = !policy::members_of(
             &clients.get_policy(&account_resource).await?,
             WORKLOAD_IDENTITY_USER,
         )
-        .len();
-        if others > 0 || request.binding.spec.deletion_policy == DeletionPolicy::Retain {
+        .iter()
+        .any(|m| !adopted || naming::is_service_account_member(m));
+        let deletes = matches!(release, Release::Maker | Release::Survivor) && last_out;
+        if !deletes && release != Release::Maker {
             return Ok(());
         }
-        // The last user under Delete: the account's roles go, then the
-        // account (an adopted one is given back instead, marker removed).
+        // The maker's roles go with it, or with the last one out.
         let account_member = format!("serviceAccount:{}", target.email);
         for resource in Self::role_resources(&target) {
             clients
@@ -467,7 +467,17 @@ impl GcpProvider {
                 })
                 .await?;
         }
-        if tags.get(ownership::TAG_ADOPTED).map(String::as_str) == Some("true") {
+        if !deletes {
+            // Others still act as the account: the last of them deletes it.
+            let mut released = tags.clone();
+            released.insert(ownership::TAG_RELEASED.into(), "true".into());
+            let description =
+                naming::with_marker(&naming::without_marker(&account.description), &released);
+            return clients
+                .patch_account(&target.name, &account.display_name, &description)
+                .await;
+        }
+        if adopted {
             return clients
                 .patch_account(
                     &target.name,

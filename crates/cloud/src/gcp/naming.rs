@@ -42,6 +42,13 @@ pub fn member(
     }
 }
 
+/// Whether a member is a Kubernetes ServiceAccount's, in either form
+/// [`member`] writes.
+pub fn is_service_account_member(member: &str) -> bool {
+    (member.starts_with("serviceAccount:") && member.contains(".svc.id.goog["))
+        || member.contains("/subject/system:serviceaccount:")
+}
+
 /// `text` with the ownership marker for `tags` appended (any old marker replaced).
 pub fn with_marker(text: &str, tags: &BTreeMap<String, String>) -> String {
     let base = without_marker(text);

@@ -319,9 +319,10 @@ async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Act
     Ok(Action::await_change())
 }
 
-/// Asks the binding's cloud to remove what wib made. Clouds find their
-/// resources by deterministic name and ownership tags, not by status, so a
-/// reconcile that crashed before writing status is cleaned up too.
+/// Asks the binding's cloud to remove what wib made for it. Clouds find
+/// their resources by deterministic name and judge them by ownership tags,
+/// not by status, so a reconcile that crashed before writing status is
+/// cleaned up too, and nothing another binding made is deleted.
 async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<(), Error> {
     let Some(cloud) = binding.spec.cloud() else {
         return Ok(());
@@ -341,9 +342,12 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
         .as_ref()
         .and_then(|s| s.issuer.clone())
         .unwrap_or_default();
-    provider
-        .cleanup(&wib_cloud::Request::new(binding, &chosen, &issuer))
-        .await?;
+    // A binding refused now (another namespace's selector, a ServiceAccount
+    // another binding holds) removes only what carries its own uid.
+    let observed = observe::observe(binding, ctx).await?;
+    let mut request = wib_cloud::Request::new(binding, &chosen, &issuer);
+    request.admitted = plan::admit(binding, &observed).is_ok();
+    provider.cleanup(&request).await?;
     if binding
         .spec
         .aws
