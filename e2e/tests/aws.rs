@@ -70,7 +70,7 @@ async fn env(provider_extra: &str) -> Env {
 }
 
 fn role_name(binding: &str) -> String {
-    format!("wib-{CLUSTER}-{NS}-{binding}")
+    wib_cloud::aws::naming::role_name(CLUSTER, NS, binding)
 }
 
 /// The role as moto holds it: trust policy, tags, attachments, inline policies.

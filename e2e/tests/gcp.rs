@@ -34,7 +34,10 @@ fn binding(name: &str, gcp: &str) -> String {
 }
 
 fn email(binding: &str) -> String {
-    format!("wib-{CLUSTER}-{NS}-{binding}@{GCP_PROJECT}.iam.gserviceaccount.com")
+    wib_cloud::gcp::naming::email(
+        &wib_cloud::gcp::naming::account_id(CLUSTER, NS, binding),
+        GCP_PROJECT,
+    )
 }
 
 async fn env(pool: bool, extra: &str) -> Env {

@@ -45,7 +45,7 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
     // Drift, so the repair counter moves.
     env.iam()
         .detach_role_policy()
-        .role_name("wib-e2e-metered-good")
+        .role_name(wib_cloud::aws::naming::role_name("e2e", NS, "good"))
         .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
         .send()
         .await

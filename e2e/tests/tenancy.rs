@@ -54,7 +54,7 @@ fn allow(action: Value) -> String {
 }
 
 fn role_name(binding: &str) -> String {
-    format!("wib-{CLUSTER}-{NS}-{binding}")
+    wib_cloud::aws::naming::role_name(CLUSTER, NS, binding)
 }
 
 async fn role_exists(iam: &Iam, name: &str) -> bool {

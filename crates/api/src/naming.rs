@@ -33,6 +33,33 @@ pub fn sanitize(raw: &str, allowed: impl Fn(char) -> bool) -> String {
     }
 }
 
+/// Hex digits of the hash that makes a default identity name unambiguous:
+/// 48 bits, so finding another (cluster, namespace, binding) of the same
+/// name is a brute-force search, not an afternoon.
+pub const NAME_HASH_LEN: usize = 12;
+
+/// The default name of what wib makes for `key` — `cluster/namespace/name`,
+/// unambiguous since namespaces and object names cannot contain `/`: the
+/// `readable` text cut to fit `max` bytes, `-`, and a 48-bit hash of `key`.
+/// Two keys share a name only if their hashes collide, however their parts
+/// are spelled (`team` + `a-app` versus `team-a` + `app`). `readable` must
+/// be ASCII.
+pub fn unambiguous(readable: &str, key: &str, max: usize) -> String {
+    let hash = name_hash(key);
+    let keep = max.saturating_sub(NAME_HASH_LEN + 1).min(readable.len());
+    let prefix = readable[..keep].trim_end_matches(['-', '.', '_']);
+    format!("{prefix}-{hash}")
+}
+
+/// The first [`NAME_HASH_LEN`] hex digits of the SHA-256 of `key`.
+pub fn name_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .take(NAME_HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// First 8 hex digits of the SHA-256 of `value`.
 pub fn short_hash(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
@@ -46,6 +73,22 @@ pub fn short_hash(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unambiguous_names_keep_apart_what_joining_would_merge() {
+        let a = unambiguous("wib-c-team-a-app1", "c/team/a-app1", 64);
+        let b = unambiguous("wib-c-team-a-app1", "c/team-a/app1", 64);
+        assert_ne!(a, b);
+        assert!(a.starts_with("wib-c-team-a-app1-"), "{a}");
+        assert_eq!(a.len(), "wib-c-team-a-app1".len() + 1 + NAME_HASH_LEN);
+        let long = unambiguous(&"x".repeat(100), "c/ns/name", 30);
+        assert_eq!(long.len(), 30, "{long}");
+        assert_eq!(
+            long,
+            unambiguous(&"x".repeat(100), "c/ns/name", 30),
+            "stable"
+        );
+    }
 
     #[test]
     fn fit_cases() {

@@ -59,6 +59,22 @@ impl<'a> Request<'a> {
     }
 }
 
+impl Request<'_> {
+    /// The name of the identity this binding's status records (the last
+    /// path segment of `pick`'s ID, or what precedes `@` in an email): an
+    /// identity made before wib's default names changed keeps its name.
+    /// Only wib writes a binding's status.
+    pub fn recorded_identity(
+        &self,
+        pick: impl Fn(&wib_api::WorkloadIdentityBindingStatus) -> Option<&str>,
+    ) -> Option<String> {
+        let id = pick(self.binding.status.as_ref()?)?;
+        let last = id.rsplit('/').next().unwrap_or(id);
+        let name = last.split('@').next().unwrap_or(last);
+        (!name.is_empty()).then(|| name.to_string())
+    }
+}
+
 /// What a cloud reports after reconciling a binding.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {

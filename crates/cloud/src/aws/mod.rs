@@ -131,6 +131,7 @@ impl AwsProvider {
             role: spec
                 .role_name
                 .clone()
+                .or_else(|| request.recorded_identity(|s| s.aws.as_ref()?.role_arn.as_deref()))
                 .unwrap_or_else(|| naming::role_name(cluster, &request.namespace, &binding)),
             path: spec.path.clone().unwrap_or_else(|| "/".into()),
             max_session: spec

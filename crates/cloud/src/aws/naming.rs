@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use wib_api::naming::{fit, sanitize, short_hash};
+use wib_api::naming::{name_hash, short_hash, unambiguous};
 
 /// Prefix of the IAM OIDC provider tags that record each client ID wib
 /// added (key: prefix + hash of the client ID, value: the client ID), so
@@ -27,12 +27,14 @@ fn iam_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
-/// Default role name: 1-64 `[\w+=,.@-]`.
+/// Default role name: 1-64 `[\w+=,.@-]`, unambiguous for (cluster,
+/// namespace, binding).
 pub fn role_name(cluster: &str, namespace: &str, binding: &str) -> String {
-    fit(
-        &sanitize(&format!("wib-{cluster}-{namespace}-{binding}"), iam_char),
-        64,
-    )
+    let readable: String = format!("wib-{cluster}-{namespace}-{binding}")
+        .chars()
+        .map(|c| if iam_char(c) { c } else { '-' })
+        .collect();
+    unambiguous(&readable, &format!("{cluster}/{namespace}/{binding}"), 64)
 }
 
 /// The issuer as IAM writes it in provider ARNs and condition keys: host and
@@ -65,7 +67,7 @@ pub fn statement_id(cluster: &str, namespace: &str, service_account: &str) -> St
     format!(
         "{}{}",
         super::policy::WIB_SID_PREFIX,
-        short_hash(&format!("{cluster}/{namespace}/{service_account}"))
+        name_hash(&format!("{cluster}/{namespace}/{service_account}"))
     )
 }
 
@@ -108,8 +110,13 @@ mod tests {
             );
             assert_eq!(name, role_name(cluster, ns, binding));
         }
-        assert_eq!(role_name("prod", "team-a", "app1"), "wib-prod-team-a-app1");
+        assert!(role_name("prod", "team-a", "app1").starts_with("wib-prod-team-a-app1-"));
         assert_ne!(role_name("c:1", "ns", "b"), role_name("c-1", "ns", "b"));
+        assert_ne!(
+            role_name("prod", "team", "a-app1"),
+            role_name("prod", "team-a", "app1"),
+            "namespace and binding do not run into each other"
+        );
     }
 
     #[test]

@@ -110,6 +110,7 @@ impl AzureProvider {
         let name = spec
             .identity_name
             .clone()
+            .or_else(|| request.recorded_identity(|s| s.azure.as_ref()?.resource_id.as_deref()))
             .unwrap_or_else(|| naming::identity_name(cluster, &request.namespace, &binding));
         Ok((
             Target {

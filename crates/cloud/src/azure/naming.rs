@@ -2,31 +2,44 @@
 //! so a reconcile retried after a crash finds what it made instead of
 //! duplicating it.
 
-use wib_api::naming::fit;
+use wib_api::naming::unambiguous;
 
 /// Prefix of every federated credential wib creates.
 pub const FIC_PREFIX: &str = "wib-";
 
-/// ARM's `[A-Za-z0-9-_]`, with a hash appended when anything was replaced.
-fn sanitize(raw: &str) -> String {
-    wib_api::naming::sanitize(raw, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// ARM's `[A-Za-z0-9-_]`: anything else becomes `-` (the hash keeps names apart).
+fn readable(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
-/// Default identity name: 3-128 `[A-Za-z0-9-_]`, starting alphanumeric.
+/// Default identity name: 3-128 `[A-Za-z0-9-_]`, starting alphanumeric,
+/// unambiguous for (cluster, namespace, binding).
 pub fn identity_name(cluster: &str, namespace: &str, binding: &str) -> String {
-    fit(
-        &sanitize(&format!("wib-{cluster}-{namespace}-{binding}")),
+    unambiguous(
+        &readable(&format!("wib-{cluster}-{namespace}-{binding}")),
+        &format!("{cluster}/{namespace}/{binding}"),
         128,
     )
 }
 
 /// The federated credential of one ServiceAccount: 3-120 characters,
 /// starting alphanumeric; one per (cluster, namespace, ServiceAccount).
+/// (wib finds its credential by issuer and subject, so credentials an older
+/// wib named otherwise are still its own.)
 pub fn federated_credential_name(cluster: &str, namespace: &str, service_account: &str) -> String {
-    fit(
-        &sanitize(&format!(
+    unambiguous(
+        &readable(&format!(
             "{FIC_PREFIX}{cluster}-{namespace}-{service_account}"
         )),
+        &format!("{cluster}/{namespace}/{service_account}"),
         120,
     )
 }

@@ -141,6 +141,7 @@ impl GcpProvider {
         let account_id = spec
             .account_id
             .clone()
+            .or_else(|| request.recorded_identity(|s| s.gcp.as_ref()?.email.as_deref()))
             .unwrap_or_else(|| naming::account_id(cluster, &request.namespace, &binding));
         let email = naming::email(&account_id, project);
         let pool = match (&defaults.workload_identity_pool, &defaults.project_number) {

@@ -5,21 +5,26 @@
 
 use std::collections::BTreeMap;
 
-use wib_api::naming::{fit, sanitize, short_hash};
+use wib_api::naming::unambiguous;
 
 /// Where the marker starts in a description.
 const MARKER: &str = "[wib ";
 
-/// Default account ID: 6-30 `[a-z]([-a-z0-9]*[a-z0-9])`.
+/// Default account ID: 6-30 `[a-z]([-a-z0-9]*[a-z0-9])`, unambiguous for
+/// (cluster, namespace, binding) whatever the case or characters folded.
 pub fn account_id(cluster: &str, namespace: &str, binding: &str) -> String {
-    let raw = format!("wib-{cluster}-{namespace}-{binding}");
-    let lower = raw.to_ascii_lowercase();
-    let mut clean = sanitize(&lower, |c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if lower != raw && clean == lower {
-        // Upper case was folded: keep `Prod` and `prod` apart.
-        clean = format!("{clean}-{}", short_hash(&raw));
-    }
-    fit(&clean, 30).trim_end_matches('-').to_string()
+    let readable: String = format!("wib-{cluster}-{namespace}-{binding}")
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    unambiguous(&readable, &format!("{cluster}/{namespace}/{binding}"), 30)
 }
 
 pub fn email(account_id: &str, project: &str) -> String {
@@ -108,7 +113,15 @@ mod tests {
             );
             assert_eq!(id, account_id(c, n, b));
         }
-        assert_eq!(account_id("gke", "ns", "app"), "wib-gke-ns-app");
+        assert!(account_id("gke", "ns", "app").starts_with("wib-gke-ns-app-"));
+        assert_ne!(
+            account_id("gke", "team", "a-app"),
+            account_id("gke", "team-a", "app")
+        );
+        assert_ne!(
+            account_id("gke", "Prod", "x"),
+            account_id("gke", "prod", "x")
+        );
     }
 
     #[test]

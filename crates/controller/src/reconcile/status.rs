@@ -135,6 +135,22 @@ pub fn compute(
             steps
         }
     };
+    let reached_cloud = matches!(
+        progress,
+        Progress::Ran {
+            cloud_step: CloudStep::Done(_),
+            ..
+        }
+    );
+    if !reached_cloud && let Some(previous) = previous {
+        // Which identity the binding has is kept through a failure or a
+        // refusal: it names what deletion must find, and an identity made
+        // under an older default name keeps that name.
+        status.identity = previous.identity.clone();
+        status.azure = previous.azure.clone();
+        status.aws = previous.aws.clone();
+        status.gcp = previous.gcp.clone();
+    }
     let summary = summarise(&steps, &sa_name, status.identity.as_deref());
     let mut desired = summary;
     desired.extend(steps);
@@ -328,6 +344,32 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_identity_the_binding_has() {
+        let done = Progress::Ran {
+            cloud: Cloud::Aws,
+            cloud_step: CloudStep::Done(Box::new(wib_cloud::Outcome {
+                status: WorkloadIdentityBindingStatus {
+                    identity: Some("arn:aws:iam::1:role/wib-old-name".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })),
+            service_account: ServiceAccountStep::Ready,
+        };
+        let first = compute(&binding(), None, &done, at(1));
+        let throttled = Progress::Ran {
+            cloud: Cloud::Aws,
+            cloud_step: CloudStep::Failed {
+                reason: Reason::Throttled,
+                message: "429".into(),
+            },
+            service_account: ServiceAccountStep::Skipped,
+        };
+        let second = compute(&binding(), Some(&first), &throttled, at(2));
+        assert_eq!(second.identity, first.identity);
     }
 
     #[test]
