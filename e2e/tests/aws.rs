@@ -784,3 +784,93 @@ async fn adoption_allowed_takes_over_an_untagged_role_and_gives_it_back_on_delet
     assert!(state.tags.is_empty(), "{:?}", state.tags);
     assert!(policy::same(&state.trust, &ec2_trust), "{}", state.trust);
 }
+
+#[tokio::test]
+async fn a_role_made_under_the_old_default_name_keeps_working_after_the_upgrade() {
+    let mut env = env("").await;
+    let iam = env.iam();
+    // What a release that joined the parts with `-` left behind: a role of
+    // that name, tagged for the binding, trusted under the old statement ID,
+    // and named in the binding's status. The operator is down meanwhile.
+    env.operator_mut().kill();
+    env.apply(&binding("legacy", "legacy", "    managedPolicyArns: []\n"))
+        .await
+        .expect("binding");
+    let created = env.bindings(NS).get("legacy").await.expect("binding");
+    let uid = created.uid().expect("uid");
+    let old_name = format!("wib-{CLUSTER}-{NS}-legacy");
+    let subject = format!("system:serviceaccount:{NS}:legacy");
+    let key = issuer_key(&env);
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": format!("wib{}", wib_api::naming::short_hash(&format!("{CLUSTER}/{NS}/legacy"))),
+        "Effect": "Allow",
+        "Principal": {"Federated": oidc_arn(&env)},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {format!("{key}:sub"): subject, format!("{key}:aud"): STS_AUDIENCE}},
+    }]});
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("tag")
+    };
+    let arn = iam
+        .create_role()
+        .role_name(&old_name)
+        .assume_role_policy_document(trust.to_string())
+        .tags(tag("wib.dev_cluster", CLUSTER))
+        .tags(tag("wib.dev_namespace", NS))
+        .tags(tag("wib.dev_binding", "legacy"))
+        .tags(tag("wib.dev_uid", &uid))
+        .send()
+        .await
+        .expect("legacy role")
+        .role
+        .map(|r| r.arn)
+        .expect("arn");
+    env.bindings(NS)
+        .patch_status(
+            "legacy",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"identity": arn, "aws": {"roleArn": arn}}})),
+        )
+        .await
+        .expect("status as the old release wrote it");
+    env.operator_mut().restart().expect("upgraded operator");
+
+    let b = env
+        .wait_condition(NS, "legacy", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    assert_eq!(
+        b.status.and_then(|s| s.aws).and_then(|a| a.role_arn),
+        Some(arn.clone()),
+        "the role keeps its name"
+    );
+    assert!(
+        role_state(&iam, &role_name("legacy")).await.is_none(),
+        "no second role under the new name"
+    );
+    let state = role_state(&iam, &old_name).await.expect("legacy role");
+    let statements = state.trust["Statement"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        statements.len(),
+        1,
+        "the old statement is ours: {}",
+        state.trust
+    );
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"][format!("{key}:sub")],
+        subject
+    );
+
+    env.delete_binding(NS, "legacy").await.expect("deleted");
+    assert!(
+        role_state(&iam, &old_name).await.is_none(),
+        "deleted by its maker"
+    );
+}

@@ -945,3 +945,276 @@ async fn spellings_siblings_other_providers_shared_and_foreign_identities_stay_o
         assert!(!written.contains(secret), "{secret} in wib's output");
     }
 }
+
+/// What a victim's cloud identities look like, to compare before and after
+/// an attack: Azure identities with their credentials and assignments, the
+/// IAM role's trust policy, tags and attachments, the GCP account and the
+/// policies that name it.
+async fn victim_state(env: &Env, role: &str, email: &str) -> Value {
+    let azure = env.azure().state().await.expect("state");
+    let iam = env.iam();
+    let got = iam
+        .get_role()
+        .role_name(role)
+        .send()
+        .await
+        .expect("victim role")
+        .role
+        .expect("role");
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .expect("attached");
+    let gcp = env.gcp().state().await.expect("state");
+    let gcp_mentions: Vec<String> = gcp
+        .to_string()
+        .match_indices(email)
+        .map(|(at, _)| at.to_string())
+        .collect();
+    json!({
+        "azure": azure,
+        "aws": {
+            "trust": got.assume_role_policy_document,
+            "tags": format!("{:?}", got.tags),
+            "attached": format!("{:?}", attached.attached_policies()),
+        },
+        "gcp": {"account": gcp["serviceAccounts"].to_string().contains(email), "policies": gcp["policies"], "mentions": gcp_mentions.len()},
+    })
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or_deletion() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    let victim_ns = "team-a";
+    let attacker_ns = "team";
+    env.namespace(victim_ns, &[]).await.expect("namespace");
+    env.namespace(attacker_ns, &[]).await.expect("namespace");
+    env.apply(&all_clouds_provider().to_string())
+        .await
+        .expect("provider");
+    let mallory = env.tenant("mallory", attacker_ns).await.expect("tenant");
+
+    // team-a's bindings, one per cloud, with grants.
+    let victim = |name: &str, cloud: &str, spec: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": name, "namespace": victim_ns},
+            "spec": {"serviceAccount": {"name": name}, cloud: spec},
+        })
+        .to_string()
+    };
+    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
+    for manifest in [
+        victim(
+            "app1",
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
+        ),
+        victim(
+            "app1-aws",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        ),
+        victim(
+            "app1-gcp",
+            "gcp",
+            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
+        ),
+    ] {
+        env.apply(&manifest).await.expect("victim binding");
+    }
+    let mut ready = Vec::new();
+    for name in ["app1", "app1-aws", "app1-gcp"] {
+        ready.push(
+            env.wait_condition(victim_ns, name, READY, "True", "Provisioned")
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:#}")),
+        );
+    }
+    let status = |i: usize| ready[i].status.clone().expect("status");
+    let azure_name = status(0)
+        .azure
+        .and_then(|a| a.resource_id)
+        .and_then(|id| id.rsplit('/').next().map(str::to_string))
+        .expect("identity");
+    let aws_role = status(1)
+        .aws
+        .and_then(|a| a.role_arn)
+        .and_then(|arn| arn.rsplit('/').next().map(str::to_string))
+        .expect("role");
+    let gcp_email = status(2).gcp.and_then(|g| g.email).expect("email");
+    let gcp_account = gcp_email.split('@').next().unwrap_or_default().to_string();
+    let before = victim_state(&env, &aws_role, &gcp_email).await;
+    let versions: Vec<Option<String>> = ready
+        .iter()
+        .map(|b| b.metadata.resource_version.clone())
+        .collect();
+
+    // Naming team-a's identities from namespace `team`: refused before any
+    // write, the message naming nothing of team-a's.
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    let attacker = |name: &str, cloud: &str, spec: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": name, "namespace": attacker_ns},
+            "spec": {"serviceAccount": {"name": "thief"}, cloud: spec},
+        })
+        .to_string()
+    };
+    let attempts = [
+        ("steal-az", "azure", json!({"identityName": azure_name})),
+        ("steal-aws", "aws", json!({"roleName": aws_role})),
+        ("steal-gcp", "gcp", json!({"accountId": gcp_account})),
+    ];
+    for (name, cloud, spec) in &attempts {
+        mallory
+            .apply(&attacker(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, _, spec) in &attempts {
+        let b = env
+            .wait_condition(attacker_ns, name, READY, "False", "IdentityNotShared")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        // Beyond the name the attacker typed, nothing of team-a's.
+        let typed = spec
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let message = wib_e2e::condition(&b, READY)
+            .expect("Ready")
+            .message
+            .replace(typed, "<typed>");
+        for secret in ["team-a", "app1"] {
+            assert!(
+                !message.contains(secret),
+                "{name} names {secret}: {message}"
+            );
+        }
+    }
+    // Deleting them afterwards removes nothing of team-a's either.
+    for (name, _, _) in &attempts {
+        mallory
+            .delete_binding(attacker_ns, name)
+            .await
+            .expect("deleted");
+    }
+    cloud_writes.assert_none(&env).await;
+    assert_eq!(victim_state(&env, &aws_role, &gcp_email).await, before);
+
+    // A name spelled to meet team-a's by joining parts (`team` + `a-app1`
+    // versus `team-a` + `app1`) gets an identity of its own.
+    mallory
+        .apply(&attacker("a-app1", "azure", json!({})))
+        .await
+        .expect("binding");
+    let own = env
+        .wait_condition(attacker_ns, "a-app1", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let own_id = own
+        .status
+        .and_then(|s| s.azure)
+        .and_then(|a| a.resource_id)
+        .expect("identity");
+    assert!(!own_id.ends_with(&format!("/{azure_name}")), "{own_id}");
+    mallory
+        .delete_binding(attacker_ns, "a-app1")
+        .await
+        .expect("deleted");
+
+    // team-a is as it was: bindings untouched, cloud state unchanged.
+    for (b, version) in ready.iter().zip(&versions) {
+        let now = env
+            .bindings(victim_ns)
+            .get(&b.metadata.name.clone().unwrap_or_default())
+            .await
+            .expect("victim binding");
+        assert_eq!(&now.metadata.resource_version, version);
+    }
+    assert_eq!(victim_state(&env, &aws_role, &gcp_email).await, before);
+}
+
+#[tokio::test]
+async fn deleting_a_refused_binding_removes_nothing_and_retain_outlives_later_sharers() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&all_clouds_provider().to_string())
+        .await
+        .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let with_sa = |name: &str, sa: &str, cloud: &str, spec: Value| {
+        let mut b: Value = serde_json::from_str(&binding(name, cloud, spec)).expect("binding");
+        b["spec"]["serviceAccount"]["name"] = json!(sa);
+        b.to_string()
+    };
+
+    // A rival for the ServiceAccount another binding holds, naming the
+    // holder's identity, is refused; deleting it must not take the holder's
+    // federation (same subject) or identity with it.
+    tenant
+        .apply(&with_sa("holder", "app", "azure", json!({})))
+        .await
+        .expect("binding");
+    let holder = env
+        .wait_condition(NS, "holder", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let identity = holder
+        .status
+        .and_then(|s| s.azure)
+        .and_then(|a| a.resource_id)
+        .and_then(|id| id.rsplit('/').next().map(str::to_string))
+        .expect("identity");
+    let before = env.azure().state().await.expect("state");
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    tenant
+        .apply(&with_sa(
+            "rival",
+            "app",
+            "azure",
+            json!({"identityName": identity}),
+        ))
+        .await
+        .expect("binding");
+    refused(&env, "rival", "ServiceAccountConflict").await;
+    tenant.delete_binding(NS, "rival").await.expect("deleted");
+    cloud_writes.assert_none(&env).await;
+    assert_eq!(env.azure().state().await.expect("state"), before);
+    env.wait_condition(NS, "holder", READY, "True", "Provisioned")
+        .await
+        .expect("the holder is still Ready");
+
+    // A role kept with Retain stays when a later binding of the namespace
+    // shares it and is deleted.
+    let mut kept: Value =
+        serde_json::from_str(&binding("kept", "aws", json!({}))).expect("binding");
+    kept["spec"]["deletionPolicy"] = json!("Retain");
+    tenant.apply(&kept.to_string()).await.expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let role = role_of(&env, "kept").await;
+    tenant.delete_binding(NS, "kept").await.expect("deleted");
+    assert!(role_exists(&env.iam(), &role).await, "retained");
+    tenant
+        .apply(&binding("later", "aws", json!({"roleName": role})))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "later", READY, "True", "Provisioned")
+        .await
+        .expect("a binding of the namespace may use the retained role");
+    tenant.delete_binding(NS, "later").await.expect("deleted");
+    assert!(
+        role_exists(&env.iam(), &role).await,
+        "Retain outlives a later sharer"
+    );
+}
