@@ -1218,3 +1218,146 @@ async fn deleting_a_refused_binding_removes_nothing_and_retain_outlives_later_sh
         "Retain outlives a later sharer"
     );
 }
+
+#[tokio::test]
+async fn a_namespace_relabelled_out_of_its_provider_loses_federation_at_once_and_gets_it_back() {
+    // Resyncs are rare here: only the namespace watch can be quick.
+    let env = Env::start_with_resync("300")
+        .await
+        .expect("control plane, fakes and operator");
+    let label = ("wib.dev/workload-identity", "enabled");
+    env.namespace(NS, &[label]).await.expect("namespace");
+    let mut provider = all_clouds_provider();
+    provider["spec"]["namespaceSelector"] = json!({"matchLabels": {label.0: label.1}});
+    env.apply(&provider.to_string()).await.expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
+    let bindings = [
+        (
+            "rev-az",
+            "azure",
+            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
+            "azure.workload.identity/client-id",
+        ),
+        (
+            "rev-aws",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+            "eks.amazonaws.com/role-arn",
+        ),
+        (
+            "rev-gcp",
+            "gcp",
+            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
+            "iam.gke.io/gcp-service-account",
+        ),
+    ];
+    for (name, cloud, spec, _) in &bindings {
+        tenant
+            .apply(&binding(name, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, _, _, _) in &bindings {
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    let role = role_of(&env, "rev-aws").await;
+    assert_eq!(federation(&env, &role).await, (1, true, true));
+
+    // The platform team takes the namespace out of the provider.
+    env.namespace(NS, &[]).await.expect("relabel");
+    for (name, _, _, _) in &bindings {
+        refused(&env, name, "NamespaceNotAllowed").await;
+    }
+    assert_eq!(
+        federation(&env, &role).await,
+        (0, false, false),
+        "federation revoked"
+    );
+    for (name, _, _, annotation) in &bindings {
+        let sa = env
+            .wait_service_account(NS, name, "cloud annotation removed", |sa| {
+                sa.is_some_and(|sa| {
+                    !sa.metadata
+                        .annotations
+                        .clone()
+                        .unwrap_or_default()
+                        .contains_key(*annotation)
+                })
+            })
+            .await
+            .expect("ServiceAccount");
+        assert!(sa.is_some(), "{name}: the ServiceAccount stays");
+    }
+    // Identities and grants stay: a mistaken relabel loses nothing.
+    let azure = env.azure().state().await.expect("state");
+    assert_eq!(azure["roleAssignments"].as_array().map(Vec::len), Some(1));
+    let attached = env
+        .iam()
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .expect("attached");
+    assert_eq!(attached.attached_policies().len(), 1);
+    assert!(
+        env.gcp()
+            .state()
+            .await
+            .expect("state")
+            .to_string()
+            .contains("storage.objectViewer")
+    );
+
+    // Labelled again, the bindings are restored.
+    env.namespace(NS, &[label]).await.expect("relabel");
+    for (name, _, _, _) in &bindings {
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    assert_eq!(
+        federation(&env, &role).await,
+        (1, true, true),
+        "federation restored"
+    );
+}
+
+/// The relabel test's federation on each cloud: Azure credentials, whether
+/// the IAM trust policy admits `rev-aws`, whether a GCP policy names `rev-gcp`.
+async fn federation(env: &Env, role: &str) -> (usize, bool, bool) {
+    let azure = env.azure().state().await.expect("state");
+    let credentials: usize = azure["identities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            i["federatedIdentityCredentials"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or_default()
+        })
+        .sum();
+    let trust = env
+        .iam()
+        .get_role()
+        .role_name(role)
+        .send()
+        .await
+        .expect("role")
+        .role
+        .and_then(|r| r.assume_role_policy_document)
+        .unwrap_or_default();
+    let gcp = env.gcp().state().await.expect("state").to_string();
+    (
+        credentials,
+        wib_cloud::aws::policy::parse(&trust).is_some_and(|t| {
+            t.to_string()
+                .contains(&format!("system:serviceaccount:{NS}:rev-aws"))
+        }),
+        gcp.contains(&format!("[{NS}/rev-gcp]"))
+            || gcp.contains(&format!("serviceaccount:{NS}:rev-gcp")),
+    )
+}

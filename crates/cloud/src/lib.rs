@@ -120,6 +120,15 @@ pub trait CloudProvider: Send + Sync + 'static {
         provider: &'a ClusterIdentityProvider,
     ) -> BoxFuture<'a, Result<(), CloudError>>;
 
+    /// Revokes a binding that is refused now: removes its federation entry
+    /// (by issuer and subject) from the identity it names, if there; the
+    /// identity and its grants stay, so allowing the binding again restores
+    /// it as it was. Says what it removed.
+    fn revoke<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>>;
+
     /// Removes what wib added to the provider's shared cloud objects that no
     /// binding uses any more (`in_use`: the audiences the cluster's bindings
     /// of this cloud ask for); says what it removed. Nothing to do by default.

@@ -699,6 +699,25 @@ impl AwsProvider {
         Ok(())
     }
 
+    async fn revoke_inner(&self, request: &Request<'_>) -> Result<Vec<String>, CloudError> {
+        let target = Self::target(request)?;
+        let lock = self.lock_for(&target.role);
+        let _serialized = lock.lock().await;
+        let Some(role) = self.iam.get_role(&target.role).await? else {
+            return Ok(Vec::new());
+        };
+        let trust = role.trust.clone().unwrap_or(Value::Null);
+        let remaining = policy::without_statement(&trust, &target.federation);
+        if policy::same(&trust, &remaining) {
+            return Ok(Vec::new());
+        }
+        self.iam.update_trust(&target.role, &remaining).await?;
+        Ok(vec![format!(
+            "removed the trust statement of {} from role {}",
+            request.subject, target.role
+        )])
+    }
+
     /// Detaches and deletes what wib's tags say it put on the role.
     async fn remove_wib_policies(&self, name: &str, role: &Role) -> Result<(), CloudError> {
         for arn in self.iam.list_attached(name).await? {
@@ -753,6 +772,13 @@ impl CloudProvider for AwsProvider {
 
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(self.revoke_inner(request))
     }
 
     fn check<'a>(

@@ -637,6 +637,31 @@ impl AzureProvider {
         Ok(())
     }
 
+    async fn revoke_inner(&self, request: &Request<'_>) -> Result<Vec<String>, CloudError> {
+        let (target, _, _) = Self::target(request)?;
+        let Some(identity) = self.clients.get_identity(&target.at).await? else {
+            return Ok(Vec::new());
+        };
+        let lock = self.lock_for(&identity.id);
+        let _serialized = lock.lock().await;
+        let mut removed = Vec::new();
+        for credential in self
+            .clients
+            .list_credentials(&target.at)
+            .await?
+            .iter()
+            .filter(|c| {
+                c.issuer == target.credential.issuer && c.subject == target.credential.subject
+            })
+        {
+            removed.push(format!("removed federated credential {}", credential.name));
+            self.clients
+                .delete_credential(&target.at, &credential.name)
+                .await?;
+        }
+        Ok(removed)
+    }
+
     /// Removes every assignment wib made for the identity's principal.
     async fn remove_assignments(
         &self,
@@ -712,6 +737,13 @@ impl CloudProvider for AzureProvider {
 
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(self.revoke_inner(request))
     }
 
     fn check<'a>(

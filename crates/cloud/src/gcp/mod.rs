@@ -491,6 +491,29 @@ impl GcpProvider {
     }
 }
 
+impl GcpProvider {
+    async fn revoke_inner(&self, request: &Request<'_>) -> Result<Vec<String>, CloudError> {
+        let target = Self::target(request)?;
+        let clients = self.clients().await?;
+        let lock = self.lock_for(&target.email);
+        let _serialized = lock.lock().await;
+        if clients.get_account(&target.name).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let member = target.member.clone();
+        let changed = clients
+            .modify_policy(&Resource::Account(target.name.clone()), |p| {
+                policy::remove_member(p, WORKLOAD_IDENTITY_USER, &member)
+            })
+            .await?;
+        Ok(if changed {
+            vec![format!("removed {WORKLOAD_IDENTITY_USER} from {member}")]
+        } else {
+            Vec::new()
+        })
+    }
+}
+
 impl CloudProvider for GcpProvider {
     fn cloud(&self) -> Cloud {
         Cloud::Gcp
@@ -505,6 +528,13 @@ impl CloudProvider for GcpProvider {
 
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(self.cleanup_inner(request))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(self.revoke_inner(request))
     }
 
     fn check<'a>(

@@ -5,13 +5,14 @@
 pub mod execute;
 pub mod observe;
 pub mod plan;
+pub mod revoke;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -30,14 +31,15 @@ use status::{CloudStep, Progress};
 const CONTROLLER: &str = "workloadidentitybinding";
 
 /// Builds the controller and its triggers: the bindings themselves, their
-/// ServiceAccounts, providers, and sibling bindings (a conflict clears when
-/// the holder goes away).
+/// ServiceAccounts, their namespaces (labels decide admission), providers,
+/// and sibling bindings (a conflict clears when the holder goes away).
 pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
     let bindings: Api<WorkloadIdentityBinding> = Api::all(client.clone());
     let controller = Controller::new(bindings.clone(), watcher::Config::default());
     let store = controller.store();
     let by_sa = store.clone();
     let all = store.clone();
+    let in_namespace = store.clone();
     let siblings = store;
     controller
         .watches(
@@ -49,6 +51,21 @@ pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
                     .state()
                     .into_iter()
                     .filter(|b| b.namespace() == ns && b.service_account_name() == name)
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A namespace relabelled out of (or into) a provider's selector
+        // revokes (or restores) its bindings at once, not at the next resync.
+        .watches(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+            move |ns| {
+                let name = ns.name_any();
+                in_namespace
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace().as_deref() == Some(name.as_str()))
                     .map(|b| ObjectRef::from_obj(&*b))
                     .collect::<Vec<_>>()
             },
@@ -148,10 +165,18 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     let progress = match plan::admit(binding, &observed) {
         Err(refusal) => {
             tracing::info!(reason = %refusal.reason, message = %refusal.message, "binding refused");
+            if revoke::needed(binding, refusal.reason) {
+                revoke::revoke(binding, &observed, ctx).await?;
+            }
             Progress::Refused(refusal)
         }
         Ok(admitted) => {
             let cloud_step = run_cloud(binding, &admitted, ctx).await;
+            if let CloudStep::Failed { reason, .. } = &cloud_step
+                && revoke::needed(binding, *reason)
+            {
+                revoke::revoke(binding, &observed, ctx).await?;
+            }
             if let CloudStep::Done(outcome) = &cloud_step {
                 report_cloud_writes(binding, admitted.cloud, &outcome.writes, ctx).await;
             }
