@@ -752,6 +752,21 @@ async fn adoption_allowed_takes_over_an_untagged_role_and_gives_it_back_on_delet
     ))
     .await
     .expect("binding");
+    // The provider allows adoption, but the role's owner has not opted in.
+    env.wait_condition(NS, "adopter", READY, "False", "AdoptionNotAllowed")
+        .await
+        .expect("no opt-in, no adoption");
+    let opt_in = aws_sdk_iam::types::Tag::builder()
+        .key("wib.dev_adopt-into")
+        .value(NS)
+        .build()
+        .expect("tag");
+    iam.tag_role()
+        .role_name(&role)
+        .tags(opt_in)
+        .send()
+        .await
+        .expect("the owner opts in for this namespace");
     env.wait_condition(NS, "adopter", READY, "True", "Provisioned")
         .await
         .expect("Ready");
@@ -781,7 +796,11 @@ async fn adoption_allowed_takes_over_an_untagged_role_and_gives_it_back_on_delet
         .await
         .expect("adopted role is never deleted");
     assert_eq!(state.attached, vec![S3_READ_ONLY.to_string()]);
-    assert!(state.tags.is_empty(), "{:?}", state.tags);
+    assert_eq!(
+        state.tags,
+        BTreeMap::from([("wib.dev_adopt-into".to_string(), NS.to_string())]),
+        "only the owner's own tag is left"
+    );
     assert!(policy::same(&state.trust, &ec2_trust), "{}", state.trust);
 }
 

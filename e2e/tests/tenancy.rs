@@ -1361,3 +1361,120 @@ async fn federation(env: &Env, role: &str) -> (usize, bool, bool) {
             || gcp.contains(&format!("serviceaccount:{NS}:rev-gcp")),
     )
 }
+
+#[tokio::test]
+async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_owner_had() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let mut provider = all_clouds_provider();
+    provider["spec"]["adoption"] = json!("AllowUntagged");
+    env.apply(&provider.to_string()).await.expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let iam = env.iam();
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string();
+    let opt_in = |namespace: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key("wib.dev_adopt-into")
+            .value(namespace)
+            .build()
+            .expect("tag")
+    };
+    // An untagged admin role, and one its owner opened to another namespace.
+    iam.create_role()
+        .role_name("ops-admin")
+        .assume_role_policy_document(&trust)
+        .send()
+        .await
+        .expect("role");
+    iam.attach_role_policy()
+        .role_name("ops-admin")
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .expect("attach");
+    iam.create_role()
+        .role_name("team-b-role")
+        .assume_role_policy_document(&trust)
+        .tags(opt_in("team-b"))
+        .send()
+        .await
+        .expect("role");
+    // A GCP account its owner opened to this namespace, with a project role.
+    env.gcp()
+        .post(
+            "/v1/projects/wib-e2e/serviceAccounts",
+            json!({"accountId": "team-a-batch", "serviceAccount": {"description": "batch jobs [wib wib.dev_adopt-into=team-a]"}}),
+        )
+        .await
+        .expect("account");
+    let batch = "serviceAccount:team-a-batch@wib-e2e.iam.gserviceaccount.com";
+    let mut policy = env
+        .gcp()
+        .post("/v3/projects/wib-e2e:getIamPolicy", json!({}))
+        .await
+        .expect("policy");
+    let mut bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+    bindings.push(json!({"role": "roles/pubsub.subscriber", "members": [batch]}));
+    policy["bindings"] = json!(bindings);
+    env.gcp()
+        .post(
+            "/v3/projects/wib-e2e:setIamPolicy",
+            json!({"policy": policy}),
+        )
+        .await
+        .expect("set policy");
+
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    for (name, role) in [("take-admin", "ops-admin"), ("take-b", "team-b-role")] {
+        tenant
+            .apply(&binding(name, "aws", json!({"roleName": role})))
+            .await
+            .expect("binding");
+        let message = refused(&env, name, "AdoptionNotAllowed").await;
+        assert!(message.contains("opted in"), "{message}");
+    }
+    cloud_writes.assert_none(&env).await;
+
+    // Opted in for this namespace: adopted, changing nothing the spec does
+    // not list, and given back as it was on deletion.
+    tenant
+        .apply(&binding(
+            "batch",
+            "gcp",
+            json!({"accountId": "team-a-batch", "roles": [{"role": "roles/storage.objectViewer"}]}),
+        ))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "batch", READY, "True", "Provisioned")
+        .await
+        .expect("adopted");
+    let roles_of_batch = |state: &Value| -> Vec<String> {
+        state["policies"]["projects/wib-e2e"]["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| {
+                b["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x == batch))
+            })
+            .filter_map(|b| b["role"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut held = roles_of_batch(&env.gcp().state().await.expect("state"));
+    held.sort();
+    assert_eq!(
+        held,
+        ["roles/pubsub.subscriber", "roles/storage.objectViewer"],
+        "the owner's role stays beside the spec's"
+    );
+    tenant.delete_binding(NS, "batch").await.expect("deleted");
+    let state = env.gcp().state().await.expect("state");
+    assert_eq!(roles_of_batch(&state), ["roles/pubsub.subscriber"]);
+    assert!(
+        state.to_string().contains("team-a-batch@"),
+        "an adopted account is given back, never deleted"
+    );
+}

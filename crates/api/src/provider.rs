@@ -128,8 +128,9 @@ pub enum AdoptionPolicy {
     /// Never: an identity of the same name that wib does not own is an error.
     #[default]
     Deny,
-    /// Adopt an identity that carries no wib ownership tags; never one owned
-    /// by another binding.
+    /// Adopt an identity that carries no wib ownership tags and whose owner
+    /// tagged it `wib.dev_adopt-into=<the binding's namespace>`; never one
+    /// owned by another binding.
     AllowUntagged,
 }
 

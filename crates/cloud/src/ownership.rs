@@ -18,6 +18,10 @@ pub const TAG_UID: &str = "wib.dev_uid";
 /// Set when wib took over an identity it did not create; such an identity is
 /// never deleted by wib.
 pub const TAG_ADOPTED: &str = "wib.dev_adopted";
+/// Set by an identity's owner, outside wib, to let bindings of one
+/// namespace adopt it (with the provider's `adoption: AllowUntagged`): the
+/// owner's consent, on the resource itself.
+pub const TAG_ADOPT_INTO: &str = "wib.dev_adopt-into";
 /// Set by the maker's deletion (`deletionPolicy: Delete`) while other
 /// bindings of its namespace still used the identity: its grants are gone,
 /// and the last of those bindings to leave deletes it.
@@ -133,8 +137,20 @@ pub fn claim(
             Reason::AdoptionNotAllowed,
             format!("{what} is managed by wib in cluster {cluster:?}; nothing was changed"),
         )),
-        Ownership::Untagged if adoption == wib_api::AdoptionPolicy::AllowUntagged => {
+        Ownership::Untagged
+            if adoption == wib_api::AdoptionPolicy::AllowUntagged
+                && tags.get(TAG_ADOPT_INTO).map(String::as_str) == Some(asker.namespace) =>
+        {
             Ok(Claim::Adopt)
+        }
+        Ownership::Untagged if adoption == wib_api::AdoptionPolicy::AllowUntagged => {
+            Err(CloudError::new(
+                Reason::AdoptionNotAllowed,
+                format!(
+                    "{what} exists without wib's ownership tags and its owner has not opted in (tag {TAG_ADOPT_INTO}={:?} on it); nothing was changed",
+                    asker.namespace
+                ),
+            ))
         }
         Ownership::Untagged => Err(CloudError::new(
             Reason::AdoptionNotAllowed,
@@ -262,6 +278,22 @@ mod tests {
         assert_eq!(error.reason, Reason::IdentityNotShared);
         assert!(!error.message.contains("team-a"), "{}", error.message);
         assert!(!error.message.contains("secret-app"), "{}", error.message);
+    }
+
+    #[test]
+    fn adoption_needs_the_owners_opt_in_for_this_namespace() {
+        let allow = AdoptionPolicy::AllowUntagged;
+        let plain = BTreeMap::from([("team".to_string(), "x".to_string())]);
+        let for_us = BTreeMap::from([(TAG_ADOPT_INTO.to_string(), "team-a".to_string())]);
+        let for_them = BTreeMap::from([(TAG_ADOPT_INTO.to_string(), "team-b".to_string())]);
+        let me = asker("team-a", "u1");
+        assert!(claim(Some(&plain), me, allow, "x").is_err());
+        assert!(claim(Some(&for_them), me, allow, "x").is_err());
+        assert_eq!(
+            claim(Some(&for_us), me, allow, "x").ok(),
+            Some(Claim::Adopt)
+        );
+        assert!(claim(Some(&for_us), me, AdoptionPolicy::Deny, "x").is_err());
     }
 
     #[test]

@@ -353,8 +353,14 @@ impl GcpProvider {
         }
 
         // Roles: exactly the spec on the resources it names and the
-        // provider's project.
+        // provider's project; on an adopted account, only added (the roles
+        // it held before are its owner's).
         let account_member = format!("serviceAccount:{}", target.email);
+        let adopted = adopting
+            || existing.as_ref().is_some_and(|a| {
+                naming::tags(&a.description).get(ownership::TAG_ADOPTED)
+                    == Some(&"true".to_string())
+            });
         if manages_roles && refused.is_none() {
             for resource in Self::role_resources(&target) {
                 let wanted: Vec<String> = target
@@ -370,7 +376,7 @@ impl GcpProvider {
                             changed |= policy::add_member(p, role, &account_member);
                         }
                         for role in policy::roles_of(p, &account_member) {
-                            if !wanted.contains(&role) {
+                            if !wanted.contains(&role) && !adopted {
                                 changed |= policy::remove_member(p, &role, &account_member);
                             }
                         }
@@ -455,14 +461,23 @@ impl GcpProvider {
         if !deletes && release != Release::Maker {
             return Ok(());
         }
-        // The maker's roles go with it, or with the last one out.
+        // The maker's roles go with it, or with the last one out; an adopted
+        // account keeps the roles it had, losing only those the spec lists.
         let account_member = format!("serviceAccount:{}", target.email);
         for resource in Self::role_resources(&target) {
+            let listed: Vec<&String> = target
+                .roles
+                .iter()
+                .filter(|(_, r)| *r == resource)
+                .map(|(role, _)| role)
+                .collect();
             clients
-                .modify_policy(&Resource::Project(resource), |p| {
+                .modify_policy(&Resource::Project(resource.clone()), |p| {
                     let mut changed = false;
                     for role in policy::roles_of(p, &account_member) {
-                        changed |= policy::remove_member(p, &role, &account_member);
+                        if !adopted || listed.contains(&&role) {
+                            changed |= policy::remove_member(p, &role, &account_member);
+                        }
                     }
                     changed
                 })
