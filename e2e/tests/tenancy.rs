@@ -1478,3 +1478,116 @@ async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_
         "an adopted account is given back, never deleted"
     );
 }
+
+#[tokio::test]
+async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the_providers_leave() {
+    let env = Env::start_with_resync("300")
+        .await
+        .expect("control plane, fakes and operator");
+    let (owner_ns, guest_ns) = ("team-a", "team-b");
+    env.namespace(owner_ns, &[]).await.expect("namespace");
+    env.namespace(guest_ns, &[]).await.expect("namespace");
+    let mut provider = all_clouds_provider();
+    env.apply(&provider.to_string()).await.expect("provider");
+    let owner = env.tenant("alice", owner_ns).await.expect("tenant");
+    let guest = env.tenant("bob", guest_ns).await.expect("tenant");
+    let maker = |sharing: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": "maker", "namespace": owner_ns},
+            "spec": {"serviceAccount": {"name": "maker"}, "sharing": sharing,
+                     "aws": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}},
+        })
+        .to_string()
+    };
+    owner
+        .apply(&maker(json!({"namespaces": [guest_ns]})))
+        .await
+        .expect("binding");
+    env.wait_condition(owner_ns, "maker", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let b = env.bindings(owner_ns).get("maker").await.expect("binding");
+    let role = b
+        .status
+        .and_then(|s| s.aws)
+        .and_then(|a| a.role_arn)
+        .and_then(|arn| arn.rsplit('/').next().map(str::to_string))
+        .expect("role");
+    let guest_binding = |name: &str, spec: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": name, "namespace": guest_ns},
+            "spec": {"serviceAccount": {"name": name}, "aws": spec},
+        })
+        .to_string()
+    };
+
+    // The maker consents, but the provider keeps namespaces apart: refused,
+    // nothing written.
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    guest
+        .apply(&guest_binding("guest", json!({"roleName": role})))
+        .await
+        .expect("binding");
+    env.wait_condition(guest_ns, "guest", READY, "False", "IdentityNotShared")
+        .await
+        .expect("refused while the provider forbids sharing");
+    cloud_writes.assert_none(&env).await;
+
+    // The platform allows it: the guest federates, and only federates.
+    provider["spec"]["allowCrossNamespaceSharing"] = json!(true);
+    env.apply(&provider.to_string()).await.expect("provider");
+    env.wait_condition(guest_ns, "guest", READY, "True", "Provisioned")
+        .await
+        .expect("shared by consent");
+    assert!(trust_admits(&env, &role, guest_ns, "guest").await);
+    guest
+        .apply(&guest_binding(
+            "greedy",
+            json!({"roleName": role, "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        ))
+        .await
+        .expect("binding");
+    env.wait_condition(guest_ns, "greedy", READY, "False", "PolicyNotAllowed")
+        .await
+        .expect("a guest lists no grants");
+
+    // Withdrawn consent revokes the guest's federation at once (resyncs are
+    // five minutes apart here); the maker's role and grants stay as they are.
+    owner
+        .apply(&maker(json!({"namespaces": []})))
+        .await
+        .expect("consent withdrawn");
+    env.wait_condition(guest_ns, "guest", READY, "False", "IdentityNotShared")
+        .await
+        .expect("refused once consent is withdrawn");
+    assert!(!trust_admits(&env, &role, guest_ns, "guest").await);
+    assert!(trust_admits(&env, &role, owner_ns, "maker").await);
+    let attached = env
+        .iam()
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .expect("attached");
+    assert_eq!(attached.attached_policies().len(), 1);
+}
+
+/// Whether the IAM role's trust policy admits `namespace`'s ServiceAccount `sa`.
+async fn trust_admits(env: &Env, role: &str, namespace: &str, sa: &str) -> bool {
+    let trust = env
+        .iam()
+        .get_role()
+        .role_name(role)
+        .send()
+        .await
+        .expect("role")
+        .role
+        .and_then(|r| r.assume_role_policy_document)
+        .unwrap_or_default();
+    wib_cloud::aws::policy::parse(&trust).is_some_and(|t| {
+        t.to_string()
+            .contains(&format!("system:serviceaccount:{namespace}:{sa}"))
+    })
+}

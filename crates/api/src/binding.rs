@@ -84,6 +84,14 @@ pub struct WorkloadIdentityBindingSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// Other namespaces whose bindings may federate to the identity this
+    /// binding made (each adds only its own federation; grants stay this
+    /// binding's). Honoured only when both namespaces' provider sets
+    /// `allowCrossNamespaceSharing`. Removing a namespace revokes its
+    /// bindings' federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
+
     /// Bind to an Azure user-assigned managed identity. Exactly one of azure, aws, gcp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureBinding>,
@@ -172,6 +180,16 @@ impl Default for ServiceAccountSpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// Who else may federate to a binding's identity.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sharing {
+    /// Namespaces, by exact name.
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// What happens to the cloud identity when its binding is deleted.

@@ -113,6 +113,12 @@ pub struct ClusterIdentityProviderSpec {
     #[serde(default)]
     pub adoption: AdoptionPolicy,
 
+    /// Whether a binding may share its identity with bindings of other
+    /// namespaces it lists in `spec.sharing` (default: no; each namespace's
+    /// identities stay its own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cross_namespace_sharing: bool,
+
     /// Identities no binding may create over, adopt, share or federate
     /// (`IdentityProtected`): Azure identity names, resource IDs or client
     /// IDs, AWS role names or ARNs, GCP account IDs or emails;

@@ -37,6 +37,10 @@ pub struct Request<'a> {
     /// Whether the binding passes its provider's admission now. A cleanup
     /// for one that does not removes only what carries its own uid.
     pub admitted: bool,
+    /// Uids of bindings in other namespaces that share the identities they
+    /// made with this binding's namespace (`spec.sharing`, both providers
+    /// allowing it): the only way to another namespace's identity.
+    pub granted_by: BTreeSet<String>,
 }
 
 impl<'a> Request<'a> {
@@ -55,6 +59,7 @@ impl<'a> Request<'a> {
             namespace,
             service_account,
             admitted: true,
+            granted_by: BTreeSet::new(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! that made it: bindings of that namespace may share it, no other may
 //! touch it, and only its maker deletes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use wib_api::conditions::Reason;
 
@@ -42,12 +42,14 @@ pub fn owner_tags(
     ])
 }
 
-/// The binding asking: which cluster, namespace and uid.
+/// The binding asking: which cluster, namespace and uid, and the uids of
+/// the bindings in other namespaces that share their identities with it.
 #[derive(Clone, Copy, Debug)]
 pub struct Asker<'a> {
     pub cluster: &'a str,
     pub namespace: &'a str,
     pub uid: &'a str,
+    pub granted_by: &'a BTreeSet<String>,
 }
 
 impl<'a> Asker<'a> {
@@ -56,6 +58,7 @@ impl<'a> Asker<'a> {
             cluster: &request.provider.spec.cluster_name,
             namespace: &request.namespace,
             uid: request.binding.metadata.uid.as_deref().unwrap_or_default(),
+            granted_by: &request.granted_by,
         }
     }
 }
@@ -68,6 +71,9 @@ pub enum Ownership {
     /// Created by another binding of this binding's namespace: shared (many
     /// ServiceAccounts, one identity).
     SameNamespace,
+    /// Created by a binding in another namespace that shares it with this
+    /// binding's namespace (its `spec.sharing`, the provider allowing it).
+    Granted,
     /// Created by a binding in another namespace of this cluster.
     OtherNamespace,
     /// Owned by wib in another cluster.
@@ -83,7 +89,10 @@ pub fn ownership(tags: &BTreeMap<String, String>, asker: Asker<'_>) -> Ownership
         Some(c) if c != asker.cluster => Ownership::OtherCluster {
             cluster: c.to_string(),
         },
-        Some(_) if tag(TAG_NAMESPACE) != Some(asker.namespace) => Ownership::OtherNamespace,
+        Some(_) if tag(TAG_NAMESPACE) != Some(asker.namespace) => match tag(TAG_UID) {
+            Some(maker) if asker.granted_by.contains(maker) => Ownership::Granted,
+            _ => Ownership::OtherNamespace,
+        },
         Some(_) if !asker.uid.is_empty() && tag(TAG_UID) == Some(asker.uid) => {
             Ownership::ThisBinding
         }
@@ -125,7 +134,7 @@ pub fn claim(
     };
     match ownership(tags, asker) {
         Ownership::ThisBinding => Ok(Claim::Own),
-        Ownership::SameNamespace => Ok(Claim::Shared),
+        Ownership::SameNamespace | Ownership::Granted => Ok(Claim::Shared),
         Ownership::OtherNamespace => Err(CloudError::new(
             Reason::IdentityNotShared,
             format!(
@@ -201,12 +210,12 @@ pub fn release(
     match ownership(tags, asker) {
         Ownership::ThisBinding if deletion == wib_api::DeletionPolicy::Delete => Release::Maker,
         Ownership::ThisBinding => Release::Federation,
-        Ownership::SameNamespace
+        Ownership::SameNamespace | Ownership::Granted
             if admitted && released(tags) && deletion == wib_api::DeletionPolicy::Delete =>
         {
             Release::Survivor
         }
-        Ownership::SameNamespace if admitted => Release::Federation,
+        Ownership::SameNamespace | Ownership::Granted if admitted => Release::Federation,
         _ => Release::Nothing,
     }
 }
@@ -216,12 +225,36 @@ mod tests {
     use super::*;
     use wib_api::{AdoptionPolicy, DeletionPolicy};
 
+    static NOBODY: BTreeSet<String> = BTreeSet::new();
+
     fn asker<'a>(namespace: &'a str, uid: &'a str) -> Asker<'a> {
         Asker {
             cluster: "c1",
             namespace,
             uid,
+            granted_by: &NOBODY,
         }
+    }
+
+    #[test]
+    fn another_namespace_shares_only_by_its_makers_grant() {
+        let tags = owner_tags("c1", "team-a", "b", "u1");
+        let granted = BTreeSet::from(["u1".to_string()]);
+        let other = BTreeSet::from(["u7".to_string()]);
+        let with = |granted_by| Asker {
+            granted_by,
+            ..asker("team-b", "u2")
+        };
+        assert_eq!(ownership(&tags, with(&granted)), Ownership::Granted);
+        assert_eq!(ownership(&tags, with(&other)), Ownership::OtherNamespace);
+        assert_eq!(
+            claim(Some(&tags), with(&granted), AdoptionPolicy::Deny, "x").ok(),
+            Some(Claim::Shared)
+        );
+        assert_eq!(
+            release(&tags, with(&granted), true, DeletionPolicy::Delete),
+            Release::Federation
+        );
     }
 
     #[test]

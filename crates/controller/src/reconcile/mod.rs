@@ -6,6 +6,7 @@ pub mod execute;
 pub mod observe;
 pub mod plan;
 pub mod revoke;
+pub mod sharing;
 pub mod status;
 
 use std::sync::Arc;
@@ -80,15 +81,18 @@ pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
                     .collect::<Vec<_>>()
             },
         )
+        // Siblings for the same ServiceAccount (a conflict clears when the
+        // holder goes), and bindings of other namespaces that name their
+        // identity (what a maker shares may have changed).
         .watches(bindings, watcher::Config::default(), move |changed| {
             let (ns, sa) = (changed.namespace(), changed.service_account_name());
             siblings
                 .state()
                 .into_iter()
                 .filter(|b| {
-                    b.namespace() == ns
-                        && b.service_account_name() == sa
-                        && b.uid() != changed.uid()
+                    b.uid() != changed.uid()
+                        && ((b.namespace() == ns && b.service_account_name() == sa)
+                            || (b.namespace() != ns && sharing::names_its_identity(b)))
                 })
                 .map(|b| ObjectRef::from_obj(&*b))
                 .collect::<Vec<_>>()
@@ -287,7 +291,9 @@ async fn run_cloud(
     else {
         return issuer_not_resolved(&admitted.provider);
     };
-    let request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
+    let mut request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
+    request.granted_by =
+        sharing::granted_by(binding, &ctx.bindings.state(), &ctx.providers.state());
     match provider.reconcile(&request).await {
         Ok(outcome) => CloudStep::Done(Box::new(outcome)),
         Err(error) => CloudStep::Failed {
@@ -372,6 +378,7 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     let observed = observe::observe(binding, ctx).await?;
     let mut request = wib_cloud::Request::new(binding, &chosen, &issuer);
     request.admitted = plan::admit(binding, &observed).is_ok();
+    request.granted_by = sharing::granted_by(binding, &ctx.bindings.state(), &observed.providers);
     provider.cleanup(&request).await?;
     if binding
         .spec
