@@ -943,3 +943,56 @@ async fn several_service_accounts_share_one_identity_with_serialised_credential_
     let state = env.azure().state().await.expect("state");
     assert!(identities(&state).is_empty(), "{state}");
 }
+
+#[tokio::test]
+async fn a_credential_of_wibs_name_for_another_subject_is_never_overwritten() {
+    let env = env().await;
+    // An identity of this namespace carrying, under the name wib gives the
+    // credential of `NS/victim`, a credential for another subject.
+    let identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/planted"
+    );
+    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": NS, "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{identity}?api-version=2023-01-31"),
+            Some(json!({"location": "westeurope", "tags": tags})),
+        )
+        .await
+        .expect("identity");
+    assert_eq!(status, 201);
+    let name = wib_cloud::azure::naming::federated_credential_name("qa-cluster", NS, "victim");
+    let (status, body) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{identity}/federatedIdentityCredentials/{name}?api-version=2023-01-31"),
+            Some(json!({"properties": {"issuer": env.cp.issuer(), "subject": "system:serviceaccount:evil:thief", "audiences": [AZURE_AUDIENCE]}})),
+        )
+        .await
+        .expect("credential");
+    assert_eq!(status, 201, "{body}");
+    env.azure().reset_calls().await.expect("reset");
+    env.apply(&format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: victim\n  namespace: {NS}\nspec:\n  azure:\n    identityName: planted\n"
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "victim", READY, "False", "FederationConflict")
+        .await
+        .expect("conflict");
+    assert!(condition(&b, READY).is_some_and(|c| c.message.contains("does not overwrite")));
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(calls["writes"], 0, "{calls}");
+    let state = env.azure().state().await.expect("state");
+    let subjects: Vec<Value> = identities(&state)[0]["federatedIdentityCredentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| f["properties"]["subject"].clone())
+        .collect();
+    assert_eq!(subjects, [json!("system:serviceaccount:evil:thief")]);
+}

@@ -1591,3 +1591,65 @@ async fn trust_admits(env: &Env, role: &str, namespace: &str, sa: &str) -> bool 
             .contains(&format!("system:serviceaccount:{namespace}:{sa}"))
     })
 }
+
+#[tokio::test]
+async fn the_makers_deletion_takes_its_grants_and_the_last_sharer_takes_the_identity() {
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&all_clouds_provider().to_string())
+        .await
+        .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    tenant
+        .apply(&binding(
+            "maker",
+            "aws",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        ))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "maker", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let role = role_of(&env, "maker").await;
+    tenant
+        .apply(&binding("sharer", "aws", json!({"roleName": role})))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "sharer", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let attached = |env: &Env| {
+        let role = role.clone();
+        let iam = env.iam();
+        async move {
+            iam.list_attached_role_policies()
+                .role_name(&role)
+                .send()
+                .await
+                .map(|out| out.attached_policies().len())
+                .ok()
+        }
+    };
+    assert_eq!(attached(&env).await, Some(1));
+
+    // The maker goes: its grants go with it, the sharer keeps only its
+    // federation (it declared nothing more).
+    tenant.delete_binding(NS, "maker").await.expect("deleted");
+    assert_eq!(
+        attached(&env).await,
+        Some(0),
+        "the maker's policy left with it"
+    );
+    assert!(trust_admits(&env, &role, NS, "sharer").await);
+    assert!(!trust_admits(&env, &role, NS, "maker").await);
+
+    // The last one out deletes the released role.
+    tenant.delete_binding(NS, "sharer").await.expect("deleted");
+    assert!(
+        !role_exists(&env.iam(), &role).await,
+        "released and left empty"
+    );
+}
