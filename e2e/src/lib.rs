@@ -579,6 +579,50 @@ async fn attach_fakes(
     ))
 }
 
+impl Env {
+    /// A pod of `namespace`/`service_account` exchanging a fresh projected
+    /// token for an Entra token as `client_id`: (succeeded, output).
+    pub async fn azure_pod_exchange(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        client_id: &str,
+    ) -> (bool, String) {
+        let token = self
+            .cp
+            .service_account_token(
+                namespace,
+                service_account,
+                wib_testenv::fakes::AZURE_AUDIENCE,
+            )
+            .await
+            .expect("TokenRequest");
+        self.azure_exchange(client_id, &token)
+    }
+
+    /// A pod holding `token` exchanging it for an Entra token as
+    /// `client_id` with the Azure SDK, set up as the workload identity
+    /// webhook would: (succeeded, output).
+    pub fn azure_exchange(&self, client_id: &str, token: &str) -> (bool, String) {
+        let token_file = self.cp.dir().join(format!("pod-token-{}", short_id(token)));
+        std::fs::write(&token_file, token).expect("token file");
+        run_pod(
+            "wib-e2e-pod-azure",
+            &[
+                ("AZURE_CLIENT_ID", client_id.as_ref()),
+                ("AZURE_TENANT_ID", wib_testenv::fakes::AZURE_TENANT.as_ref()),
+                ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
+                ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
+            ],
+        )
+    }
+}
+
+/// A file-name-safe digest of a token.
+fn short_id(token: &str) -> String {
+    wib_api::naming::name_hash(token)
+}
+
 /// Runs a pod stand-in binary (`wib-e2e-pod-<cloud>`) with only `envs`, as
 /// a webhook-injected pod would see them: (exit success, stdout + stderr).
 pub fn run_pod(binary: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {

@@ -72,23 +72,6 @@ async fn env() -> Env {
 }
 
 /// Runs the pod stand-in with the environment the Azure webhook injects.
-fn pod_exchange(env: &Env, client_id: &str, token: &str) -> (bool, String) {
-    let token_file = env
-        .cp
-        .dir()
-        .join(format!("pod-token-{}", std::process::id()));
-    std::fs::write(&token_file, token).expect("token file");
-    wib_e2e::run_pod(
-        "wib-e2e-pod-azure",
-        &[
-            ("AZURE_CLIENT_ID", client_id.as_ref()),
-            ("AZURE_TENANT_ID", AZURE_TENANT.as_ref()),
-            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
-            ("AZURE_AUTHORITY_HOST", env.azure().url.as_ref()),
-        ],
-    )
-}
-
 fn identities(state: &Value) -> Vec<Value> {
     state["identities"].as_array().cloned().unwrap_or_default()
 }
@@ -206,7 +189,7 @@ async fn public_guide_binding_becomes_ready_and_its_pod_token_exchanges_until_de
         .service_account_token(NS, SA, AZURE_AUDIENCE)
         .await
         .expect("TokenRequest");
-    let (ok, output) = pod_exchange(&env, &client_id, &token);
+    let (ok, output) = env.azure_exchange(&client_id, &token);
     assert!(ok, "exchange while Ready: {output}");
 
     // A steady state makes no cloud writes across several resyncs.
@@ -224,7 +207,7 @@ async fn public_guide_binding_becomes_ready_and_its_pod_token_exchanges_until_de
 
     // After deletion the same exchange fails, and the fake holds nothing of wib's.
     env.delete_binding(NS, "app1").await.expect("deleted");
-    let (ok, output) = pod_exchange(&env, &client_id, &token);
+    let (ok, output) = env.azure_exchange(&client_id, &token);
     assert!(!ok, "exchange after deletion must fail: {output}");
     let (status, body) = env
         .azure()

@@ -1129,6 +1129,26 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
         .await
         .expect("deleted");
 
+    // team-a's pod still exchanges its token for its identity; the
+    // attacker's ServiceAccount cannot.
+    let victim_client = status(0)
+        .azure
+        .and_then(|a| a.client_id)
+        .expect("client ID");
+    let (ok, output) = env
+        .azure_pod_exchange(victim_ns, "app1", &victim_client)
+        .await;
+    assert!(ok, "the victim's exchange: {output}");
+    env.apply(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: thief\n  namespace: {attacker_ns}\n"
+    ))
+    .await
+    .expect("the attacker's ServiceAccount");
+    let (ok, output) = env
+        .azure_pod_exchange(attacker_ns, "thief", &victim_client)
+        .await;
+    assert!(!ok, "the attacker's exchange: {output}");
+
     // team-a is as it was: bindings untouched, cloud state unchanged.
     for (b, version) in ready.iter().zip(&versions) {
         let now = env
@@ -1542,6 +1562,51 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .await
         .expect("shared by consent");
     assert!(trust_admits(&env, &role, guest_ns, "guest").await);
+
+    // On Azure, a guest's pod really exchanges its token for the maker's
+    // identity.
+    let azure_maker = |sharing: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": "maker-az", "namespace": owner_ns},
+            "spec": {"serviceAccount": {"name": "maker-az"}, "sharing": sharing, "azure": {}},
+        })
+        .to_string()
+    };
+    owner
+        .apply(&azure_maker(json!({"namespaces": [guest_ns]})))
+        .await
+        .expect("binding");
+    let made = env
+        .wait_condition(owner_ns, "maker-az", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let azure = made.status.and_then(|s| s.azure).expect("azure status");
+    let (client_id, identity) = (
+        azure.client_id.expect("client ID"),
+        azure
+            .resource_id
+            .and_then(|id| id.rsplit('/').next().map(str::to_string))
+            .expect("identity"),
+    );
+    guest
+        .apply(
+            &json!({
+                "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+                "metadata": {"name": "guest-az", "namespace": guest_ns},
+                "spec": {"serviceAccount": {"name": "guest-az"}, "azure": {"identityName": identity}},
+            })
+            .to_string(),
+        )
+        .await
+        .expect("binding");
+    env.wait_condition(guest_ns, "guest-az", READY, "True", "Provisioned")
+        .await
+        .expect("shared by consent");
+    let (ok, output) = env
+        .azure_pod_exchange(guest_ns, "guest-az", &client_id)
+        .await;
+    assert!(ok, "the guest's exchange: {output}");
     guest
         .apply(&guest_binding(
             "greedy",
@@ -1559,9 +1624,23 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .apply(&maker(json!({"namespaces": []})))
         .await
         .expect("consent withdrawn");
-    env.wait_condition(guest_ns, "guest", READY, "False", "IdentityNotShared")
+    owner
+        .apply(&azure_maker(json!({"namespaces": []})))
         .await
-        .expect("refused once consent is withdrawn");
+        .expect("consent withdrawn");
+    for name in ["guest", "guest-az"] {
+        env.wait_condition(guest_ns, name, READY, "False", "IdentityNotShared")
+            .await
+            .unwrap_or_else(|e| panic!("{name} refused once consent is withdrawn: {e:#}"));
+    }
+    let (ok, output) = env
+        .azure_pod_exchange(guest_ns, "guest-az", &client_id)
+        .await;
+    assert!(!ok, "the guest's exchange after withdrawal: {output}");
+    let (ok, output) = env
+        .azure_pod_exchange(owner_ns, "maker-az", &client_id)
+        .await;
+    assert!(ok, "the maker's own exchange: {output}");
     assert!(!trust_admits(&env, &role, guest_ns, "guest").await);
     assert!(trust_admits(&env, &role, owner_ns, "maker").await);
     let attached = env
