@@ -1108,26 +1108,31 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
     cloud_writes.assert_none(&env).await;
     assert_eq!(victim_state(&env, &aws_role, &gcp_email).await, before);
 
-    // A name spelled to meet team-a's by joining parts (`team` + `a-app1`
-    // versus `team-a` + `app1`) gets an identity of its own.
-    mallory
-        .apply(&attacker("a-app1", "azure", json!({})))
-        .await
-        .expect("binding");
-    let own = env
-        .wait_condition(attacker_ns, "a-app1", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-    let own_id = own
-        .status
-        .and_then(|s| s.azure)
-        .and_then(|a| a.resource_id)
-        .expect("identity");
-    assert!(!own_id.ends_with(&format!("/{azure_name}")), "{own_id}");
-    mallory
-        .delete_binding(attacker_ns, "a-app1")
-        .await
-        .expect("deleted");
+    // Names spelled to meet team-a's by joining parts (`team` + `a-app1`
+    // versus `team-a` + `app1`) get identities of their own, on every cloud.
+    let lookalikes = [
+        ("a-app1", "azure", azure_name.clone()),
+        ("a-app1-aws", "aws", aws_role.clone()),
+        ("a-app1-gcp", "gcp", gcp_email.clone()),
+    ];
+    for (name, cloud, _) in &lookalikes {
+        mallory
+            .apply(&attacker(name, cloud, json!({})))
+            .await
+            .expect("binding");
+    }
+    for (name, _, victims) in &lookalikes {
+        let own = env
+            .wait_condition(attacker_ns, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let identity = own.status.and_then(|s| s.identity).expect("identity");
+        assert!(!identity.contains(victims.as_str()), "{name}: {identity}");
+        mallory
+            .delete_binding(attacker_ns, name)
+            .await
+            .expect("deleted");
+    }
 
     // team-a's pod still exchanges its token for its identity; the
     // attacker's ServiceAccount cannot.
