@@ -72,6 +72,26 @@ async fn env() -> Env {
 }
 
 /// Runs the pod stand-in with the environment the Azure webhook injects.
+/// An identity another binding of this namespace made, by its tags; its
+/// resource ID.
+async fn identity_of_another_binding(env: &Env, name: &str) -> String {
+    let identity = format!(
+        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"
+    );
+    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": NS, "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
+    let (status, _) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{identity}?api-version=2023-01-31"),
+            Some(json!({"location": "westeurope", "tags": tags})),
+        )
+        .await
+        .expect("identity");
+    assert_eq!(status, 201);
+    identity
+}
+
 fn identities(state: &Value) -> Vec<Value> {
     state["identities"].as_array().cloned().unwrap_or_default()
 }
@@ -742,20 +762,7 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
 async fn an_identity_at_the_federated_credential_limit_is_reported_and_left_unchanged() {
     let env = env().await;
     // An identity another binding of this namespace made, already at Azure's 20 credentials.
-    let identity = format!(
-        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/shared-full"
-    );
-    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": NS, "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
-    let (status, _) = env
-        .azure()
-        .arm(
-            reqwest::Method::PUT,
-            &format!("{identity}?api-version=2023-01-31"),
-            Some(json!({"location": "westeurope", "tags": tags})),
-        )
-        .await
-        .expect("identity");
-    assert_eq!(status, 201);
+    let identity = identity_of_another_binding(&env, "shared-full").await;
     for i in 0..20 {
         let (status, body) = env
             .azure()
@@ -932,20 +939,7 @@ async fn a_credential_of_wibs_name_for_another_subject_is_never_overwritten() {
     let env = env().await;
     // An identity of this namespace carrying, under the name wib gives the
     // credential of `NS/victim`, a credential for another subject.
-    let identity = format!(
-        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/planted"
-    );
-    let tags = json!({"wib.dev_cluster": "qa-cluster", "wib.dev_namespace": NS, "wib.dev_binding": "owner", "wib.dev_uid": "someone-else"});
-    let (status, _) = env
-        .azure()
-        .arm(
-            reqwest::Method::PUT,
-            &format!("{identity}?api-version=2023-01-31"),
-            Some(json!({"location": "westeurope", "tags": tags})),
-        )
-        .await
-        .expect("identity");
-    assert_eq!(status, 201);
+    let identity = identity_of_another_binding(&env, "planted").await;
     let name = wib_cloud::azure::naming::federated_credential_name("qa-cluster", NS, "victim");
     let (status, body) = env
         .azure()

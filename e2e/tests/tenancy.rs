@@ -111,6 +111,66 @@ impl CloudWrites {
 
 const SUBSCRIPTION: &str = "/subscriptions/00000000-0000-0000-0000-00000000aaaa";
 
+/// An IAM role made outside wib, trusting the account's root, tagged with
+/// `tags`; its ARN.
+async fn role_made_outside_wib(env: &Env, name: &str, tags: &[(&str, &str)]) -> String {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]});
+    let tags = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    env.iam()
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("arrange an AWS role")
+        .role
+        .map(|r| r.arn)
+        .expect("arn")
+}
+
+/// The ARM path of an Azure identity in the suite's resource group.
+fn azure_identity_path(name: &str) -> String {
+    format!(
+        "{SUBSCRIPTION}/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}?api-version=2023-01-31"
+    )
+}
+
+/// An Azure identity made outside wib, without tags; its ARM body.
+async fn identity_made_outside_wib(env: &Env, name: &str) -> Value {
+    let (status, body) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &azure_identity_path(name),
+            Some(json!({"location": "westeurope"})),
+        )
+        .await
+        .expect("arrange an Azure identity");
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// An ordinary grant on `cloud`, inside the suite's provider's scopes.
+fn ordinary_grant(cloud: &str) -> Value {
+    match cloud {
+        "azure" => json!({"roleAssignments": [{"role": "Reader",
+            "scope": format!("{SUBSCRIPTION}/resourceGroups/apps")}]}),
+        "aws" => json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        _ => json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
+    }
+}
+
 /// The e2e suite's default provider for all three clouds, to edit.
 fn all_clouds_provider() -> Value {
     serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("provider YAML")
@@ -410,33 +470,12 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     let iam = env.iam();
 
     // Break-glass identities the platform team keeps, untagged, on each cloud.
-    let break_glass_path = "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/break-glass?api-version=2023-01-31";
-    let (status, azure_break_glass) = env
-        .azure()
-        .arm(
-            reqwest::Method::PUT,
-            break_glass_path,
-            Some(json!({"location": "westeurope"})),
-        )
-        .await
-        .expect("arrange an Azure identity");
-    assert_eq!(status, 201, "{azure_break_glass}");
+    let azure_break_glass = identity_made_outside_wib(&env, "break-glass").await;
     let azure_client_id = azure_break_glass["properties"]["clientId"]
         .as_str()
         .expect("clientId")
         .to_string();
-    let aws_break_glass = iam
-        .create_role()
-        .role_name("break-glass")
-        .assume_role_policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string(),
-        )
-        .send()
-        .await
-        .expect("arrange an AWS role")
-        .role
-        .map(|r| r.arn)
-        .expect("arn");
+    let aws_break_glass = role_made_outside_wib(&env, "break-glass", &[]).await;
 
     // The most permissive provider there is for adoption; the protected
     // identities are named the way each cloud reports them, not as bindings
@@ -491,7 +530,11 @@ async fn a_tenant_cannot_take_wibs_own_identity_or_a_protected_one_even_where_ad
     assert!(role.tags.unwrap_or_default().is_empty());
     let (_, identity) = env
         .azure()
-        .arm(reqwest::Method::GET, break_glass_path, None)
+        .arm(
+            reqwest::Method::GET,
+            &azure_identity_path("break-glass"),
+            None,
+        )
         .await
         .expect("identity");
     assert!(
@@ -517,21 +560,9 @@ async fn grants_are_denied_by_default_and_administrator_roles_stay_denied_whatev
     env.apply(&provider.to_string()).await.expect("provider");
     let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
     let asks = [
-        (
-            "az-reader",
-            "azure",
-            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
-        ),
-        (
-            "aws-readonly",
-            "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
-        ),
-        (
-            "gcp-viewer",
-            "gcp",
-            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
-        ),
+        ("az-reader", "azure", ordinary_grant("azure")),
+        ("aws-readonly", "aws", ordinary_grant("aws")),
+        ("gcp-viewer", "gcp", ordinary_grant("gcp")),
     ];
     for (name, cloud, spec) in &asks {
         tenant
@@ -630,6 +661,8 @@ async fn grants_are_denied_by_default_and_administrator_roles_stay_denied_whatev
     // they are: refused before any write, whatever the allow-list allows.
     let cloud_writes = CloudWrites::from_now(&env).await;
     let owner = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    let gcp_role = |role: &str| json!({"roles": [{"role": role}]});
+    let aws_policy = |arn: &str| json!({"managedPolicyArns": [arn]});
     let azure_role =
         |role: &str, scope: &str| json!({"roleAssignments": [{"role": role, "scope": scope}]});
     let attempts = [
@@ -682,57 +715,49 @@ async fn grants_are_denied_by_default_and_administrator_roles_stay_denied_whatev
         (
             "aws-admin",
             "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+            aws_policy("arn:aws:iam::aws:policy/AdministratorAccess"),
         ),
         (
             "aws-admin-case",
             "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/administratorAccess"]}),
+            aws_policy("arn:aws:iam::aws:policy/administratorAccess"),
         ),
         (
             "aws-gov",
             "aws",
-            json!({"managedPolicyArns": ["arn:aws-us-gov:iam::aws:policy/AdministratorAccess"]}),
+            aws_policy("arn:aws-us-gov:iam::aws:policy/AdministratorAccess"),
         ),
         (
             "aws-iam",
             "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/IAMFullAccess"]}),
+            aws_policy("arn:aws:iam::aws:policy/IAMFullAccess"),
         ),
-        (
-            "gcp-owner",
-            "gcp",
-            json!({"roles": [{"role": "roles/OWNER"}]}),
-        ),
-        (
-            "gcp-editor",
-            "gcp",
-            json!({"roles": [{"role": "roles/editor"}]}),
-        ),
+        ("gcp-owner", "gcp", gcp_role("roles/OWNER")),
+        ("gcp-editor", "gcp", gcp_role("roles/editor")),
         (
             "gcp-token",
             "gcp",
-            json!({"roles": [{"role": "roles/iam.serviceAccountTokenCreator"}]}),
+            gcp_role("roles/iam.serviceAccountTokenCreator"),
         ),
         (
             "gcp-wi-user",
             "gcp",
-            json!({"roles": [{"role": "roles/iam.workloadIdentityUser"}]}),
+            gcp_role("roles/iam.workloadIdentityUser"),
         ),
         (
             "gcp-key-admin",
             "gcp",
-            json!({"roles": [{"role": "roles/iam.serviceAccountKeyAdmin"}]}),
+            gcp_role("roles/iam.serviceAccountKeyAdmin"),
         ),
         (
             "gcp-rm",
             "gcp",
-            json!({"roles": [{"role": "roles/resourcemanager.projectIamAdmin"}]}),
+            gcp_role("roles/resourcemanager.projectIamAdmin"),
         ),
         (
             "gcp-custom",
             "gcp",
-            json!({"roles": [{"role": "projects/wib-e2e/roles/anything"}]}),
+            gcp_role("projects/wib-e2e/roles/anything"),
         ),
     ];
     for (name, cloud, spec) in &attempts {
@@ -816,26 +841,8 @@ async fn spellings_siblings_other_providers_shared_and_foreign_identities_stay_o
     }
 
     // Untagged identities of the names the tenant will ask for.
-    let foreign = "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/wib-e2e/providers/Microsoft.ManagedIdentity/userAssignedIdentities/foreign?api-version=2023-01-31";
-    let (status, _) = env
-        .azure()
-        .arm(
-            reqwest::Method::PUT,
-            foreign,
-            Some(json!({"location": "westeurope"})),
-        )
-        .await
-        .expect("arrange an Azure identity");
-    assert_eq!(status, 201);
-    env.iam()
-        .create_role()
-        .role_name("foreign")
-        .assume_role_policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string(),
-        )
-        .send()
-        .await
-        .expect("arrange an AWS role");
+    identity_made_outside_wib(&env, "foreign").await;
+    role_made_outside_wib(&env, "foreign", &[]).await;
 
     // Identities the tenant's own bindings made, for the sharing attempts.
     for (name, cloud) in [("owner-aws", "aws"), ("owner-gcp", "gcp")] {
@@ -1007,23 +1014,10 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
         })
         .to_string()
     };
-    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
     for manifest in [
-        victim(
-            "app1",
-            "azure",
-            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
-        ),
-        victim(
-            "app1-aws",
-            "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
-        ),
-        victim(
-            "app1-gcp",
-            "gcp",
-            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
-        ),
+        victim("app1", "azure", ordinary_grant("azure")),
+        victim("app1-aws", "aws", ordinary_grant("aws")),
+        victim("app1-gcp", "gcp", ordinary_grant("gcp")),
     ] {
         env.apply(&manifest).await.expect("victim binding");
     }
@@ -1256,24 +1250,23 @@ async fn a_namespace_relabelled_out_of_its_provider_loses_federation_at_once_and
     provider["spec"]["namespaceSelector"] = json!({"matchLabels": {label.0: label.1}});
     env.apply(&provider.to_string()).await.expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
-    let apps = format!("{SUBSCRIPTION}/resourceGroups/apps");
     let bindings = [
         (
             "rev-az",
             "azure",
-            json!({"roleAssignments": [{"role": "Reader", "scope": apps}]}),
+            ordinary_grant("azure"),
             "azure.workload.identity/client-id",
         ),
         (
             "rev-aws",
             "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+            ordinary_grant("aws"),
             "eks.amazonaws.com/role-arn",
         ),
         (
             "rev-gcp",
             "gcp",
-            json!({"roles": [{"role": "roles/storage.objectViewer"}]}),
+            ordinary_grant("gcp"),
             "iam.gke.io/gcp-service-account",
         ),
     ];
@@ -1398,34 +1391,15 @@ async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_
     env.apply(&provider.to_string()).await.expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
     let iam = env.iam();
-    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")}, "Action": "sts:AssumeRole"}]}).to_string();
-    let opt_in = |namespace: &str| {
-        aws_sdk_iam::types::Tag::builder()
-            .key("wib.dev_adopt-into")
-            .value(namespace)
-            .build()
-            .expect("tag")
-    };
     // An untagged admin role, and one its owner opened to another namespace.
-    iam.create_role()
-        .role_name("ops-admin")
-        .assume_role_policy_document(&trust)
-        .send()
-        .await
-        .expect("role");
+    role_made_outside_wib(&env, "ops-admin", &[]).await;
     iam.attach_role_policy()
         .role_name("ops-admin")
         .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
         .send()
         .await
         .expect("attach");
-    iam.create_role()
-        .role_name("team-b-role")
-        .assume_role_policy_document(&trust)
-        .tags(opt_in("team-b"))
-        .send()
-        .await
-        .expect("role");
+    role_made_outside_wib(&env, "team-b-role", &[("wib.dev_adopt-into", "team-b")]).await;
     // A GCP account its owner opened to this namespace, with a project role.
     env.gcp()
         .post(
@@ -1687,11 +1661,7 @@ async fn the_makers_deletion_takes_its_grants_and_the_last_sharer_takes_the_iden
         .expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
     tenant
-        .apply(&binding(
-            "maker",
-            "aws",
-            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
-        ))
+        .apply(&binding("maker", "aws", ordinary_grant("aws")))
         .await
         .expect("binding");
     env.wait_condition(NS, "maker", READY, "True", "Provisioned")

@@ -41,6 +41,36 @@ where
     Ok(true)
 }
 
+/// Emits an Event saying what wib did to the cloud for `reference`
+/// (`what`, joined and cut to fit); a failure to publish is only logged.
+pub async fn cloud_event(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    what: &[String],
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&what.join("; "), 1000)),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        tracing::warn!(%error, reason, "publishing event failed");
+    }
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// Emits one Event per condition whose status or reason changed.
 async fn transitions(
     recorder: &Recorder,

@@ -49,20 +49,15 @@ pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: O
         Ok(removed) if removed.is_empty() => {}
         Ok(removed) => {
             tracing::info!(provider = %provider.name_any(), ?removed, "pruned unused client IDs");
-            let event = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Normal,
-                reason: "ClientIdsPruned".into(),
-                note: Some(removed.join("; ")),
-                action: "Prune".into(),
-                secondary: None,
-            };
-            if let Err(error) = ctx
-                .recorder
-                .publish(&event, &provider.object_ref(&()))
-                .await
-            {
-                tracing::warn!(%error, "publishing event failed");
-            }
+            crate::publish::cloud_event(
+                &ctx.recorder,
+                &provider.object_ref(&()),
+                kube::runtime::events::EventType::Normal,
+                "ClientIdsPruned",
+                "Prune",
+                &removed,
+            )
+            .await;
         }
         Err(error) => {
             tracing::warn!(provider = %provider.name_any(), %error, "pruning client IDs failed; retried on the next pass")

@@ -251,27 +251,20 @@ async fn report_cloud_writes(
     } else {
         tracing::info!(writes = ?writes, "cloud updated");
     }
-    let event = kube::runtime::events::Event {
-        type_: if was_ready {
-            kube::runtime::events::EventType::Warning
-        } else {
-            kube::runtime::events::EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(truncate(&writes.join("; "), 1000)),
-        action: "Reconcile".into(),
-        secondary: None,
+    let type_ = if was_ready {
+        kube::runtime::events::EventType::Warning
+    } else {
+        kube::runtime::events::EventType::Normal
     };
-    if let Err(error) = ctx.recorder.publish(&event, &binding.object_ref(&())).await {
-        tracing::warn!(%error, "publishing event failed");
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
+    publish::cloud_event(
+        &ctx.recorder,
+        &binding.object_ref(&()),
+        type_,
+        reason,
+        "Reconcile",
+        writes,
+    )
+    .await;
 }
 
 /// The cloud step: the registered provider for the binding's cloud, if any.

@@ -66,16 +66,15 @@ pub async fn revoke(
         let removed = implementation.revoke(&request).await?;
         if !removed.is_empty() {
             tracing::warn!(?removed, "revoked the federation of a refused binding");
-            let event = kube::runtime::events::Event {
-                type_: kube::runtime::events::EventType::Warning,
-                reason: "FederationRevoked".into(),
-                note: Some(removed.join("; ")),
-                action: "Revoke".into(),
-                secondary: None,
-            };
-            if let Err(error) = ctx.recorder.publish(&event, &binding.object_ref(&())).await {
-                tracing::warn!(%error, "publishing event failed");
-            }
+            crate::publish::cloud_event(
+                &ctx.recorder,
+                &binding.object_ref(&()),
+                kube::runtime::events::EventType::Warning,
+                "FederationRevoked",
+                "Revoke",
+                &removed,
+            )
+            .await;
         }
     }
     if observed.service_account.is_some() {
