@@ -893,3 +893,50 @@ async fn a_role_made_under_the_old_default_name_keeps_working_after_the_upgrade(
         "deleted by its maker"
     );
 }
+
+#[tokio::test]
+async fn a_trust_statement_of_wibs_id_for_another_subject_is_never_overwritten() {
+    let env = env("").await;
+    let iam = env.iam();
+    // A role of this namespace whose statement under the ID wib gives
+    // `NS/victim` admits another subject.
+    let key = issuer_key(&env);
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": wib_cloud::aws::naming::statement_id(CLUSTER, NS, "victim"),
+        "Effect": "Allow",
+        "Principal": {"Federated": oidc_arn(&env)},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {format!("{key}:sub"): "system:serviceaccount:evil:thief", format!("{key}:aud"): STS_AUDIENCE}},
+    }]});
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("tag")
+    };
+    iam.create_role()
+        .role_name("planted")
+        .assume_role_policy_document(trust.to_string())
+        .tags(tag("wib.dev_cluster", CLUSTER))
+        .tags(tag("wib.dev_namespace", NS))
+        .tags(tag("wib.dev_binding", "owner"))
+        .tags(tag("wib.dev_uid", "someone-else"))
+        .send()
+        .await
+        .expect("planted role");
+    env.moto().start_recording().await.expect("recording");
+    env.apply(&binding("victim", "victim", "    roleName: planted\n"))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "victim", READY, "False", "FederationConflict")
+        .await
+        .expect("conflict");
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    assert!(
+        recorded.keys().all(|op| !wib_cloud::calls::is_write(op)),
+        "{recorded:?}"
+    );
+    let state = role_state(&iam, "planted").await.expect("role");
+    assert!(policy::same(&state.trust, &trust), "{}", state.trust);
+}

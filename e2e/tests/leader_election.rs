@@ -124,6 +124,12 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_dies(
     env.wait_condition("apps", "second", SERVICE_ACCOUNT_READY, "True", "Applied")
         .await
         .expect("standby finished the work");
+    // The status is visible before the reconcile's closing log line is
+    // written: give the log a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while reconciles(&b, "second") == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(reconciles(&b, "second") >= 1, "{}", b.logs());
 
     // Taken over within the lease duration (plus one retry), by the lease's own clock.

@@ -1176,41 +1176,72 @@ async fn deleting_a_refused_binding_removes_nothing_and_retain_outlives_later_sh
         b.to_string()
     };
 
-    // A rival for the ServiceAccount another binding holds, naming the
-    // holder's identity, is refused; deleting it must not take the holder's
-    // federation (same subject) or identity with it.
-    tenant
-        .apply(&with_sa("holder", "app", "azure", json!({})))
-        .await
-        .expect("binding");
-    let holder = env
-        .wait_condition(NS, "holder", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-    let identity = holder
-        .status
-        .and_then(|s| s.azure)
-        .and_then(|a| a.resource_id)
-        .and_then(|id| id.rsplit('/').next().map(str::to_string))
-        .expect("identity");
-    let before = env.azure().state().await.expect("state");
+    // Rivals for ServiceAccounts other bindings hold, naming the holders'
+    // identities, are refused; deleting them takes neither the holders'
+    // federation (same subject) nor their identities, on any cloud.
+    let holders = [
+        ("holder-az", "azure"),
+        ("holder-aws", "aws"),
+        ("holder-gcp", "gcp"),
+    ];
+    for (name, cloud) in holders {
+        tenant
+            .apply(&with_sa(name, name, cloud, json!({})))
+            .await
+            .expect("binding");
+    }
+    let mut rivals = Vec::new();
+    let (mut role, mut email) = (String::new(), String::new());
+    for (name, cloud) in holders {
+        let b = env
+            .wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let identity = b.status.and_then(|s| s.identity).expect("identity");
+        let last = identity.rsplit('/').next().unwrap_or_default().to_string();
+        let spec = match cloud {
+            "azure" => {
+                let id = env
+                    .bindings(NS)
+                    .get(name)
+                    .await
+                    .expect("binding")
+                    .status
+                    .and_then(|s| s.azure)
+                    .and_then(|a| a.resource_id)
+                    .expect("resource ID");
+                json!({"identityName": id.rsplit('/').next().unwrap_or_default()})
+            }
+            "aws" => {
+                role = last.clone();
+                json!({"roleName": last})
+            }
+            _ => {
+                email = identity.clone();
+                json!({"accountId": identity.split('@').next().unwrap_or_default()})
+            }
+        };
+        rivals.push((format!("rival-{cloud}"), name, cloud, spec));
+    }
+    let before = victim_state(&env, &role, &email).await;
     let cloud_writes = CloudWrites::from_now(&env).await;
-    tenant
-        .apply(&with_sa(
-            "rival",
-            "app",
-            "azure",
-            json!({"identityName": identity}),
-        ))
-        .await
-        .expect("binding");
-    refused(&env, "rival", "ServiceAccountConflict").await;
-    tenant.delete_binding(NS, "rival").await.expect("deleted");
+    for (rival, sa, cloud, spec) in &rivals {
+        tenant
+            .apply(&with_sa(rival, sa, cloud, spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (rival, _, _, _) in &rivals {
+        refused(&env, rival, "ServiceAccountConflict").await;
+        tenant.delete_binding(NS, rival).await.expect("deleted");
+    }
     cloud_writes.assert_none(&env).await;
-    assert_eq!(env.azure().state().await.expect("state"), before);
-    env.wait_condition(NS, "holder", READY, "True", "Provisioned")
-        .await
-        .expect("the holder is still Ready");
+    assert_eq!(victim_state(&env, &role, &email).await, before);
+    for (name, _) in holders {
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{name} is still Ready: {e:#}"));
+    }
 
     // A role kept with Retain stays when a later binding of the namespace
     // shares it and is deleted.
@@ -1425,16 +1456,39 @@ async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_
         .await
         .expect("set policy");
 
+    // An Azure identity without the opt-in.
+    identity_made_outside_wib(&env, "ops-identity").await;
+
     let cloud_writes = CloudWrites::from_now(&env).await;
-    for (name, role) in [("take-admin", "ops-admin"), ("take-b", "team-b-role")] {
+    let attempts = [
+        ("take-admin", "aws", json!({"roleName": "ops-admin"})),
+        ("take-b", "aws", json!({"roleName": "team-b-role"})),
+        ("take-az", "azure", json!({"identityName": "ops-identity"})),
+    ];
+    for (name, cloud, spec) in &attempts {
         tenant
-            .apply(&binding(name, "aws", json!({"roleName": role})))
+            .apply(&binding(name, cloud, spec.clone()))
             .await
             .expect("binding");
         let message = refused(&env, name, "AdoptionNotAllowed").await;
         assert!(message.contains("opted in"), "{message}");
     }
     cloud_writes.assert_none(&env).await;
+
+    // The Azure identity's owner opts in for this namespace: adopted.
+    let (status, body) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &azure_identity_path("ops-identity"),
+            Some(json!({"location": "westeurope", "tags": {"wib.dev_adopt-into": NS}})),
+        )
+        .await
+        .expect("opt in");
+    assert_eq!(status, 200, "{body}");
+    env.wait_condition(NS, "take-az", READY, "True", "Provisioned")
+        .await
+        .expect("adopted once its owner opted in");
 
     // Opted in for this namespace: adopted, changing nothing the spec does
     // not list, and given back as it was on deletion.
