@@ -268,9 +268,9 @@ impl Env {
 
     /// A tenant's user: the chart's tenant ClusterRole (config/rbac, as
     /// `make generate` renders it) bound in `namespace` and nothing else,
-    /// acting through the real API server. The admin impersonates it, as
-    /// `kubectl --as` does, so RBAC and admission judge every request as the
-    /// tenant's own.
+    /// acting through the real API server with a client certificate from
+    /// the control plane's CA (no groups), so authentication, RBAC and
+    /// admission judge every request as the tenant's own.
     pub async fn tenant(&self, user: &str, namespace: &str) -> Result<Admin> {
         let Cluster::Local(cp) = &self.cp else {
             not_attachable()
@@ -293,10 +293,8 @@ subjects:
 "#
         ))
         .await?;
-        let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig())?;
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        config.auth_info.impersonate = Some(user.to_string());
+        let kubeconfig = kube::config::Kubeconfig::read_from(cp.user_kubeconfig(user)?)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
         Ok(Admin {
             client: Client::try_from(config)?,
             logs: Logs::Dir(cp.dir().to_path_buf()),

@@ -53,6 +53,8 @@ pub struct ControlPlane {
     ca_cert: PathBuf,
     kubeconfig: PathBuf,
     admin: ClientCert,
+    /// Boxed: the issuer is large and the control plane is moved around.
+    ca: Box<rcgen::Issuer<'static, rcgen::KeyPair>>,
 }
 
 impl ControlPlane {
@@ -81,6 +83,7 @@ impl ControlPlane {
             ca_cert: pki.ca_cert.clone(),
             kubeconfig: root.join("kubeconfig"),
             admin: pki.admin.clone(),
+            ca: Box::new(pki.issuer),
             dir,
         };
         this.write_kubeconfig("kubeconfig", "wib-testenv-admin", &pki.admin)?;
@@ -256,6 +259,14 @@ impl ControlPlane {
             dir: self.dir().to_path_buf(),
             client: self.client().await?,
         })
+    }
+
+    /// A kubeconfig for user `name` authenticating with a client
+    /// certificate from this control plane's CA, as a team's member would:
+    /// no group, so only what RBAC binds to the user applies.
+    pub fn user_kubeconfig(&self, name: &str) -> Result<PathBuf> {
+        let cert = crate::pki::client_cert(&self.ca, name, None)?;
+        self.write_kubeconfig(&format!("user-{name}.kubeconfig"), name, &cert)
     }
 
     /// Writes a kubeconfig for a client certificate and returns its path.

@@ -20,6 +20,8 @@ pub struct Pki {
     pub sa_public_key: PathBuf,
     pub admin: ClientCert,
     pub controller_manager: ClientCert,
+    /// The CA, to sign more client certificates (tenant users).
+    pub issuer: Issuer<'static, KeyPair>,
 }
 
 /// A client certificate and key, as PEM text.
@@ -57,24 +59,8 @@ impl Pki {
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_cert = serving.signed_by(&serving_key, &issuer)?;
 
-        let client = |cn: &str, org: Option<&str>| -> Result<ClientCert> {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name.push(DnType::CommonName, cn);
-            if let Some(org) = org {
-                params
-                    .distinguished_name
-                    .push(DnType::OrganizationName, org);
-            }
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let cert = params.signed_by(&key, &issuer)?;
-            Ok(ClientCert {
-                cert_pem: cert.pem(),
-                key_pem: key.serialize_pem(),
-            })
-        };
-        let admin = client("wib-testenv-admin", Some("system:masters"))?;
-        let controller_manager = client("system:kube-controller-manager", None)?;
+        let admin = client_cert(&issuer, "wib-testenv-admin", Some("system:masters"))?;
+        let controller_manager = client_cert(&issuer, "system:kube-controller-manager", None)?;
 
         // kube-apiserver signs ServiceAccount tokens with this key (ES256) and
         // publishes its public half in the issuer's JWKS.
@@ -95,6 +81,29 @@ impl Pki {
             sa_public_key: write("sa.pub", &sa_key.public_key_pem())?,
             admin,
             controller_manager,
+            issuer,
         })
     }
+}
+
+/// A client certificate for user `cn` (group `org`), signed by the CA.
+pub fn client_cert(
+    issuer: &Issuer<'static, KeyPair>,
+    cn: &str,
+    org: Option<&str>,
+) -> Result<ClientCert> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    if let Some(org) = org {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(ClientCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
