@@ -880,6 +880,17 @@ async fn several_service_accounts_share_one_identity_with_serialised_credential_
     assert_eq!(subjects.len(), 2, "{subjects:?}");
     assert!(subjects.contains(&format!("system:serviceaccount:{NS}:one")));
     assert!(subjects.contains(&format!("system:serviceaccount:{NS}:two")));
+    let client_id = identities(&state)[0]["properties"]["clientId"]
+        .as_str()
+        .expect("client ID")
+        .to_string();
+    for sa in ["one", "two"] {
+        let (ok, output) = env.azure_pod_exchange(NS, sa, &client_id).await;
+        assert!(
+            ok,
+            "{sa}'s pod exchanges its token for the shared identity: {output}"
+        );
+    }
     let calls = env.azure().calls().await.expect("calls");
     assert_eq!(
         calls["operations"]["FederatedIdentityCredentials_CreateOrUpdate"], 2,

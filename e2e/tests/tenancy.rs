@@ -1486,9 +1486,17 @@ async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_
         .await
         .expect("opt in");
     assert_eq!(status, 200, "{body}");
-    env.wait_condition(NS, "take-az", READY, "True", "Provisioned")
+    let adopted = env
+        .wait_condition(NS, "take-az", READY, "True", "Provisioned")
         .await
         .expect("adopted once its owner opted in");
+    let client_id = adopted
+        .status
+        .and_then(|s| s.azure)
+        .and_then(|a| a.client_id)
+        .expect("client ID");
+    let (ok, output) = env.azure_pod_exchange(NS, "take-az", &client_id).await;
+    assert!(ok, "the adopter's pod exchanges its token: {output}");
 
     // Opted in for this namespace: adopted, changing nothing the spec does
     // not list, and given back as it was on deletion.
