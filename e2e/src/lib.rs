@@ -616,6 +616,51 @@ impl Env {
     }
 }
 
+impl Env {
+    /// A pod of `namespace`/`service_account` exchanging a fresh projected
+    /// token through the GCP fake's STS and impersonating `email`, with the
+    /// Google auth library, as a workload identity pool setup would:
+    /// (succeeded, output). Needs a provider with a workload identity pool.
+    pub async fn gcp_pod_exchange(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        email: &str,
+    ) -> (bool, String) {
+        let token = self
+            .cp
+            .service_account_token(
+                namespace,
+                service_account,
+                &wib_testenv::gcp::token_audience(),
+            )
+            .await
+            .expect("TokenRequest");
+        self.gcp_exchange(&token, email)
+    }
+
+    /// A pod holding `token` exchanging it through the GCP fake's STS and
+    /// impersonating `email`: (succeeded, output).
+    pub fn gcp_exchange(&self, token: &str, email: &str) -> (bool, String) {
+        let token_file = self
+            .cp
+            .dir()
+            .join(format!("pod-gcp-token-{}", short_id(token)));
+        std::fs::write(&token_file, token).expect("token file");
+        let config = self.gcp().credential_config(&token_file, email);
+        let config_file = self
+            .cp
+            .dir()
+            .join(format!("pod-gcp-credentials-{}.json", short_id(token)));
+        std::fs::write(&config_file, config.to_string()).expect("config");
+        let (ok, out) = run_pod(
+            "wib-e2e-pod-gcp",
+            &[("GOOGLE_APPLICATION_CREDENTIALS", config_file.as_os_str())],
+        );
+        (ok && out.contains("token acquired"), out)
+    }
+}
+
 /// A file-name-safe digest of a token.
 fn short_id(token: &str) -> String {
     wib_api::naming::name_hash(token)

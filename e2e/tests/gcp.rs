@@ -189,22 +189,11 @@ async fn a_pod_token_is_exchanged_through_sts_and_impersonation_until_the_bindin
         .service_account_token(NS, "fed", &token_audience())
         .await
         .expect("token");
-    let token_file = env.cp.dir().join("pod-gcp-token");
-    std::fs::write(&token_file, token).expect("token file");
-    let config = env.gcp().credential_config(&token_file, &email("fed"));
-    let config_file = env.cp.dir().join("pod-gcp-credentials.json");
-    std::fs::write(&config_file, config.to_string()).expect("config");
-    let exchange = || {
-        wib_e2e::run_pod(
-            "wib-e2e-pod-gcp",
-            &[("GOOGLE_APPLICATION_CREDENTIALS", config_file.as_os_str())],
-        )
-    };
-    let (ok, out) = exchange();
-    assert!(ok && out.contains("token acquired"), "{out}");
+    let (ok, out) = env.gcp_exchange(&token, &email("fed"));
+    assert!(ok, "{out}");
 
     env.delete_binding(NS, "fed").await.expect("deleted");
-    let (ok, out) = exchange();
+    let (ok, out) = env.gcp_exchange(&token, &email("fed"));
     assert!(!ok, "still exchanges after deletion: {out}");
     let state = env.gcp().state().await.expect("state");
     assert!(

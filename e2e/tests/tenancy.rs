@@ -171,9 +171,17 @@ fn ordinary_grant(cloud: &str) -> Value {
     }
 }
 
-/// The e2e suite's default provider for all three clouds, to edit.
+/// The e2e suite's default provider for all three clouds, to edit; GCP
+/// federates through the fake's workload identity pool, so pods can
+/// exchange their tokens.
 fn all_clouds_provider() -> Value {
-    serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None)).expect("provider YAML")
+    let mut provider: Value = serde_yaml::from_str(&wib_e2e::provider_yaml("default", true, None))
+        .expect("provider YAML");
+    let gcp = &mut provider["spec"]["gcp"];
+    gcp["projectNumber"] = json!(wib_testenv::gcp::PROJECT_NUMBER);
+    gcp["workloadIdentityPool"] = json!(wib_testenv::gcp::POOL);
+    gcp["workloadIdentityProvider"] = json!(wib_testenv::gcp::POOL_PROVIDER);
+    provider
 }
 
 async fn env() -> (Env, Admin) {
@@ -1147,6 +1155,12 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
         .azure_pod_exchange(attacker_ns, "thief", &victim_client)
         .await;
     assert!(!ok, "the attacker's exchange: {output}");
+    let (ok, output) = env
+        .gcp_pod_exchange(victim_ns, "app1-gcp", &gcp_email)
+        .await;
+    assert!(ok, "the victim's GCP exchange: {output}");
+    let (ok, output) = env.gcp_pod_exchange(attacker_ns, "thief", &gcp_email).await;
+    assert!(!ok, "the attacker's GCP exchange: {output}");
 
     // team-a is as it was: bindings untouched, cloud state unchanged.
     for (b, version) in ready.iter().zip(&versions) {
@@ -1511,6 +1525,13 @@ async fn adoption_needs_the_owners_opt_in_for_this_namespace_and_keeps_what_the_
     env.wait_condition(NS, "batch", READY, "True", "Provisioned")
         .await
         .expect("adopted");
+    let (ok, output) = env
+        .gcp_pod_exchange(NS, "batch", "team-a-batch@wib-e2e.iam.gserviceaccount.com")
+        .await;
+    assert!(
+        ok,
+        "the adopter's pod acts as the adopted account: {output}"
+    );
     let roles_of_batch = |state: &Value| -> Vec<String> {
         state["policies"]["projects/wib-e2e"]["bindings"]
             .as_array()
@@ -1648,6 +1669,45 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .azure_pod_exchange(guest_ns, "guest-az", &client_id)
         .await;
     assert!(ok, "the guest's exchange: {output}");
+
+    // On GCP too.
+    let gcp_maker = |sharing: Value| {
+        json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": "maker-gcp", "namespace": owner_ns},
+            "spec": {"serviceAccount": {"name": "maker-gcp"}, "sharing": sharing, "gcp": {}},
+        })
+        .to_string()
+    };
+    owner
+        .apply(&gcp_maker(json!({"namespaces": [guest_ns]})))
+        .await
+        .expect("binding");
+    let email = env
+        .wait_condition(owner_ns, "maker-gcp", READY, "True", "Provisioned")
+        .await
+        .expect("Ready")
+        .status
+        .and_then(|s| s.gcp)
+        .and_then(|g| g.email)
+        .expect("email");
+    guest
+        .apply(
+            &json!({
+                "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+                "metadata": {"name": "guest-gcp", "namespace": guest_ns},
+                "spec": {"serviceAccount": {"name": "guest-gcp"},
+                         "gcp": {"accountId": email.split('@').next().unwrap_or_default()}},
+            })
+            .to_string(),
+        )
+        .await
+        .expect("binding");
+    env.wait_condition(guest_ns, "guest-gcp", READY, "True", "Provisioned")
+        .await
+        .expect("shared by consent");
+    let (ok, output) = env.gcp_pod_exchange(guest_ns, "guest-gcp", &email).await;
+    assert!(ok, "the guest's GCP exchange: {output}");
     guest
         .apply(&guest_binding(
             "greedy",
@@ -1669,7 +1729,11 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .apply(&azure_maker(json!({"namespaces": []})))
         .await
         .expect("consent withdrawn");
-    for name in ["guest", "guest-az"] {
+    owner
+        .apply(&gcp_maker(json!({"namespaces": []})))
+        .await
+        .expect("consent withdrawn");
+    for name in ["guest", "guest-az", "guest-gcp"] {
         env.wait_condition(guest_ns, name, READY, "False", "IdentityNotShared")
             .await
             .unwrap_or_else(|e| panic!("{name} refused once consent is withdrawn: {e:#}"));
@@ -1682,6 +1746,10 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .azure_pod_exchange(owner_ns, "maker-az", &client_id)
         .await;
     assert!(ok, "the maker's own exchange: {output}");
+    let (ok, output) = env.gcp_pod_exchange(guest_ns, "guest-gcp", &email).await;
+    assert!(!ok, "the guest's GCP exchange after withdrawal: {output}");
+    let (ok, output) = env.gcp_pod_exchange(owner_ns, "maker-gcp", &email).await;
+    assert!(ok, "the maker's own GCP exchange: {output}");
     assert!(!trust_admits(&env, &role, guest_ns, "guest").await);
     assert!(trust_admits(&env, &role, owner_ns, "maker").await);
     let attached = env
