@@ -365,3 +365,43 @@ async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
         .is_empty()
     );
 }
+
+#[tokio::test]
+async fn an_account_is_never_deleted_while_a_member_wib_did_not_add_remains() {
+    let env = env(true, "").await;
+    env.apply(&binding(
+        "kept-alive",
+        "    roles:\n      - role: roles/storage.objectViewer\n",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "kept-alive", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    // Someone else lets another principal act as the account.
+    let resource = account_resource(&email("kept-alive"));
+    let foreign = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/other/subject/elsewhere";
+    edit_policy(&env, &resource, |policy| {
+        let mut bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+        match bindings.iter_mut().find(|b| b["role"] == WI_USER) {
+            Some(b) => b["members"]
+                .as_array_mut()
+                .expect("members")
+                .push(json!(foreign)),
+            None => bindings.push(json!({"role": WI_USER, "members": [foreign]})),
+        }
+        policy["bindings"] = json!(bindings);
+    })
+    .await;
+    env.delete_binding(NS, "kept-alive").await.expect("deleted");
+    let state = env.gcp().state().await.expect("state");
+    assert!(
+        account(&state, &email("kept-alive")).is_some(),
+        "deleted while a member wib did not add remains"
+    );
+    assert_eq!(members(&state, &resource, WI_USER), [foreign.to_string()]);
+    assert!(
+        members(&state, &project(), "roles/storage.objectViewer").is_empty(),
+        "the maker's grants went with it"
+    );
+}
