@@ -1,6 +1,6 @@
-//! Deterministic names that fit a length limit: long inputs keep a readable
-//! prefix and end in a short stable hash, so the same input always yields the
-//! same name and different inputs do not collide.
+//! Deterministic names that fit a length limit: a readable prefix and a
+//! stable hash, so the same input always yields the same name and different
+//! inputs do not collide.
 
 use sha2::{Digest, Sha256};
 
@@ -13,24 +13,7 @@ pub fn fit(value: &str, max: usize) -> String {
     if value.len() <= max {
         return value.to_string();
     }
-    let keep = max.saturating_sub(HASH_LEN + 1);
-    let prefix = value[..keep].trim_end_matches(['-', '.', '_']);
-    format!("{prefix}-{}", short_hash(value))
-}
-
-/// `raw` with every character `allowed` rejects turned into `-`; when
-/// anything changed, a hash of the original is appended so `a.b` and `a-b`
-/// never collide.
-pub fn sanitize(raw: &str, allowed: impl Fn(char) -> bool) -> String {
-    let clean: String = raw
-        .chars()
-        .map(|c| if allowed(c) { c } else { '-' })
-        .collect();
-    if clean == raw {
-        clean
-    } else {
-        format!("{clean}-{}", short_hash(raw))
-    }
+    with_hash(value, &short_hash(value), max)
 }
 
 /// Hex digits of the hash that makes a default identity name unambiguous:
@@ -45,27 +28,31 @@ pub const NAME_HASH_LEN: usize = 12;
 /// are spelled (`team` + `a-app` versus `team-a` + `app`). `readable` must
 /// be ASCII.
 pub fn unambiguous(readable: &str, key: &str, max: usize) -> String {
-    let hash = name_hash(key);
-    let keep = max.saturating_sub(NAME_HASH_LEN + 1).min(readable.len());
+    with_hash(readable, &name_hash(key), max)
+}
+
+/// `readable` cut so that it, `-` and `hash` fit `max` bytes, without a
+/// separator left dangling before the hash.
+fn with_hash(readable: &str, hash: &str, max: usize) -> String {
+    let keep = max.saturating_sub(hash.len() + 1).min(readable.len());
     let prefix = readable[..keep].trim_end_matches(['-', '.', '_']);
     format!("{prefix}-{hash}")
 }
 
 /// The first [`NAME_HASH_LEN`] hex digits of the SHA-256 of `key`.
 pub fn name_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .take(NAME_HASH_LEN / 2)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(key, NAME_HASH_LEN)
 }
 
 /// First 8 hex digits of the SHA-256 of `value`.
 pub fn short_hash(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    digest
+    sha256_hex(value, HASH_LEN)
+}
+
+fn sha256_hex(value: &str, digits: usize) -> String {
+    Sha256::digest(value.as_bytes())
         .iter()
-        .take(HASH_LEN / 2)
+        .take(digits / 2)
         .map(|b| format!("{b:02x}"))
         .collect()
 }
