@@ -122,19 +122,30 @@ pub enum Claim {
 /// Judges an existing identity (`tags` is `None` when there is none) for a
 /// binding; what wib may not touch is refused before anything is written,
 /// with messages that name nothing of another namespace's. `what` names the
-/// identity as the binding does (`role x`).
+/// identity as the binding does (`role x`); `grants` are the grants the
+/// binding lists, if any (their noun and the reason to refuse them), which
+/// only the identity's maker may hold.
 pub fn claim(
     tags: Option<&BTreeMap<String, String>>,
     asker: Asker<'_>,
     adoption: wib_api::AdoptionPolicy,
     what: &str,
+    grants: Option<(&str, Reason)>,
 ) -> Result<Claim, CloudError> {
     let Some(tags) = tags else {
         return Ok(Claim::Create);
     };
     match ownership(tags, asker) {
         Ownership::ThisBinding => Ok(Claim::Own),
-        Ownership::SameNamespace | Ownership::Granted => Ok(Claim::Shared),
+        Ownership::SameNamespace | Ownership::Granted => match grants {
+            Some((noun, reason)) => Err(CloudError::new(
+                reason,
+                format!(
+                    "{what} was made by another binding, which owns its {noun}; list them there, or leave this binding's empty to share the identity; nothing was changed"
+                ),
+            )),
+            None => Ok(Claim::Shared),
+        },
         Ownership::OtherNamespace => Err(CloudError::new(
             Reason::IdentityNotShared,
             format!(
@@ -168,16 +179,6 @@ pub fn claim(
             ),
         )),
     }
-}
-
-/// The refusal of grants on a shared identity: they are its maker's.
-pub fn shared_grants_refused(what: &str, grants: &str, reason: Reason) -> CloudError {
-    CloudError::new(
-        reason,
-        format!(
-            "{what} was made by another binding of this namespace, which owns its {grants}; list them there, or leave this binding's empty to share the identity; nothing was changed"
-        ),
-    )
 }
 
 /// What deleting a binding may do to an identity, by its tags.
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(ownership(&tags, with(&granted)), Ownership::Granted);
         assert_eq!(ownership(&tags, with(&other)), Ownership::OtherNamespace);
         assert_eq!(
-            claim(Some(&tags), with(&granted), AdoptionPolicy::Deny, "x").ok(),
+            claim(Some(&tags), with(&granted), AdoptionPolicy::Deny, "x", None).ok(),
             Some(Claim::Shared)
         );
         assert_eq!(
@@ -306,6 +307,7 @@ mod tests {
             asker("evil", "u9"),
             AdoptionPolicy::AllowUntagged,
             "identity x",
+            None,
         )
         .expect_err("refused");
         assert_eq!(error.reason, Reason::IdentityNotShared);
@@ -320,13 +322,13 @@ mod tests {
         let for_us = BTreeMap::from([(TAG_ADOPT_INTO.to_string(), "team-a".to_string())]);
         let for_them = BTreeMap::from([(TAG_ADOPT_INTO.to_string(), "team-b".to_string())]);
         let me = asker("team-a", "u1");
-        assert!(claim(Some(&plain), me, allow, "x").is_err());
-        assert!(claim(Some(&for_them), me, allow, "x").is_err());
+        assert!(claim(Some(&plain), me, allow, "x", None).is_err());
+        assert!(claim(Some(&for_them), me, allow, "x", None).is_err());
         assert_eq!(
-            claim(Some(&for_us), me, allow, "x").ok(),
+            claim(Some(&for_us), me, allow, "x", None).ok(),
             Some(Claim::Adopt)
         );
-        assert!(claim(Some(&for_us), me, AdoptionPolicy::Deny, "x").is_err());
+        assert!(claim(Some(&for_us), me, AdoptionPolicy::Deny, "x", None).is_err());
     }
 
     #[test]

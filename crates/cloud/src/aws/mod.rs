@@ -365,16 +365,9 @@ impl AwsProvider {
             ownership::Asker::of(request),
             request.provider.spec.adoption,
             &what,
+            (!spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty())
+                .then_some(("policies", Reason::PolicyNotAllowed)),
         )?;
-        if claim == Claim::Shared
-            && (!spec.managed_policy_arns.is_empty() || !spec.inline_policies.is_empty())
-        {
-            return Err(ownership::shared_grants_refused(
-                &what,
-                "policies",
-                Reason::PolicyNotAllowed,
-            ));
-        }
         let current_trust = existing.as_ref().and_then(|r| r.trust.as_ref());
         if policy::sid_conflict(current_trust, &target.federation) {
             return Err(CloudError::new(

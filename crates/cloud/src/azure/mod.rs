@@ -380,14 +380,9 @@ impl AzureProvider {
             ownership::Asker::of(request),
             request.provider.spec.adoption,
             &what,
+            (!spec.role_assignments.is_empty())
+                .then_some(("role assignments", Reason::RoleNotAllowed)),
         )?;
-        if claim == Claim::Shared && !spec.role_assignments.is_empty() {
-            return Err(ownership::shared_grants_refused(
-                &what,
-                "role assignments",
-                Reason::RoleNotAllowed,
-            ));
-        }
         let identity = match (claim, existing) {
             (Claim::Adopt, Some(existing)) => {
                 let mut tags = existing.tags.clone();

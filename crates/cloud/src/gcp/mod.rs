@@ -273,14 +273,8 @@ impl GcpProvider {
             ownership::Asker::of(request),
             request.provider.spec.adoption,
             &what,
+            (!target.roles.is_empty()).then_some(("roles", Reason::RoleNotAllowed)),
         )?;
-        if claim == Claim::Shared && !target.roles.is_empty() {
-            return Err(ownership::shared_grants_refused(
-                &what,
-                "roles",
-                Reason::RoleNotAllowed,
-            ));
-        }
         let adopting = claim == Claim::Adopt;
         let manages_roles = claim != Claim::Shared;
         let display_name = target
