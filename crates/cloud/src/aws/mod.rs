@@ -160,33 +160,32 @@ impl AwsProvider {
     fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<Vec<Value>, CloudError> {
         let provider_name = request.provider.metadata.name.clone().unwrap_or_default();
         let allowed_roles = request.provider.spec.allowed_roles.as_deref();
-        let allowed_scopes = request.provider.spec.allowed_scopes.as_deref();
-        for arn in spec
-            .managed_policy_arns
-            .iter()
-            .filter(|_| allowed_scopes.is_some())
-        {
-            if !guardrails::scope_allowed(arn, allowed_scopes.unwrap_or_default()) {
-                return Err(CloudError::new(
-                    Reason::ScopeNotAllowed,
-                    format!(
-                        "policy {arn} is not under ClusterIdentityProvider {provider_name:?}'s allowedScopes (policy ARN prefixes); nothing was created"
-                    ),
-                ));
+        // Without allowedScopes the policies are refused as a whole (default
+        // deny, reported by the reconcile): nothing to judge one by one.
+        if let Some(scopes) = request.provider.spec.allowed_scopes.as_deref() {
+            for arn in &spec.managed_policy_arns {
+                if !guardrails::scope_allowed(arn, scopes) {
+                    return Err(CloudError::new(
+                        Reason::ScopeNotAllowed,
+                        format!(
+                            "policy {arn} is not under ClusterIdentityProvider {provider_name:?}'s allowedScopes (policy ARN prefixes); nothing was created"
+                        ),
+                    ));
+                }
+                let facts = guardrails::RoleFacts {
+                    names: vec![arn.clone()],
+                    ids: vec![arn.clone()],
+                    denied: guardrails::aws_denial(arn),
+                };
+                guardrails::judge_role(&facts, allowed_roles).map_err(|why| {
+                    CloudError::new(
+                        Reason::PolicyNotAllowed,
+                        format!(
+                            "policy {arn} is not allowed by ClusterIdentityProvider {provider_name:?}: {why}; nothing was created"
+                        ),
+                    )
+                })?;
             }
-            let facts = guardrails::RoleFacts {
-                names: vec![arn.clone()],
-                ids: vec![arn.clone()],
-                denied: guardrails::aws_denial(arn),
-            };
-            guardrails::judge_role(&facts, allowed_roles).map_err(|why| {
-                CloudError::new(
-                    Reason::PolicyNotAllowed,
-                    format!(
-                        "policy {arn} is not allowed by ClusterIdentityProvider {provider_name:?}: {why}; nothing was created"
-                    ),
-                )
-            })?;
         }
         let aws = request.provider.spec.aws.as_ref();
         if let Some(audience) = spec.audience.as_deref()

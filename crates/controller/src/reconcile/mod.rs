@@ -286,7 +286,7 @@ async fn run_cloud(
     };
     let mut request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
     request.granted_by =
-        sharing::granted_by(binding, &ctx.bindings.state(), &ctx.providers.state());
+        sharing::granted_by(binding, || ctx.bindings.state(), &ctx.providers.state());
     match provider.reconcile(&request).await {
         Ok(outcome) => CloudStep::Done(Box::new(outcome)),
         Err(error) => CloudStep::Failed {
@@ -371,7 +371,7 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     let observed = observe::observe(binding, ctx).await?;
     let mut request = wib_cloud::Request::new(binding, &chosen, &issuer);
     request.admitted = plan::admit(binding, &observed).is_ok();
-    request.granted_by = sharing::granted_by(binding, &ctx.bindings.state(), &observed.providers);
+    request.granted_by = sharing::granted_by(binding, || ctx.bindings.state(), &observed.providers);
     provider.cleanup(&request).await?;
     if binding
         .spec

@@ -16,17 +16,19 @@ fn allows(binding: &WorkloadIdentityBinding, providers: &[Arc<ClusterIdentityPro
 
 /// The uids of the bindings that grant `binding`'s namespace their
 /// identities (same cloud, another namespace, listing it in `spec.sharing`,
-/// both providers allowing cross-namespace sharing).
+/// both providers allowing cross-namespace sharing). Empty without a scan
+/// for a binding that leaves its identity's name to wib: a default name is
+/// this namespace's own, so it never reaches another's identity.
 pub fn granted_by(
     binding: &WorkloadIdentityBinding,
-    bindings: &[Arc<WorkloadIdentityBinding>],
+    bindings: impl FnOnce() -> Vec<Arc<WorkloadIdentityBinding>>,
     providers: &[Arc<ClusterIdentityProvider>],
 ) -> BTreeSet<String> {
     let namespace = binding.namespace().unwrap_or_default();
-    if !allows(binding, providers) {
+    if !names_its_identity(binding) || !allows(binding, providers) {
         return BTreeSet::new();
     }
-    bindings
+    bindings()
         .iter()
         .filter(|maker| {
             maker.namespace().as_deref() != Some(namespace.as_str())
@@ -108,10 +110,12 @@ mod tests {
             ),
         ];
         assert_eq!(
-            granted_by(&sharer, &all, &[provider(true)]),
+            granted_by(&sharer, || all.clone(), &[provider(true)]),
             BTreeSet::from(["lists-b".to_string()])
         );
-        assert!(granted_by(&sharer, &all, &[provider(false)]).is_empty());
+        assert!(granted_by(&sharer, || all.clone(), &[provider(false)]).is_empty());
+        let unnamed = binding("team-b", "u", json!({"aws": {}}));
+        assert!(granted_by(&unnamed, || all.clone(), &[provider(true)]).is_empty());
         assert!(names_its_identity(&sharer));
         assert!(!names_its_identity(&all[0]));
     }
