@@ -614,9 +614,7 @@ impl Env {
             ],
         )
     }
-}
 
-impl Env {
     /// A pod of `namespace`/`service_account` exchanging a fresh projected
     /// token through the GCP fake's STS and impersonating `email`, with the
     /// Google auth library, as a workload identity pool setup would:

@@ -155,6 +155,49 @@ fn issuer_key(env: &Env) -> String {
         .to_string()
 }
 
+/// A role made directly in IAM as wib tags one for `binding` (name, uid) of
+/// this namespace, trusting `subject` under statement ID `sid`: (ARN, trust
+/// policy).
+async fn role_as_wib_tagged_it(
+    env: &Env,
+    name: &str,
+    (binding, uid): (&str, &str),
+    sid: &str,
+    subject: &str,
+) -> (String, Value) {
+    let key = issuer_key(env);
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Federated": oidc_arn(env)},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {format!("{key}:sub"): subject, format!("{key}:aud"): STS_AUDIENCE}},
+    }]});
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("tag")
+    };
+    let arn = env
+        .iam()
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .tags(tag("wib.dev_cluster", CLUSTER))
+        .tags(tag("wib.dev_namespace", NS))
+        .tags(tag("wib.dev_binding", binding))
+        .tags(tag("wib.dev_uid", uid))
+        .send()
+        .await
+        .expect("role")
+        .role
+        .map(|r| r.arn)
+        .expect("arn");
+    (arn, trust)
+}
+
 fn oidc_arn(env: &Env) -> String {
     format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{}", issuer_key(env))
 }
@@ -819,35 +862,11 @@ async fn a_role_made_under_the_old_default_name_keeps_working_after_the_upgrade(
     let uid = created.uid().expect("uid");
     let old_name = format!("wib-{CLUSTER}-{NS}-legacy");
     let subject = format!("system:serviceaccount:{NS}:legacy");
-    let key = issuer_key(&env);
-    let trust = json!({"Version": "2012-10-17", "Statement": [{
-        "Sid": format!("wib{}", wib_api::naming::short_hash(&format!("{CLUSTER}/{NS}/legacy"))),
-        "Effect": "Allow",
-        "Principal": {"Federated": oidc_arn(&env)},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {format!("{key}:sub"): subject, format!("{key}:aud"): STS_AUDIENCE}},
-    }]});
-    let tag = |k: &str, v: &str| {
-        aws_sdk_iam::types::Tag::builder()
-            .key(k)
-            .value(v)
-            .build()
-            .expect("tag")
-    };
-    let arn = iam
-        .create_role()
-        .role_name(&old_name)
-        .assume_role_policy_document(trust.to_string())
-        .tags(tag("wib.dev_cluster", CLUSTER))
-        .tags(tag("wib.dev_namespace", NS))
-        .tags(tag("wib.dev_binding", "legacy"))
-        .tags(tag("wib.dev_uid", &uid))
-        .send()
-        .await
-        .expect("legacy role")
-        .role
-        .map(|r| r.arn)
-        .expect("arn");
+    let sid = format!(
+        "wib{}",
+        wib_api::naming::short_hash(&format!("{CLUSTER}/{NS}/legacy"))
+    );
+    let (arn, _) = role_as_wib_tagged_it(&env, &old_name, ("legacy", &uid), &sid, &subject).await;
     env.bindings(NS)
         .patch_status(
             "legacy",
@@ -883,7 +902,7 @@ async fn a_role_made_under_the_old_default_name_keeps_working_after_the_upgrade(
         state.trust
     );
     assert_eq!(
-        statements[0]["Condition"]["StringEquals"][format!("{key}:sub")],
+        statements[0]["Condition"]["StringEquals"][format!("{}:sub", issuer_key(&env))],
         subject
     );
 
@@ -900,31 +919,14 @@ async fn a_trust_statement_of_wibs_id_for_another_subject_is_never_overwritten()
     let iam = env.iam();
     // A role of this namespace whose statement under the ID wib gives
     // `NS/victim` admits another subject.
-    let key = issuer_key(&env);
-    let trust = json!({"Version": "2012-10-17", "Statement": [{
-        "Sid": wib_cloud::aws::naming::statement_id(CLUSTER, NS, "victim"),
-        "Effect": "Allow",
-        "Principal": {"Federated": oidc_arn(&env)},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {format!("{key}:sub"): "system:serviceaccount:evil:thief", format!("{key}:aud"): STS_AUDIENCE}},
-    }]});
-    let tag = |k: &str, v: &str| {
-        aws_sdk_iam::types::Tag::builder()
-            .key(k)
-            .value(v)
-            .build()
-            .expect("tag")
-    };
-    iam.create_role()
-        .role_name("planted")
-        .assume_role_policy_document(trust.to_string())
-        .tags(tag("wib.dev_cluster", CLUSTER))
-        .tags(tag("wib.dev_namespace", NS))
-        .tags(tag("wib.dev_binding", "owner"))
-        .tags(tag("wib.dev_uid", "someone-else"))
-        .send()
-        .await
-        .expect("planted role");
+    let (_, trust) = role_as_wib_tagged_it(
+        &env,
+        "planted",
+        ("owner", "someone-else"),
+        &wib_cloud::aws::naming::statement_id(CLUSTER, NS, "victim"),
+        "system:serviceaccount:evil:thief",
+    )
+    .await;
     env.moto().start_recording().await.expect("recording");
     env.apply(&binding("victim", "victim", "    roleName: planted\n"))
         .await

@@ -28,16 +28,26 @@ fn provider(extra: Value) -> Value {
     })
 }
 
-/// A binding in the tenant's namespace with its own ServiceAccount and
-/// `spec.<cloud>` = `cloud_spec`.
-fn binding(name: &str, cloud: &str, cloud_spec: Value) -> String {
+/// A binding in `namespace` with its own ServiceAccount and `spec.<cloud>`
+/// = `cloud_spec`, to edit further.
+fn binding_in(namespace: &str, name: &str, cloud: &str, cloud_spec: Value) -> Value {
     json!({
         "apiVersion": "wib.dev/v1alpha1",
         "kind": "WorkloadIdentityBinding",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"serviceAccount": {"name": name}, cloud: cloud_spec},
     })
-    .to_string()
+}
+
+/// The same in the tenant's namespace, as a manifest.
+fn binding(name: &str, cloud: &str, cloud_spec: Value) -> String {
+    binding_in(NS, name, cloud, cloud_spec).to_string()
+}
+
+/// `binding` with `spec.<field>` = `value`, as a manifest.
+fn with_spec(mut binding: Value, field: &str, value: Value) -> String {
+    binding["spec"][field] = value;
+    binding.to_string()
 }
 
 fn binding_with_inline(name: &str, document: &str) -> String {
@@ -928,11 +938,12 @@ async fn spellings_siblings_other_providers_shared_and_foreign_identities_stay_o
             .await
             .expect("binding");
     }
-    let mut via_platform: Value =
-        serde_json::from_str(&binding("via-platform", "azure", json!({}))).expect("binding");
-    via_platform["spec"]["providerRef"] = json!({"name": "platform"});
     tenant
-        .apply(&via_platform.to_string())
+        .apply(&with_spec(
+            binding_in(NS, "via-platform", "azure", json!({})),
+            "providerRef",
+            json!({"name": "platform"}),
+        ))
         .await
         .expect("binding");
     for (name, _, _, reason) in &attempts {
@@ -1014,14 +1025,8 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
     let mallory = env.tenant("mallory", attacker_ns).await.expect("tenant");
 
     // team-a's bindings, one per cloud, with grants.
-    let victim = |name: &str, cloud: &str, spec: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": victim_ns},
-            "spec": {"serviceAccount": {"name": name}, cloud: spec},
-        })
-        .to_string()
-    };
+    let victim =
+        |name: &str, cloud: &str, spec: Value| binding_in(victim_ns, name, cloud, spec).to_string();
     for manifest in [
         victim("app1", "azure", ordinary_grant("azure")),
         victim("app1-aws", "aws", ordinary_grant("aws")),
@@ -1060,12 +1065,11 @@ async fn a_tenant_cannot_reach_another_namespaces_identities_by_name_spelling_or
     // write, the message naming nothing of team-a's.
     let cloud_writes = CloudWrites::from_now(&env).await;
     let attacker = |name: &str, cloud: &str, spec: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": attacker_ns},
-            "spec": {"serviceAccount": {"name": "thief"}, cloud: spec},
-        })
-        .to_string()
+        with_spec(
+            binding_in(attacker_ns, name, cloud, spec),
+            "serviceAccount",
+            json!({"name": "thief"}),
+        )
     };
     let attempts = [
         ("steal-az", "azure", json!({"identityName": azure_name})),
@@ -1185,9 +1189,11 @@ async fn deleting_a_refused_binding_removes_nothing_and_retain_outlives_later_sh
         .expect("provider");
     let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
     let with_sa = |name: &str, sa: &str, cloud: &str, spec: Value| {
-        let mut b: Value = serde_json::from_str(&binding(name, cloud, spec)).expect("binding");
-        b["spec"]["serviceAccount"]["name"] = json!(sa);
-        b.to_string()
+        with_spec(
+            binding_in(NS, name, cloud, spec),
+            "serviceAccount",
+            json!({"name": sa}),
+        )
     };
 
     // Rivals for ServiceAccounts other bindings hold, naming the holders'
@@ -1259,10 +1265,12 @@ async fn deleting_a_refused_binding_removes_nothing_and_retain_outlives_later_sh
 
     // A role kept with Retain stays when a later binding of the namespace
     // shares it and is deleted.
-    let mut kept: Value =
-        serde_json::from_str(&binding("kept", "aws", json!({}))).expect("binding");
-    kept["spec"]["deletionPolicy"] = json!("Retain");
-    tenant.apply(&kept.to_string()).await.expect("binding");
+    let kept = with_spec(
+        binding_in(NS, "kept", "aws", json!({})),
+        "deletionPolicy",
+        json!("Retain"),
+    );
+    tenant.apply(&kept).await.expect("binding");
     env.wait_condition(NS, "kept", READY, "True", "Provisioned")
         .await
         .expect("Ready");
@@ -1574,13 +1582,11 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
     let owner = env.tenant("alice", owner_ns).await.expect("tenant");
     let guest = env.tenant("bob", guest_ns).await.expect("tenant");
     let maker = |sharing: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "maker", "namespace": owner_ns},
-            "spec": {"serviceAccount": {"name": "maker"}, "sharing": sharing,
-                     "aws": {"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}},
-        })
-        .to_string()
+        with_spec(
+            binding_in(owner_ns, "maker", "aws", ordinary_grant("aws")),
+            "sharing",
+            sharing,
+        )
     };
     owner
         .apply(&maker(json!({"namespaces": [guest_ns]})))
@@ -1596,14 +1602,8 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .and_then(|a| a.role_arn)
         .and_then(|arn| arn.rsplit('/').next().map(str::to_string))
         .expect("role");
-    let guest_binding = |name: &str, spec: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": guest_ns},
-            "spec": {"serviceAccount": {"name": name}, "aws": spec},
-        })
-        .to_string()
-    };
+    let guest_binding =
+        |name: &str, spec: Value| binding_in(guest_ns, name, "aws", spec).to_string();
 
     // The maker consents, but the provider keeps namespaces apart: refused,
     // nothing written.
@@ -1628,12 +1628,11 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
     // On Azure, a guest's pod really exchanges its token for the maker's
     // identity.
     let azure_maker = |sharing: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "maker-az", "namespace": owner_ns},
-            "spec": {"serviceAccount": {"name": "maker-az"}, "sharing": sharing, "azure": {}},
-        })
-        .to_string()
+        with_spec(
+            binding_in(owner_ns, "maker-az", "azure", json!({})),
+            "sharing",
+            sharing,
+        )
     };
     owner
         .apply(&azure_maker(json!({"namespaces": [guest_ns]})))
@@ -1653,11 +1652,12 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
     );
     guest
         .apply(
-            &json!({
-                "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-                "metadata": {"name": "guest-az", "namespace": guest_ns},
-                "spec": {"serviceAccount": {"name": "guest-az"}, "azure": {"identityName": identity}},
-            })
+            &binding_in(
+                guest_ns,
+                "guest-az",
+                "azure",
+                json!({"identityName": identity}),
+            )
             .to_string(),
         )
         .await
@@ -1672,12 +1672,11 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
 
     // On GCP too.
     let gcp_maker = |sharing: Value| {
-        json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "maker-gcp", "namespace": owner_ns},
-            "spec": {"serviceAccount": {"name": "maker-gcp"}, "sharing": sharing, "gcp": {}},
-        })
-        .to_string()
+        with_spec(
+            binding_in(owner_ns, "maker-gcp", "gcp", json!({})),
+            "sharing",
+            sharing,
+        )
     };
     owner
         .apply(&gcp_maker(json!({"namespaces": [guest_ns]})))
@@ -1693,12 +1692,12 @@ async fn another_namespace_shares_an_identity_only_by_its_makers_consent_and_the
         .expect("email");
     guest
         .apply(
-            &json!({
-                "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-                "metadata": {"name": "guest-gcp", "namespace": guest_ns},
-                "spec": {"serviceAccount": {"name": "guest-gcp"},
-                         "gcp": {"accountId": email.split('@').next().unwrap_or_default()}},
-            })
+            &binding_in(
+                guest_ns,
+                "guest-gcp",
+                "gcp",
+                json!({"accountId": email.split('@').next().unwrap_or_default()}),
+            )
             .to_string(),
         )
         .await
