@@ -377,3 +377,153 @@ async fn second_binding_for_the_same_service_account_and_cloud_conflicts_and_tak
     .await
     .expect("annotation names the new holder");
 }
+
+/// What a platform team's admission policy says when it refuses wib's
+/// ServiceAccount write: a ValidatingAdmissionPolicy, as Kyverno or
+/// Gatekeeper would, denying `automountServiceAccountToken: true` in NS.
+const NO_AUTOMOUNT: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: no-automount
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["serviceaccounts"]
+  validations:
+  - expression: "!has(object.automountServiceAccountToken) || !object.automountServiceAccountToken"
+    message: "platform policy: ServiceAccounts must not automount their token"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: no-automount
+spec:
+  policyName: no-automount
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: team-a
+"#;
+
+fn automount_yaml(name: &str, automount: bool) -> String {
+    format!(
+        "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  serviceAccount:\n    name: {name}\n    automountToken: {automount}\n  gcp: {{}}\n"
+    )
+}
+
+/// Until the API server enforces the policy, a ServiceAccount that breaks
+/// it is still admitted: wait for a dry-run create to be refused.
+async fn wait_policy_enforced(env: &Env) {
+    let probe: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "policy-probe"}, "automountServiceAccountToken": true}),
+    )
+    .expect("probe");
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    for _ in 0..100 {
+        if env
+            .service_accounts(NS)
+            .create(&params, &probe)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the ValidatingAdmissionPolicy was never enforced");
+}
+
+#[tokio::test]
+async fn a_service_account_write_refused_by_admission_reaches_the_binding_and_clears_when_lifted() {
+    let env = env().await;
+    env.apply(&automount_yaml("changed", false))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "changed", READY, "True", "Provisioned")
+        .await
+        .expect("Ready before the policy");
+
+    env.apply(NO_AUTOMOUNT).await.expect("policy");
+    wait_policy_enforced(&env).await;
+
+    // A Ready binding whose spec changes: the refusal is reported for the
+    // new generation, not hidden behind the old Ready=True.
+    env.apply(&automount_yaml("changed", true))
+        .await
+        .expect("spec change");
+    let changed = env
+        .wait_condition(
+            NS,
+            "changed",
+            SERVICE_ACCOUNT_READY,
+            "False",
+            "ServiceAccountRefused",
+        )
+        .await
+        .expect("refusal reported");
+    let ready = condition(&changed, READY).expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ServiceAccountRefused")
+    );
+    assert!(
+        ready
+            .message
+            .contains("platform policy: ServiceAccounts must not automount their token"),
+        "the API server's words: {}",
+        ready.message
+    );
+    let status = changed.status.as_ref().expect("status");
+    assert_eq!(status.observed_generation, changed.metadata.generation);
+
+    // A new binding: its cloud identity is made, and the refused
+    // ServiceAccount step is on its status, not a blank READY column.
+    env.apply(&automount_yaml("fresh", true))
+        .await
+        .expect("new binding");
+    let fresh = env
+        .wait_condition(NS, "fresh", READY, "False", "ServiceAccountRefused")
+        .await
+        .expect("new binding reports the refusal");
+    assert_eq!(
+        condition(&fresh, "IdentityReady").map(|c| c.status.as_str()),
+        Some("True"),
+        "the cloud identity is in place and said so"
+    );
+    assert!(
+        fresh
+            .status
+            .as_ref()
+            .and_then(|s| s.identity.as_ref())
+            .is_some()
+    );
+    for name in ["changed", "fresh"] {
+        env.wait_events(NS, name, &["ServiceAccountRefused"])
+            .await
+            .expect("a Warning Event says it");
+    }
+
+    // Lifting the policy: both turn Ready on their own retries.
+    let bindings: kube::Api<
+        k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+    > = kube::Api::all(env.client.clone());
+    bindings
+        .delete("no-automount", &Default::default())
+        .await
+        .expect("policy lifted");
+    for name in ["changed", "fresh"] {
+        env.wait_condition(NS, name, READY, "True", "Provisioned")
+            .await
+            .expect("Ready once the policy is lifted");
+        let sa = env.service_accounts(NS).get(name).await.expect("sa");
+        assert_eq!(sa.automount_service_account_token, Some(true));
+    }
+}

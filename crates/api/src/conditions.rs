@@ -43,6 +43,9 @@ pub enum Reason {
     ServiceAccountConflict,
     /// `create: false` and the ServiceAccount does not exist.
     ServiceAccountNotFound,
+    /// The API server refused wib's write to the ServiceAccount (an admission
+    /// policy or webhook, a quota); its message says why.
+    ServiceAccountRefused,
     /// A cloud identity of the wanted name exists and `adoption` forbids taking it over.
     AdoptionNotAllowed,
     /// The identity is wib's own or in the provider's `protectedIdentities`.
@@ -104,6 +107,7 @@ impl Reason {
             Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
             Reason::ServiceAccountConflict => "ServiceAccountConflict",
             Reason::ServiceAccountNotFound => "ServiceAccountNotFound",
+            Reason::ServiceAccountRefused => "ServiceAccountRefused",
             Reason::AdoptionNotAllowed => "AdoptionNotAllowed",
             Reason::IdentityProtected => "IdentityProtected",
             Reason::IdentityNotShared => "IdentityNotShared",

@@ -4,6 +4,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use wib_api::WorkloadIdentityBinding;
+use wib_api::conditions::Reason;
 
 use super::plan::ServiceAccountPlan;
 use super::status::ServiceAccountStep;
@@ -16,10 +17,10 @@ pub async fn service_account(
     binding: &WorkloadIdentityBinding,
     plan: &ServiceAccountPlan,
     ctx: &Context,
-) -> Result<ServiceAccountStep, Error> {
+) -> ServiceAccountStep {
     match plan {
-        ServiceAccountPlan::InSync(_) => Ok(ServiceAccountStep::Ready),
-        ServiceAccountPlan::Missing { .. } => Ok(ServiceAccountStep::Missing),
+        ServiceAccountPlan::InSync(_) => ServiceAccountStep::Ready,
+        ServiceAccountPlan::Missing { .. } => ServiceAccountStep::Missing,
         ServiceAccountPlan::Apply {
             desired,
             resource_version,
@@ -29,15 +30,46 @@ pub async fn service_account(
             // force: wib's own fields win over a conflicting manager (the
             // desired state is declared in the binding); other fields are
             // never in the body, so they are never touched.
-            api.patch(
-                &desired.name,
-                &PatchParams::apply(&manager).force(),
-                &Patch::Apply(desired.apply_body(resource_version.as_deref())),
-            )
-            .await?;
-            tracing::info!(service_account = %desired.name, "applied ServiceAccount fields");
-            Ok(ServiceAccountStep::Ready)
+            let applied = api
+                .patch(
+                    &desired.name,
+                    &PatchParams::apply(&manager).force(),
+                    &Patch::Apply(desired.apply_body(resource_version.as_deref())),
+                )
+                .await;
+            match applied {
+                Ok(_) => {
+                    tracing::info!(service_account = %desired.name, "applied ServiceAccount fields");
+                    ServiceAccountStep::Ready
+                }
+                // The cloud step has already run: its outcome must reach the
+                // status together with the reason this step failed.
+                Err(error) => {
+                    tracing::warn!(service_account = %desired.name, %error, "ServiceAccount write failed");
+                    refused(error)
+                }
+            }
         }
+    }
+}
+
+/// What the binding says when its ServiceAccount write fails: the API
+/// server's own words for a refusal (admission policy, webhook, quota), and
+/// a transient error for the rest. Both are retried with backoff; a refusal
+/// clears when whoever owns the policy lifts it.
+fn refused(error: kube::Error) -> ServiceAccountStep {
+    match error {
+        kube::Error::Api(response) => ServiceAccountStep::Failed {
+            reason: Reason::ServiceAccountRefused,
+            message: format!(
+                "the API server refused it ({}): {}",
+                response.code, response.message
+            ),
+        },
+        other => ServiceAccountStep::Failed {
+            reason: Reason::TransientError,
+            message: other.to_string(),
+        },
     }
 }
 

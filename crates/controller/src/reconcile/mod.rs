@@ -194,7 +194,7 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
                         &Default::default(),
                         &Default::default(),
                     );
-                    execute::service_account(binding, &plan, ctx).await?
+                    execute::service_account(binding, &plan, ctx).await
                 }
                 CloudStep::Done(outcome) => {
                     let plan = plan::service_account(
@@ -204,7 +204,7 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
                         &outcome.annotations,
                         &outcome.labels,
                     );
-                    execute::service_account(binding, &plan, ctx).await?
+                    execute::service_account(binding, &plan, ctx).await
                 }
             };
             Progress::Ran {

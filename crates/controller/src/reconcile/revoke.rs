@@ -12,7 +12,7 @@ use wib_api::WorkloadIdentityBinding;
 use wib_api::conditions::{self, FEDERATION_READY, Reason};
 
 use super::observe::Observed;
-use super::{execute, plan};
+use super::{execute, plan, status};
 use crate::context::Context;
 use crate::error::Error;
 use crate::provider::resolve;
@@ -85,7 +85,11 @@ pub async fn revoke(
             &BTreeMap::new(),
             &BTreeMap::new(),
         );
-        execute::service_account(binding, &plan, ctx).await?;
+        if let status::ServiceAccountStep::Failed { reason, message } =
+            execute::service_account(binding, &plan, ctx).await
+        {
+            return Err(wib_cloud::CloudError::new(reason, message).into());
+        }
     }
     Ok(())
 }

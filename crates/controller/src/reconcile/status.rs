@@ -29,6 +29,11 @@ pub enum ServiceAccountStep {
     Missing,
     /// Not attempted because the cloud step failed.
     Skipped,
+    /// The API server refused the write, or could not be reached.
+    Failed {
+        reason: Reason,
+        message: String,
+    },
 }
 
 /// What the reconcile got to.
@@ -130,6 +135,12 @@ pub fn compute(
                     false,
                     Reason::Progressing,
                     "waiting for the cloud identity before annotating the ServiceAccount",
+                ),
+                ServiceAccountStep::Failed { reason, message } => Desired::new(
+                    SERVICE_ACCOUNT_READY,
+                    false,
+                    *reason,
+                    format!("writing ServiceAccount {sa_name:?}: {message}"),
                 ),
             });
             steps
