@@ -1,16 +1,28 @@
 //! Every CEL and schema rule, against the real API server: the bad object is
 //! rejected at admission with a message a user understands.
+//!
+//! Coverage is checked, not promised: every `x-kubernetes-validations` message
+//! of the generated CRDs in `config/crd/` must be the reason some case below is
+//! rejected, and the only reason, so a new CEL rule without a case here fails
+//! this suite.
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::collections::BTreeSet;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 use wib_testenv::{ControlPlane, Options};
 
 const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
+const OTHER_SUB: &str = "00000000-0000-0000-0000-00000000bbbb";
 
 fn binding(spec: Value) -> Value {
+    binding_named("b", spec)
+}
+
+fn binding_named(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-           "metadata": {"name": "b", "namespace": "default"}, "spec": spec})
+           "metadata": {"name": name, "namespace": "default"}, "spec": spec})
 }
 
 fn provider(spec: Value) -> Value {
@@ -18,12 +30,128 @@ fn provider(spec: Value) -> Value {
            "metadata": {"name": "p"}, "spec": spec})
 }
 
-async fn create_error(api: &Api<kube::api::DynamicObject>, body: &Value) -> Option<String> {
-    let obj: kube::api::DynamicObject = serde_json::from_value(body.clone()).expect("object");
-    match api.create(&PostParams::default(), &obj).await {
+/// Why the API server refused a write: its message and each cause
+/// (`field: message`).
+#[derive(Debug)]
+struct Rejection {
+    message: String,
+    causes: Vec<String>,
+}
+
+fn rejection(result: Result<DynamicObject, kube::Error>, what: &str) -> Option<Rejection> {
+    match result {
         Ok(_) => None,
-        Err(kube::Error::Api(e)) => Some(e.message),
-        Err(e) => Some(e.to_string()),
+        Err(kube::Error::Api(status)) => Some(Rejection {
+            causes: status
+                .details
+                .map(|d| {
+                    d.causes
+                        .into_iter()
+                        .map(|c| format!("{}: {}", c.field, c.message))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            message: status.message,
+        }),
+        Err(e) => panic!("{what}: not an answer from the API server: {e}"),
+    }
+}
+
+async fn create_error(api: &Api<DynamicObject>, body: &Value) -> Option<Rejection> {
+    let obj: DynamicObject = serde_json::from_value(body.clone()).expect("object");
+    rejection(api.create(&PostParams::default(), &obj).await, "create")
+}
+
+async fn update_error(api: &Api<DynamicObject>, name: &str, spec: Value) -> Option<Rejection> {
+    let patch = json!({"spec": spec});
+    rejection(
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+        "update",
+    )
+}
+
+/// The CEL rules of one generated CRD, and which of them a case has triggered.
+struct Rules {
+    crd: &'static str,
+    messages: BTreeSet<String>,
+    tested: BTreeSet<String>,
+}
+
+impl Rules {
+    /// Every `x-kubernetes-validations[].message` of `config/crd/<file>`.
+    fn of(file: &'static str) -> Self {
+        let path = format!("{}/../config/crd/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let crd: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut messages = BTreeSet::new();
+        collect_rule_messages(&crd, &mut messages);
+        assert!(!messages.is_empty(), "{path}: no x-kubernetes-validations");
+        Self {
+            crd: file,
+            messages,
+            tested: BTreeSet::new(),
+        }
+    }
+
+    /// `case` must be rejected with a message containing `want`. When `want`
+    /// is (part of) one CEL rule's message, that rule must be the one and
+    /// only cause: the case breaks exactly the rule it is named for. Other
+    /// wants are schema rules (type, length, range, enum).
+    fn check(&mut self, case: &str, want: &str, rejection: Option<Rejection>) {
+        let rejection = rejection.unwrap_or_else(|| panic!("{case}: accepted"));
+        assert!(
+            rejection.message.contains(want),
+            "{case}: {}",
+            rejection.message
+        );
+        let named: Vec<&String> = self.messages.iter().filter(|m| m.contains(want)).collect();
+        match named.as_slice() {
+            [] => {}
+            [rule] => {
+                assert!(
+                    matches!(rejection.causes.as_slice(), [cause] if cause.contains(rule.as_str())),
+                    "{case}: must break only the rule {rule:?}, broke {:#?}",
+                    rejection.causes
+                );
+                self.tested.insert((*rule).clone());
+            }
+            _ => panic!(
+                "{case}: {want:?} is part of several rules of {}: {named:#?}",
+                self.crd
+            ),
+        }
+    }
+
+    /// Every CEL rule of the CRD has had a case.
+    fn assert_all_tested(&self) {
+        let untested: Vec<&String> = self.messages.difference(&self.tested).collect();
+        assert!(
+            untested.is_empty(),
+            "{}: CEL rules no admission case triggers: {untested:#?}",
+            self.crd
+        );
+    }
+}
+
+fn collect_rule_messages(node: &Value, out: &mut BTreeSet<String>) {
+    match node {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "x-kubernetes-validations" {
+                    for rule in value.as_array().into_iter().flatten() {
+                        let message = rule["message"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("CEL rule without a message: {rule}"));
+                        out.insert(message.to_string());
+                    }
+                } else {
+                    collect_rule_messages(value, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_rule_messages(v, out)),
+        _ => {}
     }
 }
 
@@ -38,9 +166,10 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
     let client = cp.client().await.expect("client");
     let ar_b = kube::api::ApiResource::erase::<WorkloadIdentityBinding>(&());
     let ar_p = kube::api::ApiResource::erase::<ClusterIdentityProvider>(&());
-    let bindings: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &ar_b);
-    let providers: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar_p);
+    let bindings: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar_b);
+    let providers: Api<DynamicObject> = Api::all_with(client.clone(), &ar_p);
+    let mut binding_rules = Rules::of("wib.dev_workloadidentitybindings.yaml");
+    let mut provider_rules = Rules::of("wib.dev_clusteridentityproviders.yaml");
 
     let binding_cases = [
         (
@@ -124,6 +253,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "aws.inlinePolicies names must be unique",
         ),
         (
+            "bad inline policy name",
+            json!({"aws": {"inlinePolicies": [{"name": "has space", "document": "{\"Statement\": []}"}]}}),
+            "aws.inlinePolicies[].name must be 1-128 characters",
+        ),
+        (
             "inline policy document as an object",
             json!({"aws": {"inlinePolicies": [{"name": "p", "document": {"Statement": []}}]}}),
             "must be of type string",
@@ -165,10 +299,8 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
         ),
     ];
     for (name, spec, want) in binding_cases {
-        let message = create_error(&bindings, &binding(spec))
-            .await
-            .unwrap_or_else(|| panic!("{name}: accepted"));
-        assert!(message.contains(want), "{name}: {message}");
+        let rejection = create_error(&bindings, &binding(spec)).await;
+        binding_rules.check(name, want, rejection);
     }
 
     let azure = json!({"tenantId": SUB, "subscriptionId": SUB, "resourceGroup": "rg", "location": "westeurope"});
@@ -194,6 +326,16 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "azure.tenantId must be a GUID",
         ),
         (
+            "bad subscription",
+            json!({"clusterName": "c", "azure": {"tenantId": SUB, "subscriptionId": "x", "resourceGroup": "rg", "location": "l"}}),
+            "azure.subscriptionId must be a GUID",
+        ),
+        (
+            "bad allowed resource group",
+            json!({"clusterName": "c", "azure": {"tenantId": SUB, "subscriptionId": SUB, "resourceGroup": "rg", "location": "l", "allowedResourceGroups": ["/subscriptions/00000000-0000-0000-0000-00000000aaaa/rg"]}}),
+            "azure.allowedResourceGroups entries must be",
+        ),
+        (
             "bad account",
             json!({"clusterName": "c", "aws": {"accountId": "12"}}),
             "aws.accountId must be 12 digits",
@@ -209,6 +351,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "aws.oidcProviderArn must look like",
         ),
         (
+            "bad permissions boundary",
+            json!({"clusterName": "c", "aws": {"accountId": "123456789012", "permissionsBoundaryArn": "arn:aws:iam::123456789012:role/boundary"}}),
+            "aws.permissionsBoundaryArn must be an IAM policy ARN",
+        ),
+        (
             "bad project",
             json!({"clusterName": "c", "gcp": {"projectId": "P"}}),
             "gcp.projectId must be 6-30",
@@ -219,24 +366,39 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "gcp.projectNumber is required",
         ),
         (
+            "bad project number",
+            json!({"clusterName": "c", "gcp": {"projectId": "my-project", "projectNumber": "12a"}}),
+            "gcp.projectNumber must be digits",
+        ),
+        (
+            "bad workload identity pool",
+            json!({"clusterName": "c", "gcp": {"projectId": "my-project", "projectNumber": "123456", "workloadIdentityPool": "Pool_1"}}),
+            "gcp.workloadIdentityPool must be 4-32",
+        ),
+        (
+            "bad workload identity provider",
+            json!({"clusterName": "c", "gcp": {"projectId": "my-project", "workloadIdentityProvider": "p"}}),
+            "gcp.workloadIdentityProvider must be 4-32",
+        ),
+        (
             "bad adoption",
             json!({"clusterName": "c", "azure": azure, "adoption": "Always"}),
             "Unsupported value: \"Always\"",
         ),
     ];
     for (name, spec, want) in provider_cases {
-        let message = create_error(&providers, &provider(spec))
-            .await
-            .unwrap_or_else(|| panic!("provider {name}: accepted"));
-        assert!(message.contains(want), "provider {name}: {message}");
+        let rejection = create_error(&providers, &provider(spec)).await;
+        provider_rules.check(&format!("provider {name}"), want, rejection);
     }
 
     // Valid objects are accepted, and defaults are filled in by the schema.
     let created = bindings
         .create(
             &PostParams::default(),
-            &serde_json::from_value(binding(json!({"azure": {"identityName": "id-1"}})))
-                .expect("obj"),
+            &serde_json::from_value(binding(json!({"azure": {
+                "identityName": "id-1", "subscriptionId": SUB, "location": "westeurope"
+            }})))
+            .expect("obj"),
         )
         .await
         .expect("valid binding accepted");
@@ -246,87 +408,152 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
         false
     );
     assert_eq!(created.data["spec"]["deletionPolicy"], "Delete");
+    for (name, spec) in [
+        (
+            "b-aws",
+            json!({"aws": {"roleName": "role-1", "path": "/wib/"}}),
+        ),
+        ("b-gcp", json!({"gcp": {"accountId": "account-1"}})),
+    ] {
+        bindings
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(binding_named(name, spec)).expect("obj"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("valid binding {name} accepted: {e}"));
+    }
     providers
         .create(
             &PostParams::default(),
-            &serde_json::from_value(provider(json!({"clusterName": "c", "azure": azure})))
-                .expect("obj"),
+            &serde_json::from_value(provider(json!({
+                "clusterName": "c",
+                "azure": azure,
+                "aws": {"accountId": "123456789012"},
+                "gcp": {"projectId": "my-project"},
+            })))
+            .expect("obj"),
         )
         .await
         .expect("valid provider accepted");
 
-    // Fields whose change would orphan a cloud identity are immutable.
-    let update = |spec: Value| {
-        let bindings = bindings.clone();
-        async move {
-            let patch = json!({"spec": spec});
-            match bindings
-                .patch("b", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => None,
-                Err(kube::Error::Api(e)) => Some(e.message),
-                Err(e) => Some(e.to_string()),
-            }
-        }
-    };
+    // Fields whose change would orphan a cloud identity are immutable
+    // (transition rules: the object exists, the update is refused).
     let immutable = [
         (
             "rename identity",
+            "b",
             json!({"azure": {"identityName": "id-2"}}),
             "spec.azure.identityName is immutable",
         ),
         (
             "drop identity name",
+            "b",
             json!({"azure": {"identityName": null}}),
             "spec.azure.identityName is immutable",
         ),
         (
             "switch cloud",
+            "b",
             json!({"azure": null, "aws": {}}),
             "the cloud of a binding cannot change",
         ),
         (
             "set provider",
+            "b",
             json!({"providerRef": {"name": "other"}}),
             "spec.providerRef is immutable",
         ),
         (
             "change ServiceAccount",
+            "b",
             json!({"serviceAccount": {"name": "other"}}),
             "spec.serviceAccount.name is immutable",
         ),
         (
             "move resource group",
+            "b",
             json!({"azure": {"resourceGroup": "other"}}),
             "spec.azure.resourceGroup is immutable",
         ),
+        (
+            "move subscription",
+            "b",
+            json!({"azure": {"subscriptionId": OTHER_SUB}}),
+            "spec.azure.subscriptionId is immutable",
+        ),
+        (
+            "move region",
+            "b",
+            json!({"azure": {"location": "northeurope"}}),
+            "spec.azure.location is immutable",
+        ),
+        (
+            "rename role",
+            "b-aws",
+            json!({"aws": {"roleName": "role-2"}}),
+            "spec.aws.roleName is immutable",
+        ),
+        (
+            "move role path",
+            "b-aws",
+            json!({"aws": {"path": "/other/"}}),
+            "spec.aws.path is immutable",
+        ),
+        (
+            "rename service account",
+            "b-gcp",
+            json!({"gcp": {"accountId": "account-2"}}),
+            "spec.gcp.accountId is immutable",
+        ),
     ];
-    for (name, spec, want) in immutable {
-        let message = update(spec)
-            .await
-            .unwrap_or_else(|| panic!("{name}: accepted"));
-        assert!(message.contains(want), "{name}: {message}");
+    for (name, object, spec, want) in immutable {
+        let rejection = update_error(&bindings, object, spec).await;
+        binding_rules.check(name, want, rejection);
     }
     // Mutable fields change freely.
-    assert_eq!(
-        update(json!({"deletionPolicy": "Retain", "azure": {"tokenExpirationSeconds": 7200}}))
-            .await,
-        None
-    );
+    let mutable = update_error(
+        &bindings,
+        "b",
+        json!({"deletionPolicy": "Retain", "azure": {"tokenExpirationSeconds": 7200}}),
+    )
+    .await;
+    assert!(mutable.is_none(), "mutable fields refused: {mutable:?}");
 
-    let provider_update = providers
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"spec": {"clusterName": "d"}})),
-        )
-        .await
-        .expect_err("clusterName is immutable");
-    assert!(
-        provider_update
-            .to_string()
-            .contains("clusterName is immutable"),
-        "{provider_update}"
-    );
+    let provider_immutable = [
+        (
+            "rename cluster",
+            json!({"clusterName": "d"}),
+            "clusterName is immutable",
+        ),
+        (
+            "move tenant",
+            json!({"azure": {"tenantId": OTHER_SUB}}),
+            "azure.tenantId is immutable",
+        ),
+        (
+            "move subscription",
+            json!({"azure": {"subscriptionId": OTHER_SUB}}),
+            "azure.subscriptionId is immutable",
+        ),
+        (
+            "move account",
+            json!({"aws": {"accountId": "210987654321"}}),
+            "aws.accountId is immutable",
+        ),
+        (
+            "move project",
+            json!({"gcp": {"projectId": "other-project"}}),
+            "gcp.projectId is immutable",
+        ),
+    ];
+    for (name, spec, want) in provider_immutable {
+        let rejection = update_error(&providers, "p", spec).await;
+        provider_rules.check(&format!("provider {name}"), want, rejection);
+    }
+
+    // Every CEL rule of both CRDs was the one reason some case above was
+    // refused: a rule added without a case here fails the suite.
+    binding_rules.assert_all_tested();
+    provider_rules.assert_all_tested();
 }

@@ -305,19 +305,22 @@ fn can_i(cp: &ControlPlane, args: &str) -> bool {
     can_i_as(cp, &format!("system:serviceaccount:{NS}:{SA}"), args)
 }
 
-/// `kubectl auth can-i` as `user`: exactly "yes" or "no", anything else
-/// (a kubectl or API error) fails the test instead of passing as a denial.
+/// `kubectl auth can-i` as `user`. Allowed is exit status 0 with "yes"; denied
+/// is exit status 1 with "no" (kubectl's answer for a denial). Anything else —
+/// a kubectl or API error, a bad flag, a signal — fails the test with
+/// kubectl's stderr instead of passing as a denial.
 fn can_i_as(cp: &ControlPlane, user: &str, args: &str) -> bool {
     let mut cmd = cp.kubectl();
     cmd.args(["auth", "can-i"])
         .args(args.split_whitespace())
         .arg(format!("--as={user}"));
-    let out = cmd.output().expect("kubectl auth can-i");
-    match String::from_utf8_lossy(&out.stdout).trim() {
-        "yes" => true,
-        "no" => false,
-        other => panic!(
-            "kubectl auth can-i {args} --as={user}: {other:?} {}",
+    let out = cmd.output().expect("kubectl auth can-i runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match (out.status.code(), stdout.trim()) {
+        (Some(0), "yes") => true,
+        (Some(1), "no") => false,
+        (code, answer) => panic!(
+            "kubectl auth can-i {args} --as={user}: exit status {code:?}, stdout {answer:?}, stderr:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ),
     }
