@@ -842,6 +842,81 @@ async fn an_unreachable_cloud_blocks_deletion_until_it_answers() {
 }
 
 #[tokio::test]
+async fn an_azure_client_that_cannot_start_reports_it_and_keeps_deletion_waiting() {
+    let mut env = env().await;
+    env.apply(&binding(
+        "kept",
+        "kept",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+
+    // The operator restarts with an Azure configuration its client refuses.
+    let good = env
+        .operator()
+        .env("WIB_AZURE_ARM_ENDPOINT")
+        .expect("the harness points wib at the fake")
+        .to_string();
+    env.operator_mut().kill();
+    env.operator_mut()
+        .set_env("WIB_AZURE_ARM_ENDPOINT", "not a url");
+    env.operator_mut().restart().expect("restart");
+
+    env.apply(&binding(
+        "later",
+        "later",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("new binding");
+    let later = env
+        .wait_condition(NS, "later", READY, "False", "CloudUnavailable")
+        .await
+        .expect("a precise reason, not CloudNotImplemented");
+    let message = &condition(&later, READY).expect("Ready").message;
+    assert!(message.contains("WIB_AZURE_ARM_ENDPOINT"), "{message}");
+
+    env.bindings(NS)
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete requested");
+    let kept = env
+        .wait_condition(NS, "kept", READY, "False", "DeletionBlocked")
+        .await
+        .expect("deletion waits");
+    let message = &condition(&kept, READY).expect("Ready").message;
+    assert!(message.contains("client did not start"), "{message}");
+    assert!(kept.finalizers().iter().any(|f| f == "wib.dev/cleanup"));
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(
+        identities(&state).len(),
+        1,
+        "nothing orphaned, nothing deleted: {state}"
+    );
+
+    // Fixed and restarted: the deletion completes and takes the identity.
+    env.operator_mut().kill();
+    env.operator_mut().set_env("WIB_AZURE_ARM_ENDPOINT", &good);
+    env.operator_mut().restart().expect("restart");
+    env.delete_binding(NS, "kept")
+        .await
+        .expect("deleted once the client starts");
+    env.delete_binding(NS, "later")
+        .await
+        .expect("later deleted");
+    let state = env.azure().state().await.expect("state");
+    assert!(identities(&state).is_empty(), "{state}");
+}
+
+#[tokio::test]
 async fn several_service_accounts_share_one_identity_with_serialised_credential_writes() {
     let env = env().await;
     // Azure holds a credential write for a while and refuses overlapping ones with 409.

@@ -33,6 +33,9 @@ pub enum Reason {
     CloudNotImplemented,
     /// The provider does not configure the binding's cloud.
     CloudNotConfigured,
+    /// wib's client for the binding's cloud did not start (its own
+    /// configuration or credentials); the operator log and the message say why.
+    CloudUnavailable,
     /// `providerRef` names no ClusterIdentityProvider, or none is the default.
     ProviderNotFound,
     /// More than one ClusterIdentityProvider is annotated default.
@@ -102,6 +105,7 @@ impl Reason {
             Reason::AsExpected => "AsExpected",
             Reason::CloudNotImplemented => "CloudNotImplemented",
             Reason::CloudNotConfigured => "CloudNotConfigured",
+            Reason::CloudUnavailable => "CloudUnavailable",
             Reason::ProviderNotFound => "ProviderNotFound",
             Reason::ProviderAmbiguous => "ProviderAmbiguous",
             Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
@@ -137,6 +141,7 @@ impl Reason {
             self,
             Reason::CloudNotImplemented
                 | Reason::CloudNotConfigured
+                | Reason::CloudUnavailable
                 | Reason::ProviderNotFound
                 | Reason::ProviderAmbiguous
                 | Reason::NamespaceNotAllowed

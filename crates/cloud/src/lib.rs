@@ -150,10 +150,22 @@ pub trait CloudProvider: Send + Sync + 'static {
 /// The name wib reads to check its credentials; it never exists.
 pub const CREDENTIALS_PROBE: &str = "wib-credentials-check";
 
-/// The clouds this build of wib can reconcile.
+/// The clouds this build of wib can reconcile, and those whose client could
+/// not start here (their bindings must say so, and must not be deleted as
+/// if the cloud had nothing: that would orphan what wib made there).
 #[derive(Clone, Default)]
 pub struct Registry {
     providers: BTreeMap<Cloud, Arc<dyn CloudProvider>>,
+    unavailable: BTreeMap<Cloud, String>,
+}
+
+/// What the registry holds for one cloud.
+pub enum Lookup<'a> {
+    Ready(&'a Arc<dyn CloudProvider>),
+    /// The client failed to start; the error, in words.
+    Unavailable(&'a str),
+    /// This build has no implementation of the cloud.
+    NotImplemented,
 }
 
 impl Registry {
@@ -163,22 +175,34 @@ impl Registry {
         let mut registry = Self::default();
         match azure::from_env(observer.clone()) {
             Ok(provider) => registry.register(Arc::new(provider)),
-            Err(error) => {
-                tracing::warn!(%error, "Azure is not available; Azure bindings will report it")
-            }
+            Err(error) => registry.unavailable(Cloud::Azure, &error),
         }
         registry.register(Arc::new(gcp::from_env(observer.clone())));
         match aws::from_env(observer).await {
             Ok(provider) => registry.register(Arc::new(provider)),
-            Err(error) => {
-                tracing::warn!(%error, "AWS is not available; AWS bindings will report it")
-            }
+            Err(error) => registry.unavailable(Cloud::Aws, &error),
         }
         registry
     }
 
     pub fn register(&mut self, provider: Arc<dyn CloudProvider>) {
+        self.unavailable.remove(&provider.cloud());
         self.providers.insert(provider.cloud(), provider);
+    }
+
+    /// Records that `cloud`'s client could not start.
+    pub fn unavailable(&mut self, cloud: Cloud, error: &CloudError) {
+        tracing::error!(%cloud, %error, "the cloud client did not start; its bindings report CloudUnavailable and their deletion waits");
+        self.providers.remove(&cloud);
+        self.unavailable.insert(cloud, error::chain(error));
+    }
+
+    pub fn lookup(&self, cloud: Cloud) -> Lookup<'_> {
+        match (self.providers.get(&cloud), self.unavailable.get(&cloud)) {
+            (Some(provider), _) => Lookup::Ready(provider),
+            (None, Some(error)) => Lookup::Unavailable(error),
+            (None, None) => Lookup::NotImplemented,
+        }
     }
 
     pub fn get(&self, cloud: Cloud) -> Option<&Arc<dyn CloudProvider>> {

@@ -69,6 +69,21 @@ impl Operator {
         self.spawn()
     }
 
+    /// Sets (or replaces) an environment variable for the next
+    /// [`Operator::restart`], as an edited Deployment would.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.to_string(), value.to_string()));
+    }
+
+    /// The value of an environment variable the operator is started with.
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.envs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Graceful stop: SIGTERM, then SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {

@@ -150,13 +150,24 @@ async fn check_credentials(
         if !configured {
             continue;
         }
-        let Some(implementation) = ctx.clouds.get(cloud) else {
-            failures.push(CredentialFailure {
-                cloud,
-                reason: Reason::CloudNotImplemented,
-                message: format!("this build of wib cannot reach {cloud}"),
-            });
-            continue;
+        let implementation = match ctx.clouds.lookup(cloud) {
+            wib_cloud::Lookup::Ready(implementation) => implementation,
+            wib_cloud::Lookup::Unavailable(error) => {
+                failures.push(CredentialFailure {
+                    cloud,
+                    reason: Reason::CloudUnavailable,
+                    message: format!("wib's {cloud} client did not start: {error}"),
+                });
+                continue;
+            }
+            wib_cloud::Lookup::NotImplemented => {
+                failures.push(CredentialFailure {
+                    cloud,
+                    reason: Reason::CloudNotImplemented,
+                    message: format!("this build of wib cannot reach {cloud}"),
+                });
+                continue;
+            }
         };
         let outcome = tokio::time::timeout(
             std::time::Duration::from_secs(20),

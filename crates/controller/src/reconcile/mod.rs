@@ -28,6 +28,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::publish;
 use status::{CloudStep, Progress};
+use wib_cloud::Lookup;
 
 const CONTROLLER: &str = "workloadidentitybinding";
 
@@ -273,8 +274,15 @@ async fn run_cloud(
     admitted: &plan::Admitted,
     ctx: &Context,
 ) -> CloudStep {
-    let Some(provider) = ctx.clouds.get(admitted.cloud) else {
-        return CloudStep::NotImplemented;
+    let provider = match ctx.clouds.lookup(admitted.cloud) {
+        Lookup::Ready(provider) => provider,
+        Lookup::Unavailable(error) => {
+            return CloudStep::Failed {
+                reason: wib_api::conditions::Reason::CloudUnavailable,
+                message: unavailable(admitted.cloud, error),
+            };
+        }
+        Lookup::NotImplemented => return CloudStep::NotImplemented,
     };
     let Some(issuer) = admitted
         .provider
@@ -294,6 +302,12 @@ async fn run_cloud(
             message: error.message,
         },
     }
+}
+
+fn unavailable(cloud: wib_api::Cloud, error: &str) -> String {
+    format!(
+        "wib's {cloud} client did not start ({error}): fix the operator's {cloud} configuration and restart it"
+    )
 }
 
 /// Why a binding cannot reach its cloud yet: its provider found the issuer
@@ -351,8 +365,21 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     let Some(cloud) = binding.spec.cloud() else {
         return Ok(());
     };
-    let Some(provider) = ctx.clouds.get(cloud) else {
-        return Ok(());
+    // A cloud this build lacks has nothing of the binding's; a cloud whose
+    // client did not start may: the finalizer stays until it can be asked.
+    let provider = match ctx.clouds.lookup(cloud) {
+        Lookup::Ready(provider) => provider,
+        Lookup::Unavailable(error) => {
+            return Err(wib_cloud::CloudError::new(
+                wib_api::conditions::Reason::CloudUnavailable,
+                format!(
+                    "{}; deleting now would leave the identity and its federation behind",
+                    unavailable(cloud, error)
+                ),
+            )
+            .into());
+        }
+        Lookup::NotImplemented => return Ok(()),
     };
     let chosen =
         crate::provider::resolve::select(binding, &ctx.providers.state()).map_err(|refusal| {
