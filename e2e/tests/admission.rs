@@ -430,7 +430,7 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
                 "clusterName": "c",
                 "azure": azure,
                 "aws": {"accountId": "123456789012"},
-                "gcp": {"projectId": "my-project"},
+                "gcp": {"projectId": "my-project", "projectNumber": "123456"},
             })))
             .expect("obj"),
         )
@@ -545,6 +545,26 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "move project",
             json!({"gcp": {"projectId": "other-project"}}),
             "gcp.projectId is immutable",
+        ),
+        (
+            "move resource group",
+            json!({"azure": {"resourceGroup": "other-rg"}}),
+            "azure.resourceGroup is immutable",
+        ),
+        (
+            "move region",
+            json!({"azure": {"location": "northeurope"}}),
+            "azure.location is immutable",
+        ),
+        (
+            "change the project number",
+            json!({"gcp": {"projectNumber": "654321"}}),
+            "gcp.projectNumber is immutable",
+        ),
+        (
+            "switch from GKE to a pool",
+            json!({"gcp": {"workloadIdentityPool": "pool-1"}}),
+            "gcp.workloadIdentityPool is immutable",
         ),
     ];
     for (name, spec, want) in provider_immutable {

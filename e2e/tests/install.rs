@@ -362,6 +362,8 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "patch workloadidentitybindings.wib.dev -n team",
         "create serviceaccounts -n team",
         "patch serviceaccounts -n team",
+        // The provider's in-use finalizer.
+        "patch clusteridentityproviders.wib.dev",
         "update leases -n wib-system",
     ] {
         assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
@@ -372,7 +374,6 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "create serviceaccounts --subresource=token -n team",
         "create pods -n team",
         "create deployments -n team",
-        "patch clusteridentityproviders.wib.dev",
         "update leases -n kube-system",
         "delete namespaces",
         "create clusterrolebindings",

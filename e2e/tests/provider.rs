@@ -232,3 +232,85 @@ async fn bindings_meet_the_provider_guardrails_before_anything_is_written() {
         .await
         .expect("allowed after labelling");
 }
+
+fn accounts(state: &serde_json::Value) -> usize {
+    state["serviceAccounts"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default()
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api.get_opt(name).await.expect("read").is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "{name} never went");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_provider_stays_while_bindings_use_it_even_when_deleted_with_their_namespace() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let env = Env::start().await.expect("env");
+    let providers: Api<ClusterIdentityProvider> = Api::all(env.client.clone());
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    env.apply(&provider_yaml("shared", false, None))
+        .await
+        .expect("provider");
+    // The fake holds wib's own account too.
+    let before = accounts(&env.gcp().state().await.expect("state"));
+    for ns in ["staying", "leaving"] {
+        env.namespace(ns, &[]).await.expect("namespace");
+        env.apply(&binding("app", ns, Some("shared")))
+            .await
+            .expect("binding");
+        env.wait_condition(ns, "app", READY, "True", "Provisioned")
+            .await
+            .expect("Ready");
+    }
+    assert_eq!(
+        accounts(&env.gcp().state().await.expect("state")),
+        before + 2
+    );
+
+    // Deleted while in use: it stays, says by whom, and bindings go on.
+    providers
+        .delete("shared", &Default::default())
+        .await
+        .expect("delete requested");
+    let waiting = provider_condition(&env, "shared", READY, "False", "ProviderInUse").await;
+    let message = &waiting
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .expect("Ready")
+        .message;
+    assert!(
+        message.contains("2 binding(s)") && message.contains("leaving/app"),
+        "{message}"
+    );
+
+    // A namespace deletion races the provider's: its binding is cleaned up
+    // through the provider, and the namespace finishes.
+    namespaces
+        .delete("leaving", &Default::default())
+        .await
+        .expect("namespace deletion");
+    wait_gone(&namespaces, "leaving").await;
+    assert_eq!(
+        accounts(&env.gcp().state().await.expect("state")),
+        before + 1,
+        "the leaving binding's account went with it"
+    );
+    assert!(providers.get_opt("shared").await.expect("read").is_some());
+
+    // The last user goes: so does the provider.
+    env.delete_binding("staying", "app")
+        .await
+        .expect("binding deleted");
+    wait_gone(&providers, "shared").await;
+    assert_eq!(accounts(&env.gcp().state().await.expect("state")), before);
+}

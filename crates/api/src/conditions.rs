@@ -94,6 +94,8 @@ pub enum Reason {
     IssuerUnreachable,
     /// Deletion waits for a cloud that cannot be reached.
     DeletionBlocked,
+    /// A provider's deletion waits for the bindings that still use it.
+    ProviderInUse,
 }
 
 impl Reason {
@@ -131,6 +133,7 @@ impl Reason {
             Reason::TransientError => "TransientError",
             Reason::IssuerUnreachable => "IssuerUnreachable",
             Reason::DeletionBlocked => "DeletionBlocked",
+            Reason::ProviderInUse => "ProviderInUse",
         }
     }
 
@@ -194,6 +197,31 @@ impl Desired {
             message: message.into(),
         }
     }
+}
+
+/// Ready, Reconciling and Stalled all saying `reason` (Reconciling true:
+/// wib keeps at it), with every step condition of `previous` kept as it
+/// was: for an object whose steps are not run now (a deletion waiting).
+pub fn waiting(
+    previous: &[Condition],
+    reason: Reason,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
+    let summary = [
+        Desired::new(READY, false, reason, message),
+        Desired::new(RECONCILING, true, reason, message),
+        Desired::new(STALLED, false, reason, ""),
+    ];
+    let mut conditions = merge(previous, &summary, generation, now);
+    conditions.extend(
+        previous
+            .iter()
+            .filter(|c| ![READY, RECONCILING, STALLED].contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    conditions
 }
 
 /// Builds the condition list to write: each desired condition keeps the

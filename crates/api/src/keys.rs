@@ -4,6 +4,10 @@
 /// fields are cleaned up.
 pub const FINALIZER: &str = "wib.dev/cleanup";
 
+/// Finalizer on a ClusterIdentityProvider: held while bindings resolve to
+/// it, since their cleanup needs it.
+pub const PROVIDER_FINALIZER: &str = "wib.dev/in-use-protection";
+
 /// Marks the ClusterIdentityProvider used by bindings without `providerRef`
 /// (like `storageclass.kubernetes.io/is-default-class`).
 pub const DEFAULT_PROVIDER_ANNOTATION: &str = "wib.dev/is-default-provider";

@@ -146,6 +146,10 @@ pub enum AdoptionPolicy {
     .message("azure.tenantId is immutable: existing identities live in the old tenant"))]
 #[x_kube(validation = Rule::new("self.subscriptionId == oldSelf.subscriptionId")
     .message("azure.subscriptionId is immutable: existing identities live in the old subscription"))]
+#[x_kube(validation = Rule::new("self.resourceGroup == oldSelf.resourceGroup")
+    .message("azure.resourceGroup is immutable: existing identities live in the old resource group"))]
+#[x_kube(validation = Rule::new("self.location == oldSelf.location")
+    .message("azure.location is immutable: an identity cannot change region, and a new default would make wib try to move every existing one"))]
 #[serde(rename_all = "camelCase")]
 pub struct AzureProvider {
     /// Entra tenant ID (GUID).
@@ -253,6 +257,12 @@ pub struct AwsProvider {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("self.projectId == oldSelf.projectId")
     .message("gcp.projectId is immutable: existing service accounts live in the old project"))]
+#[x_kube(validation = Rule::new(
+    "has(self.projectNumber) == has(oldSelf.projectNumber) && (!has(self.projectNumber) || self.projectNumber == oldSelf.projectNumber)"
+).message("gcp.projectNumber is immutable: existing federation members name it"))]
+#[x_kube(validation = Rule::new(
+    "has(self.workloadIdentityPool) == has(oldSelf.workloadIdentityPool) && (!has(self.workloadIdentityPool) || self.workloadIdentityPool == oldSelf.workloadIdentityPool)"
+).message("gcp.workloadIdentityPool is immutable: existing federation members name the pool (or GKE's), and a change would leave them behind"))]
 #[x_kube(validation = (
     "!has(self.workloadIdentityPool) || has(self.projectNumber)",
     "gcp.projectNumber is required with gcp.workloadIdentityPool (principal:// members name the project number)"

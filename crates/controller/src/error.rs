@@ -16,6 +16,10 @@ pub enum Error {
     #[error("object has no {0}")]
     MissingField(&'static str),
 
+    /// A provider's deletion waits for the bindings that use it.
+    #[error("{0}")]
+    InUse(String),
+
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -29,6 +33,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "invalid",
             Error::Serialize(_) => "serialize",
+            Error::InUse(_) => "in_use",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! discovered from the API server) and reports whether a cloud could read its
 //! discovery document and JWKS.
 
+pub mod in_use;
 pub mod issuer;
 pub mod prune;
 pub mod resolve;
@@ -13,12 +14,15 @@ use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tracing::{Instrument, info_span};
 use wib_api::conditions::{
     self, CLOUD_CREDENTIALS_READY, Desired, ISSUER_READY, READY, RECONCILING, Reason, STALLED,
 };
-use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus};
+use wib_api::keys::PROVIDER_FINALIZER;
+use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus, WorkloadIdentityBinding};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -26,8 +30,24 @@ use crate::publish;
 
 const CONTROLLER: &str = "clusteridentityprovider";
 
+/// The provider controller; a binding that changes or goes wakes the
+/// providers waiting for their users to leave.
 pub fn controller(client: kube::Client) -> Controller<ClusterIdentityProvider> {
-    Controller::new(Api::all(client), watcher::Config::default())
+    let providers: Api<ClusterIdentityProvider> = Api::all(client.clone());
+    let controller = Controller::new(providers, watcher::Config::default());
+    let store = controller.store();
+    controller.watches(
+        Api::<WorkloadIdentityBinding>::all(client),
+        watcher::Config::default(),
+        move |_binding| {
+            store
+                .state()
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some())
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        },
+    )
 }
 
 pub async fn run(
@@ -65,33 +85,79 @@ async fn reconcile(
 ) -> Result<Action, Error> {
     let span = info_span!("reconcile", provider = %provider.name_any());
     async move {
-        let started = Instant::now();
-        let state = observe(&provider, &ctx).await;
-        let credentials = check_credentials(&provider, &ctx).await;
-        let next = status(&provider, &state, &credentials, (ctx.clock)());
         let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
-        let result = publish::status(
-            &api,
-            &ctx.recorder,
-            &*provider,
-            provider.status.as_ref(),
-            &next,
-        )
-        .await;
-        ctx.metrics.reconciled(
-            CONTROLLER,
-            if result.is_ok() { "success" } else { "error" },
-            started.elapsed(),
-        );
-        result?;
-        prune::prune(&provider, &ctx, None).await;
-        Ok(match state {
-            IssuerState::Ready { .. } => Action::requeue(ctx.settings.provider_resync()),
-            IssuerState::Unreachable { .. } => Action::requeue(std::time::Duration::from_secs(15)),
+        finalizer(&api, PROVIDER_FINALIZER, provider, |event| async {
+            match event {
+                Finalizer::Apply(p) => apply(&p, &ctx).await,
+                Finalizer::Cleanup(p) => release(&p, &ctx).await,
+            }
         })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
     }
     .instrument(span)
     .await
+}
+
+async fn apply(provider: &ClusterIdentityProvider, ctx: &Context) -> Result<Action, Error> {
+    let started = Instant::now();
+    let state = observe(provider, ctx).await;
+    let credentials = check_credentials(provider, ctx).await;
+    let next = status(provider, &state, &credentials, (ctx.clock)());
+    let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
+    let result = publish::status(
+        &api,
+        &ctx.recorder,
+        provider,
+        provider.status.as_ref(),
+        &next,
+    )
+    .await;
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        if result.is_ok() { "success" } else { "error" },
+        started.elapsed(),
+    );
+    result?;
+    prune::prune(provider, ctx, None).await;
+    Ok(match state {
+        IssuerState::Ready { .. } => Action::requeue(ctx.settings.provider_resync()),
+        IssuerState::Unreachable { .. } => Action::requeue(std::time::Duration::from_secs(15)),
+    })
+}
+
+/// A provider being deleted keeps its finalizer while bindings resolve to
+/// it, and says which; the bindings cache must have synced first, or an
+/// empty cache would let it go at start-up.
+async fn release(provider: &ClusterIdentityProvider, ctx: &Context) -> Result<Action, Error> {
+    ctx.bindings
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::MissingField("a synced bindings cache"))?;
+    let users = in_use::users(provider, &ctx.bindings.state(), &ctx.providers.state());
+    if users.is_empty() {
+        tracing::info!("no binding uses the provider any more; releasing it");
+        return Ok(Action::await_change());
+    }
+    let message = in_use::waiting_for(&users);
+    let mut next = provider.status.clone().unwrap_or_default();
+    next.conditions = conditions::waiting(
+        &next.conditions,
+        Reason::ProviderInUse,
+        &message,
+        provider.metadata.generation,
+        (ctx.clock)(),
+    );
+    let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
+    publish::status(
+        &api,
+        &ctx.recorder,
+        provider,
+        provider.status.as_ref(),
+        &next,
+    )
+    .await?;
+    Err(Error::InUse(message))
 }
 
 fn error_policy(

@@ -227,23 +227,12 @@ pub fn deletion_blocked(
 ) -> WorkloadIdentityBindingStatus {
     let mut status = previous.cloned().unwrap_or_default();
     let message = format!("deletion is waiting for the cloud: {message}");
-    let desired = [
-        Desired::new(READY, false, Reason::DeletionBlocked, message.clone()),
-        Desired::new(RECONCILING, true, Reason::DeletionBlocked, message.clone()),
-        Desired::new(STALLED, false, Reason::DeletionBlocked, ""),
-    ];
-    let mut conditions = conditions::merge(
+    let conditions = conditions::waiting(
         &status.conditions,
-        &desired,
+        Reason::DeletionBlocked,
+        &message,
         binding.metadata.generation,
         now,
-    );
-    conditions.extend(
-        status
-            .conditions
-            .iter()
-            .filter(|c| ![READY, RECONCILING, STALLED].contains(&c.type_.as_str()))
-            .cloned(),
     );
     status.conditions = conditions;
     status
