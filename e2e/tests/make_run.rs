@@ -49,6 +49,7 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
             "app1-aws ",
             "arn:aws:iam::123456789012:role/wib-local-team-a-app1-aws",
         ),
+        ("app1-gcp ", "@wib-local.iam.gserviceaccount.com"),
     ] {
         assert!(
             stdout.lines().any(|l| l.contains("team-a")
@@ -58,6 +59,24 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
             "{binding} Ready:\n{stdout}"
         );
     }
+}
+
+/// azure-workload-identity >= 1.0 mutates only pods labelled
+/// `azure.workload.identity/use: "true"`: the Azure sample shows the pod
+/// side a user must add, as the README says.
+#[test]
+fn the_azure_sample_shows_the_pod_label_the_webhook_selects_on() {
+    let root = wib_testenv::binaries::repo_root();
+    let sample =
+        std::fs::read_to_string(root.join("config/samples/20-azure-binding.yaml")).expect("sample");
+    let template = sample
+        .split("template:")
+        .nth(1)
+        .expect("the sample shows a pod template");
+    assert!(
+        template.contains("azure.workload.identity/use: \"true\""),
+        "{sample}"
+    );
 }
 
 #[test]

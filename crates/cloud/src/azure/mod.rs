@@ -495,6 +495,9 @@ impl AzureProvider {
         }
         Ok(Outcome {
             annotations,
+            // azure-workload-identity >= 1.0 reads this label on pods, not
+            // here; kept because webhooks before 1.0 select by it and it
+            // finds the ServiceAccounts wib federated (`-l ...use=true`).
             labels: BTreeMap::from([(
                 "azure.workload.identity/use".to_string(),
                 "true".to_string(),
