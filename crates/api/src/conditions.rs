@@ -86,6 +86,10 @@ pub enum Reason {
     QuotaExceeded,
     /// wib's own cloud credentials were refused.
     CloudAuthorizationFailed,
+    /// wib's own token was refused or could not be had (an expired access
+    /// token or assertion, a token endpoint that failed): retried with a
+    /// fresh one, and the token file read again, with backoff.
+    CloudAuthenticationFailed,
     /// The cloud throttled wib; it retries after the time the cloud asked for.
     Throttled,
     /// The cloud or the API server failed transiently; wib retries with backoff.
@@ -129,6 +133,7 @@ impl Reason {
             Reason::InvalidPolicyDocument => "InvalidPolicyDocument",
             Reason::QuotaExceeded => "QuotaExceeded",
             Reason::CloudAuthorizationFailed => "CloudAuthorizationFailed",
+            Reason::CloudAuthenticationFailed => "CloudAuthenticationFailed",
             Reason::Throttled => "Throttled",
             Reason::TransientError => "TransientError",
             Reason::IssuerUnreachable => "IssuerUnreachable",

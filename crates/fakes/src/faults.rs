@@ -161,6 +161,8 @@ pub trait Faulty: Send + Sync + 'static {
     /// tokens): an e2e run on a long-lived cluster starts each test afresh
     /// without logging the operator out.
     fn reset(&self);
+    /// The fake's clock, moved by `POST /admin/clock`.
+    fn clock(&self) -> &crate::clock::Clock;
 }
 
 /// `GET`/`DELETE /admin/calls`, `POST /admin/faults` and `POST
@@ -174,6 +176,16 @@ pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
         )
         .route("/admin/faults", post(admin_fault::<F>))
         .route("/admin/reset", post(admin_reset::<F>))
+        .route("/admin/clock", post(admin_clock::<F>))
+}
+
+/// `{"advanceSeconds": n}`: moves the fake's time forward; answers `{"now"}`.
+async fn admin_clock<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> axum::Json<serde_json::Value> {
+    let secs = body["advanceSeconds"].as_u64().unwrap_or_default();
+    axum::Json(serde_json::json!({"now": fake.clock().advance(secs)}))
 }
 
 async fn admin_reset<F: Faulty>(

@@ -3,6 +3,7 @@
 //! with call counters and fault injection on an admin API.
 
 pub mod azure;
+pub mod clock;
 pub mod faults;
 pub mod gcp;
 pub mod oidc;

@@ -16,6 +16,8 @@ pub struct Claims {
     #[serde(deserialize_with = "one_or_many")]
     pub aud: Vec<String>,
     pub exp: u64,
+    #[serde(default)]
+    pub nbf: Option<u64>,
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -44,12 +46,16 @@ pub enum TokenError {
     BadSignature,
     #[error("the assertion has expired")]
     Expired,
+    #[error("the assertion is not valid yet (nbf)")]
+    NotYetValid,
 }
 
 /// Fetches issuer keys with a client that trusts `ca_pem` (the local
 /// cluster's CA) besides nothing else: only https issuers are accepted.
 pub struct Verifier {
     http: reqwest::Client,
+    /// Expiry is judged by the fake's clock, which tests move forward.
+    pub clock: crate::clock::Clock,
 }
 
 impl Verifier {
@@ -64,6 +70,7 @@ impl Verifier {
         }
         Ok(Self {
             http: builder.build()?,
+            clock: crate::clock::Clock::default(),
         })
     }
 
@@ -74,8 +81,8 @@ impl Verifier {
             .map_err(|e| TokenError::Malformed(e.to_string()))
     }
 
-    /// Full verification: signature against the issuer's JWKS, `exp`, and
-    /// that `aud` contains `audience`.
+    /// Full verification: signature against the issuer's JWKS, `exp` and
+    /// `nbf` against the fake's clock, and that `aud` contains `audience`.
     pub async fn verify(&self, token: &str, audience: &str) -> Result<Claims, TokenError> {
         let header = decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         let claims = Self::peek(token)?;
@@ -91,13 +98,22 @@ impl Verifier {
         validation.set_audience(&[audience]);
         validation.set_issuer(&[claims.iss.as_str()]);
         validation.leeway = 0;
-        decode::<Claims>(token, &key, &validation)
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = decode::<Claims>(token, &key, &validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
                 _ => TokenError::Malformed(e.to_string()),
-            })
+            })?;
+        let now = self.clock.now();
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
     }
 
     async fn jwks(&self, issuer: &str) -> Result<JwkSet, TokenError> {

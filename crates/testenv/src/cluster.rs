@@ -27,6 +27,18 @@ impl ClusterRef {
         name: &str,
         audience: &str,
     ) -> Result<String> {
+        self.service_account_token_lasting(namespace, name, audience, 3600)
+            .await
+    }
+
+    /// Like [`ClusterRef::service_account_token`], valid for `seconds`.
+    pub async fn service_account_token_lasting(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+        seconds: u64,
+    ) -> Result<String> {
         self.ensure_namespace(namespace).await?;
         let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         if sas.get_opt(name).await?.is_none() {
@@ -37,7 +49,7 @@ impl ClusterRef {
         let request = serde_json::json!({
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
-            "spec": {"audiences": [audience], "expirationSeconds": 3600},
+            "spec": {"audiences": [audience], "expirationSeconds": seconds},
         });
         let response: serde_json::Value = sas
             .create_subresource("token", name, &Default::default(), &request)

@@ -78,9 +78,10 @@ where
             | "AccessDeniedException"
             | "InvalidClientTokenId"
             | "SignatureDoesNotMatch"
-            | "ExpiredToken"
             | "UnrecognizedClientException",
         ) => Reason::CloudAuthorizationFailed,
+        // wib's session expired under it: the SDK fetches a new one.
+        Some("ExpiredToken") => Reason::CloudAuthenticationFailed,
         Some("MalformedPolicyDocument") => Reason::InvalidPolicyDocument,
         Some("LimitExceeded") => Reason::QuotaExceeded,
         Some("NoSuchEntity") => Reason::RoleNotFound,

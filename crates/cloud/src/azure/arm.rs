@@ -401,7 +401,10 @@ pub fn error(doing: &str, e: azure_core::Error) -> CloudError {
     let reason = match (status(&e), code(&e).as_deref(), e.kind()) {
         (_, Some("PrincipalNotFound"), _) => Reason::WaitingForPrincipalReplication,
         (Some(429), _, _) => Reason::Throttled,
-        (Some(401 | 403), _, _) | (_, _, ErrorKind::Credential) => Reason::CloudAuthorizationFailed,
+        // 401, or no token at all: wib's own credential, which can heal
+        // (expiry, rotation, an Entra hiccup). 403: a missing permission.
+        (Some(401), _, _) | (_, _, ErrorKind::Credential) => Reason::CloudAuthenticationFailed,
+        (Some(403), _, _) => Reason::CloudAuthorizationFailed,
         _ => Reason::TransientError,
     };
     let message = match reason {

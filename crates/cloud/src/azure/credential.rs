@@ -1,10 +1,11 @@
 //! wib's own Azure credential in a cluster: workload identity whose projected
 //! token file the kubelet rotates. azure_identity's credential reads the file
 //! once; this one reads it again for every new access token, and caches the
-//! access token until shortly before it expires.
+//! access token until shortly before it expires, or until ARM refuses it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use azure_core::auth::{AccessToken, TokenCredential};
@@ -22,11 +23,16 @@ pub struct RotatingWorkloadIdentity {
     client_id: String,
     token_file: PathBuf,
     cached: Mutex<Option<(Vec<String>, AccessToken)>>,
+    /// Set by the transport when ARM answers 401: the cache is not trusted.
+    refused: Arc<AtomicBool>,
 }
 
 impl RotatingWorkloadIdentity {
     /// From the variables the Azure workload identity webhook injects.
-    pub fn from_env(http: Arc<dyn azure_core::HttpClient>) -> azure_core::Result<Self> {
+    pub fn from_env(
+        http: Arc<dyn azure_core::HttpClient>,
+        refused: Arc<AtomicBool>,
+    ) -> azure_core::Result<Self> {
         let var = |name: &str| {
             std::env::var(name)
                 .map_err(|_| Error::message(ErrorKind::Credential, format!("{name} is not set")))
@@ -41,6 +47,7 @@ impl RotatingWorkloadIdentity {
             client_id: var("AZURE_CLIENT_ID")?,
             token_file: PathBuf::from(var("AZURE_FEDERATED_TOKEN_FILE")?),
             cached: Mutex::new(None),
+            refused,
         })
     }
 }
@@ -50,6 +57,9 @@ impl TokenCredential for RotatingWorkloadIdentity {
     async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
         let wanted: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let mut cached = self.cached.lock().await;
+        if self.refused.swap(false, Ordering::Relaxed) {
+            *cached = None;
+        }
         if let Some((for_scopes, token)) = cached.as_ref()
             && *for_scopes == wanted
             && token.expires_on - EARLY > time::OffsetDateTime::now_utc()

@@ -22,17 +22,16 @@ pub fn from_env(observer: crate::calls::Observer) -> Result<AzureProvider, Cloud
             format!("WIB_AZURE_ARM_ENDPOINT: {e}"),
         )
     })?;
-    let http: Arc<dyn azure_core::HttpClient> = Arc::new(observed::ObservedHttp::new(
-        Arc::new(crate::http::client()?),
-        observer,
-    ));
+    let observed = observed::ObservedHttp::new(Arc::new(crate::http::client()?), observer);
+    let refused = observed.refused.clone();
+    let http: Arc<dyn azure_core::HttpClient> = Arc::new(observed);
+    // The kubelet rotates the projected token file (default every hour):
+    // each new access token is asked for with the file as it is then.
     let credential: Arc<dyn azure_core::auth::TokenCredential> =
         if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
             Arc::new(
-                azure_identity::WorkloadIdentityCredential::create(
-                    azure_identity::TokenCredentialOptions::default(),
-                )
-                .map_err(|e| arm::error("configuring workload identity", e))?,
+                credential::RotatingWorkloadIdentity::from_env(http.clone(), refused)
+                    .map_err(|e| arm::error("configuring workload identity", e))?,
             )
         } else {
             azure_identity::create_default_credential()

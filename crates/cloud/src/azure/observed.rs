@@ -4,6 +4,7 @@
 //! operation ID, e.g. `UserAssignedIdentities_Get`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::calls::{Call, Observer};
@@ -14,6 +15,10 @@ pub struct ObservedHttp {
     inner: Arc<dyn azure_core::HttpClient>,
     observer: Observer,
     limiter: Arc<Limiter>,
+    /// Raised when ARM refuses wib's access token (401): the credential
+    /// then fetches a new one instead of serving its cache until the
+    /// expiry it believes in (clock skew, a revoked or rotated token).
+    pub refused: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ObservedHttp {
@@ -30,6 +35,7 @@ impl ObservedHttp {
             inner,
             observer,
             limiter: Arc::new(Limiter::from_env("azure", 10.0)),
+            refused: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -96,6 +102,11 @@ impl azure_core::HttpClient for ObservedHttp {
             },
             Err(_) => "error",
         };
+        if let Ok(r) = &response
+            && u16::from(r.status()) == 401
+        {
+            self.refused.store(true, Ordering::Relaxed);
+        }
         self.observer.observe(Call {
             cloud: "azure",
             operation: &operation,

@@ -60,8 +60,10 @@ fn classify(e: &Error) -> &'static str {
 pub fn error(doing: &str, e: Error) -> CloudError {
     let reason = match code(&e) {
         Some(Code::ResourceExhausted) => Reason::Throttled,
-        Some(Code::PermissionDenied | Code::Unauthenticated) => Reason::CloudAuthorizationFailed,
-        _ if e.is_authentication() => Reason::CloudAuthorizationFailed,
+        Some(Code::PermissionDenied) => Reason::CloudAuthorizationFailed,
+        // wib's own token (expired, refused, or not to be had): can heal.
+        Some(Code::Unauthenticated) => Reason::CloudAuthenticationFailed,
+        _ if e.is_authentication() => Reason::CloudAuthenticationFailed,
         _ => Reason::TransientError,
     };
     let detail = match e.status() {

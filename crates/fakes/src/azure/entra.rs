@@ -145,12 +145,15 @@ pub(super) async fn token(fake: &AzureFake, path: &str, body: &Bytes) -> Respons
     let audience = fic.audiences.first().cloned().unwrap_or_default();
     if let Err(e) = fake.verifier.verify(&assertion, &audience).await {
         return match e {
-            TokenError::Expired => aad_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_client",
-                700024,
-                "Client assertion is not within its valid time range.",
-            ),
+            TokenError::Expired | TokenError::NotYetValid => {
+                fake.state().expired_assertions_refused += 1;
+                aad_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    700024,
+                    "Client assertion is not within its valid time range.",
+                )
+            }
             TokenError::IssuerUnreachable(detail) => aad_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client",
@@ -166,11 +169,15 @@ pub(super) async fn token(fake: &AzureFake, path: &str, body: &Bytes) -> Respons
         };
     }
     let access_token = format!("fake-entra.{}", uuid::Uuid::new_v4().simple());
-    fake.state().tokens.insert(access_token.clone(), client_id);
+    let expires_in = 3599;
+    let expiry = fake.verifier.clock.now() + expires_in;
+    fake.state()
+        .tokens
+        .insert(access_token.clone(), (client_id, expiry));
     axum::Json(json!({
         "token_type": "Bearer",
-        "expires_in": 3599,
-        "ext_expires_in": 3599,
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
         "access_token": access_token,
     }))
     .into_response()

@@ -63,8 +63,13 @@ struct StateData {
     fic_busy: HashSet<String>,
     /// Recent identity writes per subscription, for rate limiting.
     identity_writes: BTreeMap<String, Vec<Instant>>,
-    /// Access tokens the token endpoint issued, with the client ID they are for.
-    tokens: BTreeMap<String, String>,
+    /// Access tokens the token endpoint issued: the client ID they are
+    /// for and when they expire (the fake's clock).
+    tokens: BTreeMap<String, (String, u64)>,
+    /// Requests refused for presenting an expired access token.
+    expired_tokens_refused: u64,
+    /// Token requests refused for an expired (or not yet valid) assertion.
+    expired_assertions_refused: u64,
     /// Applications outside ARM that may exchange tokens (wib's own identity).
     apps: BTreeMap<String, identities::Identity>,
 }
@@ -133,12 +138,28 @@ async fn dispatch(
     if lower.ends_with("/oauth2/v2.0/token") && method == Method::POST {
         return with_faults(&fake, "Token", || entra::token(&fake, &path, &body)).await;
     }
-    if !authorized(&fake, &headers) {
-        return cloud_error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationFailed",
-            "Authentication failed. The 'Authorization' header is missing or carries a token this tenant did not issue.",
-        );
+    match authorized(&fake, &headers) {
+        Bearer::Valid => {}
+        Bearer::Expired(expiry) => {
+            fake.state().expired_tokens_refused += 1;
+            let now = fake.verifier.clock.now();
+            return cloud_error(
+                StatusCode::UNAUTHORIZED,
+                "ExpiredAuthenticationToken",
+                format!(
+                    "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
+                    crate::clock::rfc3339(expiry),
+                    crate::clock::rfc3339(now)
+                ),
+            );
+        }
+        Bearer::Unknown => {
+            return cloud_error(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing or carries a token this tenant did not issue.",
+            );
+        }
     }
     let Some(api_version) = query.get("api-version").cloned() else {
         return cloud_error(
@@ -209,15 +230,27 @@ impl Request {
     }
 }
 
-fn authorized(fake: &AzureFake, headers: &HeaderMap) -> bool {
+enum Bearer {
+    Valid,
+    /// Issued here, expired at this time (the fake's clock).
+    Expired(u64),
+    Unknown,
+}
+
+fn authorized(fake: &AzureFake, headers: &HeaderMap) -> Bearer {
     let Some(token) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return false;
+        return Bearer::Unknown;
     };
-    fake.state().tokens.contains_key(token)
+    let expiry = fake.state().tokens.get(token).map(|(_, expiry)| *expiry);
+    match expiry {
+        Some(expiry) if expiry <= fake.verifier.clock.now() => Bearer::Expired(expiry),
+        Some(_) => Bearer::Valid,
+        None => Bearer::Unknown,
+    }
 }
 
 /// Counts the call and applies any injected fault before serving it.
@@ -289,7 +322,12 @@ async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
         .values()
         .map(authorization::Assignment::to_json)
         .collect();
-    axum::Json(json!({"identities": identities, "roleAssignments": assignments}))
+    axum::Json(json!({
+        "identities": identities,
+        "roleAssignments": assignments,
+        "expiredTokensRefused": state.expired_tokens_refused,
+        "expiredAssertionsRefused": state.expired_assertions_refused,
+    }))
 }
 
 /// Registers an application (wib's own identity) with federated credentials,
@@ -350,6 +388,10 @@ impl Faulty for AzureFake {
 
     fn is_write(operation: &str) -> bool {
         is_write(operation)
+    }
+
+    fn clock(&self) -> &crate::clock::Clock {
+        &self.verifier.clock
     }
 
     fn reset(&self) {

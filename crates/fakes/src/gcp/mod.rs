@@ -237,6 +237,10 @@ async fn admin_project(
 }
 
 impl Faulty for GcpFake {
+    fn clock(&self) -> &crate::clock::Clock {
+        &self.verifier.clock
+    }
+
     fn faults(&self) -> &Faults {
         &self.faults
     }

@@ -173,9 +173,6 @@ pub(crate) async fn generate_access_token(
     }
     let token = random_token("ya29.impersonated");
     state.access.insert(token.clone(), email);
-    let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let expire_time = expires
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let expire_time = crate::clock::rfc3339(fake.verifier.clock.now() + 3600);
     axum::Json(json!({"accessToken": token, "expireTime": expire_time})).into_response()
 }
