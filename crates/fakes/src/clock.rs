@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn timestamps_have_whole_seconds() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_910_400), "2026-11-28T00:00:00Z");
+        assert_eq!(rfc3339(1_795_824_000), "2026-11-28T00:00:00Z");
         assert_eq!(rfc3339(951_782_400 + 86_399), "2000-02-29T23:59:59Z");
     }
 }
