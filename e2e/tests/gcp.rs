@@ -91,7 +91,8 @@ async fn wait_state(env: &Env, what: &str, check: impl Fn(&Value) -> bool) -> Va
     }
 }
 
-/// Read-modify-write of a policy as another writer (the project owner).
+/// Read-modify-write of a policy as another writer (the project owner),
+/// at policy version 3 as the console and gcloud do.
 async fn edit_policy(env: &Env, resource: &str, edit: impl Fn(&mut Value)) {
     let (api, verb) = if resource.contains("/serviceAccounts/") {
         ("v1", resource.to_string())
@@ -100,10 +101,14 @@ async fn edit_policy(env: &Env, resource: &str, edit: impl Fn(&mut Value)) {
     };
     let mut policy = env
         .gcp()
-        .post(&format!("/{api}/{verb}:getIamPolicy"), json!({}))
+        .post(
+            &format!("/{api}/{verb}:getIamPolicy"),
+            json!({"options": {"requestedPolicyVersion": 3}}),
+        )
         .await
         .expect("get policy");
     edit(&mut policy);
+    policy["version"] = json!(3);
     env.gcp()
         .post(
             &format!("/{api}/{verb}:setIamPolicy"),
@@ -404,4 +409,111 @@ async fn an_account_is_never_deleted_while_a_member_wib_did_not_add_remains() {
         members(&state, &project(), "roles/storage.objectViewer").is_empty(),
         "the maker's grants went with it"
     );
+}
+
+/// A binding with an IAM Condition, as someone else writes one.
+fn conditional(role: &str, member: &str, title: &str) -> Value {
+    json!({"role": role, "members": [member], "condition": {
+        "title": title,
+        "expression": "request.time < timestamp('2030-01-01T00:00:00Z')",
+    }})
+}
+
+fn push_binding(policy: &mut Value, binding: Value) {
+    match policy["bindings"].as_array_mut() {
+        Some(bindings) => bindings.push(binding),
+        None => policy["bindings"] = json!([binding]),
+    }
+}
+
+fn conditions_of(state: &Value, resource: &str) -> Vec<Value> {
+    state["policies"][resource]["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("condition").is_some())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn policies_with_iam_conditions_written_by_others_are_read_and_kept_at_version_3() {
+    let env = env(false, "").await;
+    // The project already holds a conditional grant of someone else's.
+    let theirs = conditional(
+        "roles/storage.objectViewer",
+        "user:alice@example.com",
+        "until-2030",
+    );
+    edit_policy(&env, &project(), |p| push_binding(p, theirs.clone())).await;
+    // A reader that does not ask for version 3 is refused, as by GCP.
+    let refused = env
+        .gcp()
+        .post(&format!("/v3/{}:getIamPolicy", project()), json!({}))
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("version 3")),
+        "the fake models policy versions"
+    );
+
+    env.apply(&binding(
+        "conditions",
+        "    roles:\n      - role: roles/storage.objectViewer\n",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "conditions", READY, "True", "Provisioned")
+        .await
+        .expect("Ready on a project with IAM Conditions");
+    let email = email("conditions");
+    let ours = format!("serviceAccount:{email}");
+
+    // Someone adds a conditional binding to the account's own policy.
+    let on_account = conditional(
+        "roles/iam.serviceAccountTokenCreator",
+        "user:bob@example.com",
+        "bob-until-2030",
+    );
+    edit_policy(&env, &account_resource(&email), |p| {
+        push_binding(p, on_account.clone())
+    })
+    .await;
+
+    // A spec change makes wib read and write both policies again.
+    env.apply(&binding(
+        "conditions",
+        "    roles:\n      - role: roles/storage.objectViewer\n      - role: roles/logging.viewer\n",
+    ))
+    .await
+    .expect("spec change");
+    let state = wait_state(&env, "granted the new role", |s| {
+        members(s, &project(), "roles/logging.viewer").contains(&ours)
+    })
+    .await;
+    env.wait_condition(NS, "conditions", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    assert_eq!(
+        conditions_of(&state, &project()),
+        vec![theirs.clone()],
+        "{state}"
+    );
+    assert_eq!(
+        conditions_of(&state, &account_resource(&email)),
+        vec![on_account],
+        "{state}"
+    );
+    assert_eq!(state["policies"][project()]["version"], 3, "{state}");
+    assert!(
+        members(&state, &account_resource(&email), WI_USER).contains(&format!(
+            "serviceAccount:{GCP_PROJECT}.svc.id.goog[{NS}/conditions]"
+        )),
+        "{state}"
+    );
+
+    // Deleted: wib's grants go, the conditional one stays as it was.
+    env.delete_binding(NS, "conditions").await.expect("deleted");
+    let state = env.gcp().state().await.expect("state");
+    assert!(!members(&state, &project(), "roles/logging.viewer").contains(&ours));
+    assert_eq!(conditions_of(&state, &project()), vec![theirs], "{state}");
 }

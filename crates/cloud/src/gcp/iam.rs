@@ -10,12 +10,15 @@ use google_cloud_gax::error::Error;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_iam_admin_v1::model::ServiceAccount;
-use google_cloud_iam_v1::model::Policy;
+use google_cloud_iam_v1::model::{GetPolicyOptions, Policy};
 use google_cloud_resourcemanager_v3::client::Projects;
 use wib_api::conditions::Reason;
 
 use crate::CloudError;
 use crate::calls::{self, Observer};
+
+/// The IAM policy version that carries IAM Conditions.
+const POLICY_VERSION: i32 = 3;
 
 /// Attempts of one read-modify-write before giving up for this reconcile.
 const POLICY_ATTEMPTS: u32 = 6;
@@ -177,19 +180,30 @@ impl Clients {
         }
     }
 
+    /// Reads at policy version 3: GCP refuses a lower version for a policy
+    /// with conditional bindings (which someone else may have written).
     pub async fn get_policy(&self, resource: &Resource) -> Result<Policy, CloudError> {
+        let options = || GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
         let result = match resource {
             Resource::Project(name) => {
                 self.call(
                     "GetProjectIamPolicy",
-                    self.projects.get_iam_policy().set_resource(name).send(),
+                    self.projects
+                        .get_iam_policy()
+                        .set_resource(name)
+                        .set_options(options())
+                        .send(),
                 )
                 .await
             }
             Resource::Account(name) => {
                 self.call(
                     "GetServiceAccountIamPolicy",
-                    self.iam.get_iam_policy().set_resource(name).send(),
+                    self.iam
+                        .get_iam_policy()
+                        .set_resource(name)
+                        .set_options(options())
+                        .send(),
                 )
                 .await
             }
@@ -199,6 +213,13 @@ impl Clients {
 
     /// Sets the policy; `Ok(false)` when the etag was stale (409 `ABORTED`).
     async fn set_policy(&self, resource: &Resource, policy: Policy) -> Result<bool, CloudError> {
+        // Written at version 3 whenever a binding has a condition, or GCP
+        // refuses the write (a lower version would drop the conditions).
+        let policy = if policy.bindings.iter().any(|b| b.condition.is_some()) {
+            policy.set_version(POLICY_VERSION)
+        } else {
+            policy
+        };
         let result = match resource {
             Resource::Project(name) => {
                 self.call(

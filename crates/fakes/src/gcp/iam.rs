@@ -38,37 +38,79 @@ impl Account {
     }
 }
 
+/// One role binding: a role, its members and, from policy version 3, an
+/// IAM Condition (`{expression, title, description}`) kept verbatim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleBinding {
+    pub role: String,
+    pub members: Vec<String>,
+    pub condition: Option<Value>,
+}
+
 /// An IAM policy and its write counter (the etag).
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
-    pub bindings: Vec<(String, Vec<String>)>,
+    pub bindings: Vec<RoleBinding>,
     pub revision: u64,
 }
+
+/// What GCP says to a caller that reads or writes a policy holding
+/// conditional bindings without version 3.
+const VERSION_REQUIRED: &str = "Policy contains conditional role bindings: request and write it with policy version 3 (requestedPolicyVersion: 3, version: 3); see https://cloud.google.com/iam/help/conditions/resource-policies";
 
 impl Policy {
     pub fn etag(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("etag-{}", self.revision))
     }
 
-    pub fn to_json(&self) -> Value {
+    fn conditional(&self) -> bool {
+        self.bindings.iter().any(|b| b.condition.is_some())
+    }
+
+    /// The policy as `getIamPolicy` returns it to a caller asking for
+    /// `requested` (0 or 1 when unset): refused below 3 when a binding has a
+    /// condition, as GCP does; `version` is 3 only then.
+    pub fn to_json(&self, requested: u64) -> Result<Value, &'static str> {
+        if self.conditional() && requested < 3 {
+            return Err(VERSION_REQUIRED);
+        }
         let bindings: Vec<Value> = self
             .bindings
             .iter()
-            .map(|(role, members)| json!({"role": role, "members": members}))
+            .map(|b| {
+                let mut binding = json!({"role": b.role, "members": b.members});
+                if let Some(condition) = &b.condition {
+                    binding["condition"] = condition.clone();
+                }
+                binding
+            })
             .collect();
-        let mut policy = json!({"version": 1, "etag": self.etag()});
+        let version = if self.conditional() { 3 } else { 1 };
+        let mut policy = json!({"version": version, "etag": self.etag()});
         if !bindings.is_empty() {
             policy["bindings"] = Value::Array(bindings);
         }
-        policy
+        Ok(policy)
     }
 
-    /// Whether `member` holds `role`.
+    /// Whether `member` holds `role` without a condition (the fake does not
+    /// evaluate CEL; a conditional grant never counts).
     pub fn grants(&self, role: &str, member: &str) -> bool {
-        self.bindings
-            .iter()
-            .any(|(r, members)| r == role && members.iter().any(|m| m == member))
+        self.bindings.iter().any(|b| {
+            b.role == role && b.condition.is_none() && b.members.iter().any(|m| m == member)
+        })
     }
+}
+
+/// `requestedPolicyVersion` from the body (`options`, Resource Manager v3)
+/// or the query (`options.requestedPolicyVersion`, IAM v1).
+fn requested_version(request: &Request) -> u64 {
+    let from_body = request.json()["options"]["requestedPolicyVersion"].as_u64();
+    let from_query = request.query.split('&').find_map(|pair| {
+        pair.strip_prefix("options.requestedPolicyVersion=")
+            .and_then(|v| v.parse().ok())
+    });
+    from_body.or(from_query).unwrap_or(0)
 }
 
 fn not_found(what: &str) -> Response {
@@ -85,7 +127,7 @@ pub(crate) async fn handle(fake: &GcpFake, request: Request) -> Response {
         return match rest.split_once(':') {
             Some((resource, "getIamPolicy")) if resource.starts_with("projects/") => {
                 with_faults(fake, "cloudresourcemanager.projects.getIamPolicy", async {
-                    get_policy(fake, resource)
+                    get_policy(fake, resource, &request)
                 })
                 .await
             }
@@ -122,7 +164,7 @@ pub(crate) async fn handle(fake: &GcpFake, request: Request) -> Response {
                 return match verb {
                     "getIamPolicy" => {
                         with_faults(fake, "iam.projects.serviceAccounts.getIamPolicy", async {
-                            get_policy(fake, &resource)
+                            get_policy(fake, &resource, &request)
                         })
                         .await
                     }
@@ -283,9 +325,16 @@ fn patch(fake: &GcpFake, email: &str, request: &Request) -> Response {
     axum::Json(account.to_json()).into_response()
 }
 
-fn get_policy(fake: &GcpFake, resource: &str) -> Response {
-    match fake.state().policies.get(resource) {
-        Some(policy) => axum::Json(policy.to_json()).into_response(),
+fn get_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
+    let requested = requested_version(request);
+    match fake
+        .state()
+        .policies
+        .get(resource)
+        .map(|p| p.to_json(requested))
+    {
+        Some(Ok(policy)) => axum::Json(policy).into_response(),
+        Some(Err(message)) => rpc_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message),
         None => rpc_error(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
@@ -326,9 +375,27 @@ fn set_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
         if role.is_empty() || members.is_empty() {
             continue;
         }
-        bindings.push((role, members));
+        let condition = binding.get("condition").filter(|c| !c.is_null()).cloned();
+        bindings.push(RoleBinding {
+            role,
+            members,
+            condition,
+        });
+    }
+    // A write below version 3 may neither add conditions nor replace a
+    // policy that has them (it would drop them).
+    let version = new["version"].as_u64().unwrap_or(0);
+    if version < 3 && (current.conditional() || bindings.iter().any(|b| b.condition.is_some())) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            VERSION_REQUIRED,
+        );
     }
     current.bindings = bindings;
     current.revision += 1;
-    axum::Json(current.to_json()).into_response()
+    match current.to_json(3) {
+        Ok(policy) => axum::Json(policy).into_response(),
+        Err(message) => rpc_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message),
+    }
 }

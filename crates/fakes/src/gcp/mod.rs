@@ -100,6 +100,8 @@ pub fn is_write(operation: &str) -> bool {
 pub(crate) struct Request {
     pub method: Method,
     pub path: String,
+    /// The raw query string (`options.requestedPolicyVersion=3`).
+    pub query: String,
     pub body: Bytes,
     /// Who the bearer token stands for (an email, or `owner`).
     pub caller: Option<String>,
@@ -132,6 +134,7 @@ async fn dispatch(
     let request = Request {
         method,
         path,
+        query: uri.query().unwrap_or_default().to_string(),
         body,
         caller,
     };
@@ -180,7 +183,7 @@ async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
     let policies: BTreeMap<&String, Value> = state
         .policies
         .iter()
-        .map(|(k, p)| (k, p.to_json()))
+        .map(|(k, p)| (k, p.to_json(3).unwrap_or_default()))
         .collect();
     axum::Json(json!({"serviceAccounts": accounts, "policies": policies}))
 }
