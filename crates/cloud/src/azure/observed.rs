@@ -44,6 +44,10 @@ impl ObservedHttp {
 /// capitalised, and the verb (`Get` an item, `List` a collection,
 /// `CreateOrUpdate`, `Update`, `Delete`).
 pub fn operation(method: &str, path: &str) -> String {
+    // Entra's token endpoint (wib's own credential), named as the fake does.
+    if path.to_ascii_lowercase().ends_with("/oauth2/v2.0/token") {
+        return "Token".into();
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let Some(provider) = segments
         .iter()
@@ -151,6 +155,7 @@ mod tests {
                 "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments".into(),
                 "RoleAssignments_ListForScope",
             ),
+            ("POST", "/tenant/oauth2/v2.0/token".into(), "Token"),
         ];
         for (method, path, want) in cases {
             assert_eq!(operation(method, &path), want, "{method} {path}");
