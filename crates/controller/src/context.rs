@@ -30,6 +30,21 @@ pub struct Context {
 
 pub const CONTROLLER_NAME: &str = "wib-controller";
 
+/// A factor in [0.8, 1.2): std's per-process random hasher keys, fed the
+/// current time, stand in for a random number generator.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    0.8 + 0.4 * unit
+}
+
 impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -59,12 +74,15 @@ impl Context {
         })
     }
 
-    /// The next wait after a transient failure of `key`: 1 s doubling to 5 min.
+    /// The next wait after a transient failure of `key`: 1 s doubling to 5 min,
+    /// each stretched or shrunk by up to a fifth at random, so bindings that
+    /// failed together (a cloud outage) do not all come back in the same second.
     pub fn next_backoff(&self, key: &str) -> Duration {
         let mut attempts = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         let n = attempts.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
-        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+        let base = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        base.mul_f64(jitter())
     }
 
     /// Forgets the failures of `key` after a successful reconcile.
@@ -73,5 +91,19 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_stays_within_a_fifth_and_varies() {
+        let samples: Vec<f64> = (0..200).map(|_| super::jitter()).collect();
+        assert!(
+            samples.iter().all(|j| (0.8..1.2).contains(j)),
+            "{samples:?}"
+        );
+        let first = samples[0];
+        assert!(samples.iter().any(|j| (j - first).abs() > 1e-9));
     }
 }

@@ -85,15 +85,20 @@ async fn reconcile(
 ) -> Result<Action, Error> {
     let span = info_span!("reconcile", provider = %provider.name_any());
     async move {
+        let name = provider.name_any();
         let api: Api<ClusterIdentityProvider> = Api::all(ctx.client.clone());
-        finalizer(&api, PROVIDER_FINALIZER, provider, |event| async {
+        let result = finalizer(&api, PROVIDER_FINALIZER, provider, |event| async {
             match event {
                 Finalizer::Apply(p) => apply(&p, &ctx).await,
                 Finalizer::Cleanup(p) => release(&p, &ctx).await,
             }
         })
         .await
-        .map_err(|e| Error::Finalizer(Box::new(e)))
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+        if result.is_ok() {
+            ctx.reset_backoff(&name);
+        }
+        result
     }
     .instrument(span)
     .await
