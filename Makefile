@@ -25,7 +25,7 @@ export RUSTC_WORKSPACE_WRAPPER := $(CLIPPY_DRIVER)
 export CLIPPY_ARGS := -Dwarnings
 CARGO_ALL := --workspace --all-targets
 
-.PHONY: help run test generate fmt lint tests controlplane moto helm kstatus build bench release-build release-check e2e-attached e2e-kind image tools clean
+.PHONY: help run test generate fmt lint tests controlplane moto sdks helm kstatus build bench release-build release-check e2e-attached e2e-kind image tools clean
 
 help:
 	@echo "make run       local control plane + operator + samples, Ctrl-C to stop"
@@ -48,6 +48,12 @@ controlplane: tools
 moto:
 	@command -v python3 >/dev/null || { echo "Python 3 is required (apt-get install python3 python3-venv)"; exit 1; }
 	@bash e2e/moto/install.sh >/dev/null
+
+## The official Python SDKs (azure-identity, google-auth, boto3) a user's pod
+## runs, for the official_sdks e2e test (a virtualenv in ~/.cache/wib).
+sdks:
+	@command -v python3 >/dev/null || { echo "Python 3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	@bash e2e/sdk/install.sh >/dev/null
 
 ## helm from the pinned Go module (e2e/helm), for lint/template in the tests.
 helm: tools

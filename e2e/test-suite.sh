@@ -52,6 +52,7 @@ run() {
   phase "go: helm" helm || return 1
   phase "go: kstatus" kstatus || return 1
   phase "moto (PyPI)" moto || return 1
+  phase "official Python SDKs (PyPI)" sdks || return 1
   phase "clippy + build (one compilation)" lint || return 1
   phase "image build stage (if its inputs changed)" release-check || return 1
   local failed=0

@@ -8,3 +8,4 @@ pub mod faults;
 pub mod gcp;
 pub mod oidc;
 pub mod serve;
+pub mod tls;

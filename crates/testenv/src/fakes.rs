@@ -23,6 +23,9 @@ pub const OPERATOR_SERVICE_ACCOUNT: &str = "wib-controller";
 pub struct AzureFake {
     _process: Option<Process>,
     pub url: String,
+    /// The same fake over https (the control plane's serving certificate),
+    /// for SDKs that refuse a plain-http authority; not on an attached one.
+    pub https_url: Option<String>,
     http: reqwest::Client,
     /// Operator environment: token file, tenant, client ID, endpoints.
     pub operator_env: Vec<(String, String)>,
@@ -34,6 +37,7 @@ impl AzureFake {
         Self {
             _process: process,
             url: url.trim_end_matches('/').to_string(),
+            https_url: None,
             http: reqwest::Client::new(),
             operator_env: Vec::new(),
         }
@@ -48,9 +52,14 @@ impl AzureFake {
         cmd.arg("--tenant-id")
             .arg(AZURE_TENANT)
             .arg("--issuer-ca-file")
-            .arg(cp.ca_cert_path());
+            .arg(cp.ca_cert_path())
+            .arg("--tls-cert-file")
+            .arg(cp.dir().join("apiserver.crt"))
+            .arg("--tls-key-file")
+            .arg(cp.dir().join("apiserver.key"));
         let (process, url) = spawn_listening(cp, "wib-fake-azure", cmd).await?;
         let mut this = Self::at(Some(process), &url);
+        this.https_url = Some(listening_url(cp, "wib-fake-azure", "https://").await?);
         this.register_operator(&cp.cluster_ref().await?).await?;
         Ok(this)
     }
@@ -245,6 +254,26 @@ pub(crate) async fn spawn_listening(
         }
         if started.elapsed() > Duration::from_secs(20) {
             bail!("{name} did not start:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `listening on <scheme>...` URL a started fake printed.
+async fn listening_url(cp: &ControlPlane, name: &str, scheme: &str) -> Result<String> {
+    let log = cp.dir().join(format!("{name}.log"));
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("listening on "))
+            .find(|url| url.starts_with(scheme));
+        if let Some(url) = found {
+            return Ok(url.trim().to_string());
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("{name} printed no {scheme} URL:\n{text}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

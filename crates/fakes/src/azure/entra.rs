@@ -34,6 +34,40 @@ fn aad_error(
         .into_response()
 }
 
+/// Entra's OpenID configuration for a tenant (`/{tenant}/v2.0/.well-known/
+/// openid-configuration`), which MSAL-based SDKs read before they ask for a
+/// token. Endpoints are https on the host asked: MSAL refuses any other.
+pub(super) fn discovery(fake: &AzureFake, path: &str, host: &str) -> Response {
+    let tenant = path.trim_matches('/').split('/').next().unwrap_or_default();
+    if !tenant.eq_ignore_ascii_case(&fake.tenant_id) {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            format!("Tenant '{tenant}' not found."),
+        );
+    }
+    let base = format!("https://{host}/{tenant}");
+    axum::Json(json!({
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("https://{host}/{tenant}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("https://{host}/{tenant}/v2.0"),
+        "request_uri_parameter_supported": false,
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "end_session_endpoint": format!("{base}/oauth2/v2.0/logout"),
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+    }))
+    .into_response()
+}
+
 pub(super) async fn token(fake: &AzureFake, path: &str, body: &Bytes) -> Response {
     let tenant = path.trim_matches('/').split('/').next().unwrap_or_default();
     if !tenant.eq_ignore_ascii_case(&fake.tenant_id) {

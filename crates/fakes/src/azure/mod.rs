@@ -135,6 +135,13 @@ async fn dispatch(
     let query: BTreeMap<String, String> = uri.query().map(url_decode_pairs).unwrap_or_default();
     let lower = path.to_ascii_lowercase();
 
+    if lower.ends_with("/v2.0/.well-known/openid-configuration") && method == Method::GET {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        return entra::discovery(&fake, &path, host);
+    }
     if lower.ends_with("/oauth2/v2.0/token") && method == Method::POST {
         return with_faults(&fake, "Token", || entra::token(&fake, &path, &body)).await;
     }
