@@ -904,6 +904,57 @@ async fn wib_keeps_reconciling_across_an_access_token_expiry_and_a_token_file_ro
 }
 
 #[tokio::test]
+async fn a_throttled_write_is_tried_again_no_sooner_than_arm_asked() {
+    let env = env().await;
+    const CREATE: &str = "UserAssignedIdentities_CreateOrUpdate";
+    // Each of the SDK's four attempts gets 429 with Retry-After: 3.
+    env.azure()
+        .inject(json!({"operation": CREATE, "status": 429, "retryAfter": 3, "times": 4}))
+        .await
+        .expect("fault");
+    env.apply(&binding(
+        "patient",
+        "patient",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "patient", READY, "True", "Provisioned")
+        .await
+        .expect("Ready once ARM lets it through");
+    env.wait_events(NS, "patient", &["Throttled"])
+        .await
+        .expect("the throttling was reported");
+
+    // From the fake's own log: the faults were served, and no attempt came
+    // sooner than Retry-After after the one before, the SDK's retries nor
+    // wib's next reconcile (its own backoff would have been about 1 s).
+    let calls = env.azure().calls().await.expect("calls");
+    let creates: Vec<&Value> = calls["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|c| c["operation"] == CREATE)
+        .collect();
+    assert!(creates.len() >= 5, "{creates:?}");
+    assert!(
+        creates[..4].iter().all(|c| c["fault"] == 429),
+        "the four 429s were served: {creates:?}"
+    );
+    assert!(creates[4].get("fault").is_none(), "{creates:?}");
+    for pair in creates[..5].windows(2) {
+        let gap = pair[1]["atMs"].as_u64().unwrap_or_default()
+            - pair[0]["atMs"].as_u64().unwrap_or_default();
+        assert!(
+            gap >= 2900,
+            "retried after {gap} ms, asked 3000: {creates:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_azure_client_that_cannot_start_reports_it_and_keeps_deletion_waiting() {
     let mut env = env().await;
     env.apply(&binding(

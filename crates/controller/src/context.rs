@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +26,9 @@ pub struct Context {
     pub metrics: Metrics,
     pub clock: fn() -> Time,
     backoff: Mutex<HashMap<String, u32>>,
+    /// Objects a cloud asked wib to leave alone until then (Retry-After):
+    /// a reconcile their own status write triggers meanwhile does nothing.
+    not_before: Mutex<HashMap<String, Instant>>,
 }
 
 pub const CONTROLLER_NAME: &str = "wib-controller";
@@ -71,6 +74,7 @@ impl Context {
             metrics,
             clock: || Time(Timestamp::now()),
             backoff: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(HashMap::new()),
         })
     }
 
@@ -91,6 +95,25 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    /// Holds `key` for `wait`, as the cloud asked.
+    pub fn hold(&self, key: &str, wait: Duration) {
+        self.not_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), Instant::now() + wait);
+    }
+
+    /// How much longer `key` is held, if it is; a hold that ran out is dropped.
+    pub fn held(&self, key: &str) -> Option<Duration> {
+        let mut holds = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *holds.get(key)?;
+        let left = until.checked_duration_since(Instant::now());
+        if left.is_none() {
+            holds.remove(key);
+        }
+        left
     }
 }
 

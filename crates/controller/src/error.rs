@@ -25,6 +25,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The wait a cloud asked for (Retry-After), through a finalizer's
+    /// apply or cleanup.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            Error::Cloud(e) => e.retry_after,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                Finalizer::ApplyFailed(e) | Finalizer::CleanupFailed(e) => e.retry_after(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Low-cardinality label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -48,6 +48,24 @@ pub struct Faults {
 struct Inner {
     calls: BTreeMap<String, u64>,
     faults: Vec<Fault>,
+    log: std::collections::VecDeque<Served>,
+}
+
+/// The most recent calls the log keeps.
+const LOG_MAX: usize = 2000;
+
+/// One call as the fake saw it: when it came, and the fault it got, so a
+/// test asserts from the fake's side that a fault was served and how long
+/// the client waited before trying again (not from its own sleeps).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Served {
+    pub operation: String,
+    /// Milliseconds since the Unix epoch (real time).
+    pub at_ms: u64,
+    /// The injected status, when the call got one instead of an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<u16>,
 }
 
 /// Snapshot of the counters, as the admin API returns it.
@@ -57,6 +75,9 @@ pub struct Calls {
     pub operations: BTreeMap<String, u64>,
     /// Calls of operations that change state (PUT, PATCH, POST that writes, DELETE).
     pub writes: u64,
+    /// The latest calls, oldest first.
+    #[serde(default)]
+    pub log: Vec<Served>,
 }
 
 impl Faults {
@@ -64,11 +85,24 @@ impl Faults {
     pub fn record(&self, operation: &str) -> Injected {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *inner.calls.entry(operation.to_string()).or_default() += 1;
-        let Some(index) = inner
+        let index = inner
             .faults
             .iter()
-            .position(|f| f.operation == operation || f.operation == "*")
-        else {
+            .position(|f| f.operation == operation || f.operation == "*");
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let fault = index.and_then(|i| inner.faults[i].status);
+        if inner.log.len() >= LOG_MAX {
+            inner.log.pop_front();
+        }
+        inner.log.push_back(Served {
+            operation: operation.to_string(),
+            at_ms,
+            fault,
+        });
+        let Some(index) = index else {
             return Injected::default();
         };
         let fault = inner.faults[index].clone();
@@ -130,6 +164,7 @@ impl Faults {
                 .map(|(_, n)| n)
                 .sum(),
             operations: inner.calls.clone(),
+            log: inner.log.iter().cloned().collect(),
         }
     }
 
@@ -138,15 +173,14 @@ impl Faults {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.calls.clear();
         inner.faults.clear();
+        inner.log.clear();
     }
 
     /// Clears counters (not faults).
     pub fn reset_calls(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .calls
-            .clear();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.calls.clear();
+        inner.log.clear();
     }
 }
 

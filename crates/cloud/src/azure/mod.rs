@@ -729,11 +729,11 @@ impl CloudProvider for AzureProvider {
         &'a self,
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Outcome, CloudError>> {
-        Box::pin(self.reconcile_inner(request))
+        Box::pin(observed::with_retry_after(self.reconcile_inner(request)))
     }
 
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
-        Box::pin(self.cleanup_inner(request))
+        Box::pin(observed::with_retry_after(self.cleanup_inner(request)))
     }
 
     fn revoke<'a>(

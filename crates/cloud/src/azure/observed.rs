@@ -5,10 +5,42 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::calls::{Call, Observer};
 use crate::limiter::Limiter;
+
+tokio::task_local! {
+    /// The `Retry-After` of the last throttled answer ARM gave this
+    /// reconcile (cleared by a success): what the binding's next attempt
+    /// waits for once the SDK's own retries are spent.
+    static RETRY_AFTER: std::cell::Cell<Option<Duration>>;
+}
+
+/// Runs one cloud step, giving its error the `Retry-After` ARM last asked for.
+pub async fn with_retry_after<T>(
+    step: impl std::future::Future<Output = Result<T, crate::CloudError>>,
+) -> Result<T, crate::CloudError> {
+    RETRY_AFTER
+        .scope(std::cell::Cell::new(None), async {
+            step.await.map_err(|mut error| {
+                if error.retry_after.is_none() {
+                    error.retry_after = RETRY_AFTER.with(std::cell::Cell::get);
+                }
+                error
+            })
+        })
+        .await
+}
+
+/// `Retry-After` in seconds (ARM never sends the HTTP-date form).
+fn retry_after(response: &azure_core::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get_optional_str(&azure_core::headers::RETRY_AFTER)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
 
 #[derive(Clone)]
 pub struct ObservedHttp {
@@ -106,10 +138,19 @@ impl azure_core::HttpClient for ObservedHttp {
             },
             Err(_) => "error",
         };
-        if let Ok(r) = &response
-            && u16::from(r.status()) == 401
-        {
-            self.refused.store(true, Ordering::Relaxed);
+        if let Ok(r) = &response {
+            let status = u16::from(r.status());
+            if status == 401 {
+                self.refused.store(true, Ordering::Relaxed);
+            }
+            let wait = match status {
+                200..=299 => None,
+                _ => retry_after(r),
+            };
+            if status < 300 || wait.is_some() {
+                // Outside a cloud step (a credential check) there is no slot.
+                let _ = RETRY_AFTER.try_with(|slot| slot.set(wait));
+            }
         }
         self.observer.observe(Call {
             cloud: "azure",

@@ -126,6 +126,11 @@ async fn reconcile(
     let span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any());
     async move {
         let started = Instant::now();
+        // The cloud asked for a pause (Retry-After): a reconcile triggered
+        // meanwhile (by this binding's own status write) waits it out.
+        if let Some(left) = ctx.held(&backoff_key(&binding)) {
+            return Ok(Action::requeue(left));
+        }
         let namespace = binding
             .namespace()
             .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -150,7 +155,14 @@ async fn reconcile(
 }
 
 fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.next_backoff(&backoff_key(&binding));
+    let backoff = ctx.next_backoff(&backoff_key(&binding));
+    let wait = match error.retry_after() {
+        Some(wait) => {
+            ctx.hold(&backoff_key(&binding), wait);
+            wait
+        }
+        None => backoff,
+    };
     let _span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any()).entered();
     tracing::warn!(%error, kind = error.metric_label(), retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
@@ -167,6 +179,8 @@ fn backoff_key(binding: &WorkloadIdentityBinding) -> String {
 /// Apply: observe → plan → execute → status.
 async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Action, Error> {
     let observed = observe::observe(binding, ctx).await?;
+    // How long the cloud asked to be left alone (Retry-After), if it did.
+    let mut wait_asked = None;
     let progress = match plan::admit(binding, &observed) {
         Err(refusal) => {
             tracing::info!(reason = %refusal.reason, message = %refusal.message, "binding refused");
@@ -176,7 +190,8 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
             Progress::Refused(refusal)
         }
         Ok(admitted) => {
-            let cloud_step = run_cloud(binding, &admitted, ctx).await;
+            let (cloud_step, retry_after) = run_cloud(binding, &admitted, ctx).await;
+            wait_asked = retry_after;
             if let CloudStep::Failed { reason, .. } = &cloud_step
                 && revoke::needed(binding, *reason)
             {
@@ -219,7 +234,12 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     write_status(binding, &next, ctx).await?;
     tracing::debug!(ready = ?wib_api::conditions::find(&next.conditions, wib_api::conditions::READY).map(|c| &c.reason), "reconciled");
     if status::is_transient(&next) {
-        return Ok(Action::requeue(ctx.next_backoff(&backoff_key(binding))));
+        let backoff = ctx.next_backoff(&backoff_key(binding));
+        if let Some(wait) = wait_asked {
+            ctx.hold(&backoff_key(binding), wait);
+            return Ok(Action::requeue(wait));
+        }
+        return Ok(Action::requeue(backoff));
     }
     Ok(Action::requeue(ctx.settings.resync()))
 }
@@ -268,21 +288,39 @@ async fn report_cloud_writes(
     .await;
 }
 
-/// The cloud step: the registered provider for the binding's cloud, if any.
+/// The cloud step: the registered provider for the binding's cloud, if any,
+/// and the wait the cloud asked for when it failed.
 async fn run_cloud(
     binding: &WorkloadIdentityBinding,
     admitted: &plan::Admitted,
     ctx: &Context,
-) -> CloudStep {
+) -> (CloudStep, Option<std::time::Duration>) {
+    match cloud_step(binding, admitted, ctx).await {
+        Ok(step) => (step, None),
+        Err(error) => (
+            CloudStep::Failed {
+                reason: error.reason,
+                message: error.message,
+            },
+            error.retry_after,
+        ),
+    }
+}
+
+async fn cloud_step(
+    binding: &WorkloadIdentityBinding,
+    admitted: &plan::Admitted,
+    ctx: &Context,
+) -> Result<CloudStep, wib_cloud::CloudError> {
     let provider = match ctx.clouds.lookup(admitted.cloud) {
         Lookup::Ready(provider) => provider,
         Lookup::Unavailable(error) => {
-            return CloudStep::Failed {
+            return Ok(CloudStep::Failed {
                 reason: wib_api::conditions::Reason::CloudUnavailable,
                 message: unavailable(admitted.cloud, error),
-            };
+            });
         }
-        Lookup::NotImplemented => return CloudStep::NotImplemented,
+        Lookup::NotImplemented => return Ok(CloudStep::NotImplemented),
     };
     let Some(issuer) = admitted
         .provider
@@ -290,18 +328,13 @@ async fn run_cloud(
         .as_ref()
         .and_then(|s| s.issuer.clone())
     else {
-        return issuer_not_resolved(&admitted.provider);
+        return Ok(issuer_not_resolved(&admitted.provider));
     };
     let mut request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
     request.granted_by =
         sharing::granted_by(binding, || ctx.bindings.state(), &ctx.providers.state());
-    match provider.reconcile(&request).await {
-        Ok(outcome) => CloudStep::Done(Box::new(outcome)),
-        Err(error) => CloudStep::Failed {
-            reason: error.reason,
-            message: error.message,
-        },
-    }
+    let outcome = provider.reconcile(&request).await?;
+    Ok(CloudStep::Done(Box::new(outcome)))
 }
 
 fn unavailable(cloud: wib_api::Cloud, error: &str) -> String {
