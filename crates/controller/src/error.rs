@@ -16,6 +16,10 @@ pub enum Error {
     #[error("object has no {0}")]
     MissingField(&'static str),
 
+    /// A cache's watch ended before it ever filled (shutting down).
+    #[error("the {0} cache closed before it synced")]
+    CacheClosed(&'static str),
+
     /// A provider's deletion waits for the bindings that use it.
     #[error("{0}")]
     InUse(String),
@@ -48,6 +52,7 @@ impl Error {
             Error::MissingField(_) => "invalid",
             Error::Serialize(_) => "serialize",
             Error::InUse(_) => "in_use",
+            Error::CacheClosed(_) => "cache",
         }
     }
 }
