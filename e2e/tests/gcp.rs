@@ -517,3 +517,50 @@ async fn policies_with_iam_conditions_written_by_others_are_read_and_kept_at_ver
     assert!(!members(&state, &project(), "roles/logging.viewer").contains(&ours));
     assert_eq!(conditions_of(&state, &project()), vec![theirs], "{state}");
 }
+
+#[tokio::test]
+async fn roles_on_a_project_dropped_from_the_spec_are_revoked() {
+    let env = Env::start_gcp()
+        .await
+        .expect("control plane, fakes, operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let other = "wib-other";
+    env.gcp().add_project(other).await.expect("project");
+    env.apply(&provider(false, "").replace(
+        &format!("allowedScopes: [projects/{GCP_PROJECT}]"),
+        &format!("allowedScopes: [projects/{GCP_PROJECT}, projects/{other}]"),
+    ))
+    .await
+    .expect("provider");
+    let elsewhere = format!("projects/{other}");
+    env.apply(&binding(
+        "moving",
+        &format!(
+            "    roles:\n      - role: roles/storage.objectViewer\n        resource: {elsewhere}\n"
+        ),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "moving", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let member = format!("serviceAccount:{}", email("moving"));
+    let state = env.gcp().state().await.expect("state");
+    assert!(
+        members(&state, &elsewhere, "roles/storage.objectViewer").contains(&member),
+        "{state}"
+    );
+
+    // The project leaves the spec altogether: only the status remembers it.
+    env.apply(&binding(
+        "moving",
+        "    roles:\n      - role: roles/logging.viewer\n",
+    ))
+    .await
+    .expect("spec change");
+    wait_state(&env, "revoked on the dropped project", |s| {
+        !members(s, &elsewhere, "roles/storage.objectViewer").contains(&member)
+            && members(s, &project(), "roles/logging.viewer").contains(&member)
+    })
+    .await;
+}

@@ -237,10 +237,20 @@ impl GcpProvider {
         naming::with_marker(base, &tags)
     }
 
-    /// The project resources whose policies hold this account's roles.
-    fn role_resources(target: &Target<'_>) -> Vec<String> {
+    /// The project resources whose policies may hold this account's roles:
+    /// the provider's project, those the spec names, and those the status
+    /// says roles were granted on (a resource dropped from the spec is found
+    /// there, and its grants revoked). Only wib writes the status.
+    fn role_resources(target: &Target<'_>, request: &Request<'_>) -> Vec<String> {
         let mut resources = vec![format!("projects/{}", target.defaults.project_id)];
-        for (_, resource) in &target.roles {
+        let recorded = request
+            .binding
+            .status
+            .iter()
+            .flat_map(|s| &s.role_assignments)
+            .filter_map(|a| a.scope.as_ref())
+            .filter(|scope| scope.starts_with("projects/"));
+        for resource in target.roles.iter().map(|(_, r)| r).chain(recorded) {
             if !resources.contains(resource) {
                 resources.push(resource.clone());
             }
@@ -356,7 +366,7 @@ impl GcpProvider {
                     == Some(&"true".to_string())
             });
         if manages_roles && refused.is_none() {
-            for resource in Self::role_resources(&target) {
+            for resource in Self::role_resources(&target, request) {
                 let wanted: Vec<String> = target
                     .roles
                     .iter()
@@ -458,7 +468,7 @@ impl GcpProvider {
         // The maker's roles go with it, or with the last one out; an adopted
         // account keeps the roles it had, losing only those the spec lists.
         let account_member = format!("serviceAccount:{}", target.email);
-        for resource in Self::role_resources(&target) {
+        for resource in Self::role_resources(&target, request) {
             let listed: Vec<&String> = target
                 .roles
                 .iter()

@@ -161,6 +161,9 @@ pub fn compute(
         status.azure = previous.azure.clone();
         status.aws = previous.aws.clone();
         status.gcp = previous.gcp.clone();
+        // And where its grants were made: the next reconcile (or deletion)
+        // revokes those the spec dropped meanwhile.
+        status.role_assignments = previous.role_assignments.clone();
     }
     let summary = summarise(&steps, &sa_name, status.identity.as_deref());
     let mut desired = summary;
