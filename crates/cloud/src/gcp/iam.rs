@@ -29,7 +29,7 @@ pub struct Clients {
     pub observer: Observer,
     /// GCP allows about 600 IAM writes a minute per project; wib stays
     /// below that by default (`WIB_GCP_CALLS_PER_SECOND`).
-    pub limiter: crate::limiter::Limiter,
+    pub limiter: std::sync::Arc<crate::limiter::Limiter>,
 }
 
 /// Which IAM policy: a project's (Resource Manager) or a service account's (IAM).

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_resourcemanager_v3::client::Projects;
-use tokio::sync::OnceCell;
 use wib_api::Cloud;
 use wib_api::binding::{GcpBinding, GcpStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
@@ -40,7 +39,8 @@ pub fn from_env(observer: Observer) -> GcpProvider {
             .unwrap_or_else(|_| "https://iam.googleapis.com".into()),
         projects_endpoint: std::env::var("WIB_GCP_RESOURCE_MANAGER_ENDPOINT")
             .unwrap_or_else(|_| "https://cloudresourcemanager.googleapis.com".into()),
-        clients: OnceCell::new(),
+        clients: tokio::sync::Mutex::new(None),
+        limiter: Arc::new(crate::limiter::Limiter::from_env("gcp", 8.0)),
         locks: Mutex::new(HashMap::new()),
     }
 }
@@ -49,7 +49,13 @@ pub struct GcpProvider {
     observer: Observer,
     iam_endpoint: String,
     projects_endpoint: String,
-    clients: OnceCell<Clients>,
+    /// Built on first use; dropped when GCP refuses wib's token, so the
+    /// next call starts from a fresh credential (its cache would otherwise
+    /// serve the refused token until the expiry it believes in) and reads
+    /// the token file again.
+    clients: tokio::sync::Mutex<Option<Arc<Clients>>>,
+    /// Outlives rebuilt clients: GCP's quota does not reset with them.
+    limiter: Arc<crate::limiter::Limiter>,
     /// One reconcile at a time per service account (its policy is shared by
     /// every binding that names it).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -72,49 +78,65 @@ fn not_configured(message: impl Into<String>) -> CloudError {
 }
 
 impl GcpProvider {
-    async fn clients(&self) -> Result<&Clients, CloudError> {
-        self.clients
-            .get_or_try_init(|| async {
-                // The Google crates use rustls without a built-in provider;
-                // wib runs on ring everywhere.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let credentials = google_cloud_auth::credentials::Builder::default()
-                    .build()
-                    .map_err(|e| {
-                        CloudError::new(
-                            Reason::CloudAuthorizationFailed,
-                            format!("GCP credentials: {e}"),
-                        )
-                    })?;
-                // Fail within seconds, not the library's minute, when GCP is
-                // unreachable: the binding reports it and retries with backoff.
-                let retry = || {
-                    Aip194Strict
-                        .with_attempt_limit(3)
-                        .with_time_limit(std::time::Duration::from_secs(15))
-                };
-                let iam = Iam::builder()
-                    .with_endpoint(&self.iam_endpoint)
-                    .with_credentials(credentials.clone())
-                    .with_retry_policy(retry())
-                    .build()
-                    .await
-                    .map_err(|e| not_configured(format!("GCP IAM client: {e}")))?;
-                let projects = Projects::builder()
-                    .with_endpoint(&self.projects_endpoint)
-                    .with_credentials(credentials)
-                    .with_retry_policy(retry())
-                    .build()
-                    .await
-                    .map_err(|e| not_configured(format!("GCP Resource Manager client: {e}")))?;
-                Ok(Clients {
-                    iam,
-                    projects,
-                    observer: self.observer.clone(),
-                    limiter: crate::limiter::Limiter::from_env("gcp", 8.0),
-                })
+    async fn clients(&self) -> Result<Arc<Clients>, CloudError> {
+        let mut slot = self.clients.lock().await;
+        if let Some(clients) = slot.as_ref() {
+            return Ok(clients.clone());
+        }
+        let built = async {
+            // The Google crates use rustls without a built-in provider;
+            // wib runs on ring everywhere.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let credentials = google_cloud_auth::credentials::Builder::default()
+                .build()
+                .map_err(|e| {
+                    CloudError::new(
+                        Reason::CloudAuthorizationFailed,
+                        format!("GCP credentials: {e}"),
+                    )
+                })?;
+            // Fail within seconds, not the library's minute, when GCP is
+            // unreachable: the binding reports it and retries with backoff.
+            let retry = || {
+                Aip194Strict
+                    .with_attempt_limit(3)
+                    .with_time_limit(std::time::Duration::from_secs(15))
+            };
+            let iam = Iam::builder()
+                .with_endpoint(&self.iam_endpoint)
+                .with_credentials(credentials.clone())
+                .with_retry_policy(retry())
+                .build()
+                .await
+                .map_err(|e| not_configured(format!("GCP IAM client: {e}")))?;
+            let projects = Projects::builder()
+                .with_endpoint(&self.projects_endpoint)
+                .with_credentials(credentials)
+                .with_retry_policy(retry())
+                .build()
+                .await
+                .map_err(|e| not_configured(format!("GCP Resource Manager client: {e}")))?;
+            Ok::<_, CloudError>(Clients {
+                iam,
+                projects,
+                observer: self.observer.clone(),
+                limiter: self.limiter.clone(),
             })
-            .await
+        }
+        .await?;
+        let clients = Arc::new(built);
+        *slot = Some(clients.clone());
+        Ok(clients)
+    }
+
+    /// Passes `result` on; a refused token drops the clients (see `clients`).
+    async fn renewing<T>(&self, result: Result<T, CloudError>) -> Result<T, CloudError> {
+        if let Err(error) = &result
+            && error.reason == Reason::CloudAuthenticationFailed
+        {
+            *self.clients.lock().await = None;
+        }
+        result
     }
 
     fn lock_for(&self, email: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -542,18 +564,18 @@ impl CloudProvider for GcpProvider {
         &'a self,
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Outcome, CloudError>> {
-        Box::pin(self.reconcile_inner(request))
+        Box::pin(async move { self.renewing(self.reconcile_inner(request).await).await })
     }
 
     fn cleanup<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<(), CloudError>> {
-        Box::pin(self.cleanup_inner(request))
+        Box::pin(async move { self.renewing(self.cleanup_inner(request).await).await })
     }
 
     fn revoke<'a>(
         &'a self,
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
-        Box::pin(self.revoke_inner(request))
+        Box::pin(async move { self.renewing(self.revoke_inner(request).await).await })
     }
 
     fn check<'a>(
@@ -566,11 +588,13 @@ impl CloudProvider for GcpProvider {
             };
             let project = &defaults.project_id;
             let email = naming::email(crate::CREDENTIALS_PROBE, project);
-            self.clients()
+            let checked = self
+                .clients()
                 .await?
                 .get_account(&format!("projects/{project}/serviceAccounts/{email}"))
                 .await
-                .map(drop)
+                .map(drop);
+            self.renewing(checked).await
         })
     }
 }

@@ -39,9 +39,13 @@ struct StateData {
     /// Workload identity pool providers keyed by their resource name.
     providers: BTreeMap<String, sts::PoolProvider>,
     /// Federated tokens from STS: token → principal member.
-    federated: BTreeMap<String, String>,
+    federated: BTreeMap<String, (String, u64)>,
     /// Access tokens: token → who (an email, or `owner`).
-    access: BTreeMap<String, String>,
+    access: BTreeMap<String, (String, u64)>,
+    /// Calls refused for an access token past its expiry (the fake's clock).
+    expired_tokens_refused: u64,
+    /// STS exchanges refused for an expired (or not yet valid) assertion.
+    pub(crate) expired_assertions_refused: u64,
     /// Project number by project ID.
     projects: BTreeMap<String, String>,
 }
@@ -54,7 +58,9 @@ pub const OWNER_TOKEN: &str = "wib-fake-gcp-owner";
 impl GcpFake {
     pub fn new(ca_pem: Option<&[u8]>) -> anyhow::Result<Shared> {
         let mut state = StateData::default();
-        state.access.insert(OWNER_TOKEN.into(), "owner".into());
+        state
+            .access
+            .insert(OWNER_TOKEN.into(), ("owner".into(), u64::MAX));
         Ok(Arc::new(Self {
             state: Mutex::new(state),
             faults: Faults::default(),
@@ -121,16 +127,27 @@ async fn dispatch(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let caller = headers
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| fake.state().access.get(t).cloned());
-    let federated = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| fake.state().federated.get(t).cloned());
+        .unwrap_or_default();
+    // A token past its expiry is no token at all, as Google answers it.
+    let now = fake.verifier.clock.now();
+    let (caller, federated) = {
+        let mut state = fake.state();
+        let live = |held: Option<&(String, u64)>| {
+            held.filter(|(_, exp)| *exp > now)
+                .map(|(who, _)| who.clone())
+        };
+        let expired = |held: Option<&(String, u64)>| held.is_some_and(|(_, exp)| *exp <= now);
+        let (access, federated) = (state.access.get(bearer), state.federated.get(bearer));
+        let found = (live(access), live(federated));
+        if expired(access) || expired(federated) {
+            state.expired_tokens_refused += 1;
+        }
+        found
+    };
     let request = Request {
         method,
         path,
@@ -185,7 +202,12 @@ async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
         .iter()
         .map(|(k, p)| (k, p.to_json(3).unwrap_or_default()))
         .collect();
-    axum::Json(json!({"serviceAccounts": accounts, "policies": policies}))
+    axum::Json(json!({
+        "serviceAccounts": accounts,
+        "policies": policies,
+        "expiredTokensRefused": state.expired_tokens_refused,
+        "expiredAssertionsRefused": state.expired_assertions_refused,
+    }))
 }
 
 #[derive(Deserialize)]

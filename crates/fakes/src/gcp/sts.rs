@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{GcpFake, Request, rpc_error};
+use crate::oidc::TokenError;
 
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
 const TOKEN_CREATOR: &str = "roles/iam.serviceAccountTokenCreator";
@@ -91,6 +92,9 @@ pub(crate) async fn token(fake: &GcpFake, request: &Request) -> Response {
     {
         Ok(claims) => claims,
         Err(e) => {
+            if matches!(e, TokenError::Expired | TokenError::NotYetValid) {
+                fake.state().expired_assertions_refused += 1;
+            }
             return oauth_error(
                 "invalid_grant",
                 format!("Unable to verify the ID token: {e}"),
@@ -115,7 +119,10 @@ pub(crate) async fn token(fake: &GcpFake, request: &Request) -> Response {
         claims.sub
     );
     let token = random_token("ya29.federated");
-    fake.state().federated.insert(token.clone(), principal);
+    let expiry = fake.verifier.clock.now() + 3600;
+    fake.state()
+        .federated
+        .insert(token.clone(), (principal, expiry));
     axum::Json(json!({
         "access_token": token,
         "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
@@ -172,7 +179,8 @@ pub(crate) async fn generate_access_token(
         );
     }
     let token = random_token("ya29.impersonated");
-    state.access.insert(token.clone(), email);
-    let expire_time = crate::clock::rfc3339(fake.verifier.clock.now() + 3600);
+    let expiry = fake.verifier.clock.now() + 3600;
+    state.access.insert(token.clone(), (email, expiry));
+    let expire_time = crate::clock::rfc3339(expiry);
     axum::Json(json!({"accessToken": token, "expireTime": expire_time})).into_response()
 }
