@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use wib_fakes::azure::{AzureFake, router};
 use wib_testenv::{ControlPlane, Options};
 
+mod common;
+use common::{Forgery, forged};
+
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
 const AUD: &str = "api://AzureADTokenExchange";
@@ -129,10 +132,20 @@ async fn entra_exchanges_only_tokens_matching_a_federated_credential_and_arm_fol
     .await;
     let (_, body) = fake.exchange("other-issuer-app", &operator_token).await;
     assert_eq!(body["error_codes"][0].as_u64(), Some(700211), "{body}");
-    let (_, body) = fake
-        .exchange("operator-app", &expired_token(&cp, &operator_token))
+    for forgery in [Forgery::Expired, Forgery::NotYetValid] {
+        let (_, body) = fake
+            .exchange("operator-app", &forged(&cp, &operator_token, forgery))
+            .await;
+        assert_eq!(body["error_codes"][0].as_u64(), Some(700024), "{body}");
+    }
+    // Current and well-formed, signed by a key the issuer never published.
+    let (status, body) = fake
+        .exchange(
+            "operator-app",
+            &forged(&cp, &operator_token, Forgery::ForeignKey),
+        )
         .await;
-    assert_eq!(body["error_codes"][0].as_u64(), Some(700024), "{body}");
+    assert_eq!(status, 401, "{body}");
     let (_, body) = fake.exchange("no-such-app", &operator_token).await;
     assert_eq!(body["error_codes"][0].as_u64(), Some(700016), "{body}");
     let mut tampered = operator_token.clone();
@@ -384,23 +397,4 @@ async fn entra_exchanges_only_tokens_matching_a_federated_credential_and_arm_fol
     let (status, _, _) = fake.arm(reqwest::Method::DELETE, &get, &access, None).await;
     assert_eq!(status, 204);
     let _ = client_id;
-}
-
-/// A token like the API server's (same key, kid, issuer, subject) that
-/// expired a minute ago: signed here with the control plane's ServiceAccount key.
-fn expired_token(cp: &ControlPlane, real: &str) -> String {
-    let header = jsonwebtoken::decode_header(real).expect("header");
-    let key = std::fs::read(cp.dir().join("sa.key")).expect("signing key");
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(&key).expect("EC key");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let claims = json!({
-        "iss": cp.issuer(), "sub": "system:serviceaccount:default:operator", "aud": [AUD],
-        "iat": now - 3660, "nbf": now - 3660, "exp": now - 60,
-    });
-    let mut out = jsonwebtoken::Header::new(header.alg);
-    out.kid = header.kid;
-    jsonwebtoken::encode(&out, &claims, &key).expect("sign")
 }

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use wib_fakes::gcp::{GcpFake, OWNER_TOKEN, router};
 use wib_testenv::{ControlPlane, Options};
 
+mod common;
+use common::{Forgery, forged};
+
 const PROJECT: &str = "fake-project";
 const NUMBER: &str = "42";
 
@@ -286,6 +289,19 @@ async fn sts_verifies_the_kubernetes_token_and_impersonation_needs_workload_iden
         (400, Some("invalid_grant")),
         "{body}"
     );
+    // Expired, not yet valid, or signed by another key: refused.
+    for forgery in [Forgery::Expired, Forgery::NotYetValid, Forgery::ForeignKey] {
+        let (status, body) = exchange(
+            forged(&cp, &token, forgery),
+            format!("//iam.googleapis.com/{provider}"),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+    }
     // A tampered signature: refused.
     let tampered = format!("{}x", token.trim_end_matches('='));
     let (status, _) = exchange(tampered, format!("//iam.googleapis.com/{provider}")).await;
