@@ -563,8 +563,13 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
         vec![S3_READ_ONLY.to_string()]
     );
 
-    // A crash mid-reconcile: the operator is killed as soon as the role
-    // exists; the next one finishes without duplicating anything.
+    // A crash mid-reconcile: the policy attachment after the role's
+    // creation is held, and the operator killed while it waits; the next
+    // one finishes without duplicating anything.
+    env.moto()
+        .hold("AttachRolePolicy", 5000, 1)
+        .await
+        .expect("hold");
     env.apply(&binding(
         "crashy",
         "crashy",
@@ -572,10 +577,14 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
     ))
     .await
     .expect("binding");
-    wait_for("role created", async || {
-        role_state(&iam, &role_name("crashy")).await.map(|_| ())
+    wait_for("the attachment held", async || {
+        (env.moto().held("AttachRolePolicy").await.ok()? == 1).then_some(())
     })
     .await;
+    assert!(
+        role_state(&iam, &role_name("crashy")).await.is_some(),
+        "the role exists when the operator dies"
+    );
     env.operator_mut().kill();
     env.operator_mut().restart().expect("restart");
     env.wait_condition(NS, "crashy", READY, "True", "Provisioned")

@@ -107,6 +107,34 @@ impl Moto {
         Ok(())
     }
 
+    /// Holds the next `times` calls of an IAM `action` for `ms` before
+    /// moto serves them (e2e/moto/server.py).
+    pub async fn hold(&self, action: &str, ms: u64, times: u32) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/wib-faults", self.url))
+            .json(&serde_json::json!({"action": action, "latencyMs": ms, "times": times}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("moto /wib-faults: {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// How many calls of `action` were held so far.
+    pub async fn held(&self, action: &str) -> Result<u64> {
+        let body: Value = self
+            .http
+            .get(format!("{}/wib-faults", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(body["held"][action].as_u64().unwrap_or_default())
+    }
+
     /// Starts moto's request recorder afresh.
     pub async fn start_recording(&self) -> Result<()> {
         self.post("/moto-api/recorder/reset-recording").await?;
