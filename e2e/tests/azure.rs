@@ -442,6 +442,23 @@ async fn throttling_server_errors_and_replication_delay_end_ready_without_duplic
     env.wait_events(NS, "flaky", &["WaitingForPrincipalReplication"])
         .await
         .expect("Events");
+    // Every injected fault was served (the fake's log), so Ready came
+    // through them, not around them.
+    let calls = env.azure().calls().await.expect("calls");
+    let served = |operation: &str, status: u64| {
+        calls["log"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["operation"] == operation && c["fault"] == status)
+            .count()
+    };
+    assert_eq!(served("RoleAssignments_Create", 429), 2, "{calls}");
+    assert_eq!(
+        served("FederatedIdentityCredentials_CreateOrUpdate", 500),
+        2,
+        "{calls}"
+    );
 }
 
 #[tokio::test]
