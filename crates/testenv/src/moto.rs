@@ -122,6 +122,48 @@ impl Moto {
         Ok(())
     }
 
+    /// Moves the fake's clock forward (e2e/moto/server.py): web identity
+    /// tokens and the sessions moto issued expire as after that long.
+    pub async fn advance_clock(&self, seconds: u64) -> Result<()> {
+        self.http
+            .post(format!("{}/wib-clock", self.url))
+            .json(&serde_json::json!({"advanceSeconds": seconds}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// What the clock made moto refuse: `expiredTokensRefused` (calls
+    /// signed with an expired session), `expiredAssertionsRefused`.
+    pub async fn refused(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/wib-faults", self.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Writes a fresh token into the operator's token file, as the kubelet
+    /// rotates it, valid for `seconds` from now (real time).
+    pub async fn rotate_operator_token(&self, cluster: &ClusterRef, seconds: u64) -> Result<()> {
+        let token = cluster
+            .service_account_token_lasting(
+                OPERATOR_NAMESPACE,
+                OPERATOR_SERVICE_ACCOUNT,
+                STS_AUDIENCE,
+                seconds,
+            )
+            .await?;
+        let staged = cluster.dir.join("aws-web-identity-token.new");
+        std::fs::write(&staged, token)?;
+        std::fs::rename(&staged, cluster.dir.join("aws-web-identity-token"))?;
+        Ok(())
+    }
+
     /// How many calls of `action` were held so far.
     pub async fn held(&self, action: &str) -> Result<u64> {
         let body: Value = self

@@ -40,6 +40,8 @@ pub struct Iam {
     client: aws_sdk_iam::Client,
     observer: Observer,
     limiter: std::sync::Arc<crate::limiter::Limiter>,
+    /// Raised on `ExpiredToken`: wib's credentials fetch a new session.
+    stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
@@ -65,6 +67,21 @@ fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     code(e) == Some("NoSuchEntity")
 }
 
+/// Whether the call failed for want of credentials, not in IAM.
+fn no_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// The condition reason and message of a failed IAM call.
 pub fn error<E, R>(doing: &str, e: SdkError<E, R>) -> CloudError
 where
@@ -80,8 +97,11 @@ where
             | "SignatureDoesNotMatch"
             | "UnrecognizedClientException",
         ) => Reason::CloudAuthorizationFailed,
-        // wib's session expired under it: the SDK fetches a new one.
+        // wib's session expired under it: a new one is fetched.
         Some("ExpiredToken") => Reason::CloudAuthenticationFailed,
+        // No session to be had (STS refused the token file's token, or
+        // could not be reached): retried, reading the file again.
+        None if no_credentials(&e) => Reason::CloudAuthenticationFailed,
         Some("MalformedPolicyDocument") => Reason::InvalidPolicyDocument,
         Some("LimitExceeded") => Reason::QuotaExceeded,
         Some("NoSuchEntity") => Reason::RoleNotFound,
@@ -118,11 +138,16 @@ impl Iam {
     /// IAM's documented control-plane quota is in the tens of calls per
     /// second per account; wib stays well below it by default
     /// (`WIB_AWS_CALLS_PER_SECOND`).
-    pub fn new(client: aws_sdk_iam::Client, observer: Observer) -> Self {
+    pub fn new(
+        client: aws_sdk_iam::Client,
+        observer: Observer,
+        stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Self {
         Self {
             client,
             observer,
             limiter: std::sync::Arc::new(crate::limiter::Limiter::from_env("aws", 10.0)),
+            stale,
         }
     }
 
@@ -135,7 +160,14 @@ impl Iam {
         E: ProvideErrorMetadata,
     {
         self.limiter.acquire().await;
-        calls::observed(&self.observer, "aws", operation, classify, call).await
+        let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
+        if let Err(e) = &result
+            && code(e) == Some("ExpiredToken")
+            && let Some(stale) = &self.stale
+        {
+            stale.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     pub async fn get_role(&self, name: &str) -> Result<Option<Role>, CloudError> {

@@ -3,6 +3,7 @@
 //! and inline policies the binding lists. Every step reads first and writes
 //! only what differs, so a steady state makes no IAM writes.
 
+pub mod credentials;
 pub mod iam;
 pub mod inline_policy;
 pub mod naming;
@@ -45,7 +46,20 @@ pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
         .region(aws_config::Region::new(region))
         .load()
         .await;
-    let iam = aws_sdk_iam::config::Builder::from(&config).build();
+    let mut iam = aws_sdk_iam::config::Builder::from(&config);
+    // wib caches its session itself, so that IAM refusing it drops it.
+    let stale = match config.credentials_provider() {
+        Some(chain) => {
+            let renewable = credentials::Renewable::new(chain);
+            let stale = renewable.stale.clone();
+            iam = iam
+                .credentials_provider(renewable)
+                .identity_cache(aws_sdk_iam::config::IdentityCache::no_cache());
+            Some(stale)
+        }
+        None => None,
+    };
+    let iam = iam.build();
     let max = match std::env::var("WIB_AWS_TRUST_POLICY_MAX_CHARS") {
         Ok(raw) => raw.parse().map_err(|e| {
             CloudError::new(
@@ -56,7 +70,7 @@ pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
         Err(_) => policy::TRUST_POLICY_MAX_CHARS,
     };
     Ok(AwsProvider::new(
-        Iam::new(aws_sdk_iam::Client::from_conf(iam), observer),
+        Iam::new(aws_sdk_iam::Client::from_conf(iam), observer, stale),
         max,
     ))
 }
