@@ -26,6 +26,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub clock: fn() -> Time,
     backoff: Mutex<HashMap<String, u32>>,
+    /// Set once both caches have their first full list (see `run`).
+    synced: std::sync::atomic::AtomicBool,
     /// Objects a cloud asked wib to leave alone until then (Retry-After):
     /// a reconcile their own status write triggers meanwhile does nothing.
     not_before: Mutex<HashMap<String, Instant>>,
@@ -74,6 +76,7 @@ impl Context {
             metrics,
             clock: || Time(Timestamp::now()),
             backoff: Mutex::new(HashMap::new()),
+            synced: std::sync::atomic::AtomicBool::new(false),
             not_before: Mutex::new(HashMap::new()),
         })
     }
@@ -89,7 +92,7 @@ impl Context {
         base.mul_f64(jitter())
     }
 
-    /// Forgets the failures of `key` after a successful reconcile.
+    /// Forgets the failures and any hold of `key`: it settled, or it is gone.
     pub fn reset_backoff(&self, key: &str) {
         self.backoff
             .lock()
@@ -99,6 +102,21 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    /// Whether the provider and bindings caches hold a full list yet: before
+    /// that, an empty provider cache reads as ProviderNotFound (and could
+    /// revoke a Ready binding's federation) and a partial bindings cache
+    /// misses claimants and users. Awaited once, by the readiness probe;
+    /// everyone else only reads this flag (kube's `wait_until_ready` must
+    /// not be polled and dropped, or later waiters may never wake).
+    pub fn caches_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn mark_caches_synced(&self) {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Holds `key` for `wait`, as the cloud asked.

@@ -118,11 +118,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let readiness = {
         let (providers, bindings) = (ctx.providers.clone(), ctx.bindings.clone());
-        let ready = ready.clone();
+        let (ready, ctx) = (ready.clone(), ctx.clone());
         async move {
             if providers.wait_until_ready().await.is_ok()
                 && bindings.wait_until_ready().await.is_ok()
             {
+                ctx.mark_caches_synced();
                 ready.store(true, Ordering::Relaxed);
                 tracing::info!("caches synced; ready");
             }

@@ -135,10 +135,9 @@ async fn apply(provider: &ClusterIdentityProvider, ctx: &Context) -> Result<Acti
 /// it, and says which; the bindings cache must have synced first, or an
 /// empty cache would let it go at start-up.
 async fn release(provider: &ClusterIdentityProvider, ctx: &Context) -> Result<Action, Error> {
-    ctx.bindings
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::MissingField("a synced bindings cache"))?;
+    if !ctx.caches_synced() {
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
     let users = in_use::users(provider, &ctx.bindings.state(), &ctx.providers.state());
     if users.is_empty() {
         tracing::info!("no binding uses the provider any more; releasing it");

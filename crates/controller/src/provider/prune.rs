@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 
-use futures::FutureExt;
 use kube::{Resource, ResourceExt};
 use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
 
@@ -40,7 +39,7 @@ pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: O
     let Some(issuer) = provider.status.as_ref().and_then(|s| s.issuer.as_deref()) else {
         return;
     };
-    if ctx.bindings.wait_until_ready().now_or_never().is_none() {
+    if !ctx.caches_synced() {
         return;
     }
     let bindings = ctx.bindings.state();

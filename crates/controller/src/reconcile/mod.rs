@@ -126,6 +126,11 @@ async fn reconcile(
     let span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any());
     async move {
         let started = Instant::now();
+        // Not judged against caches still filling after a start or a
+        // leader change (see Context::caches_synced).
+        if !ctx.caches_synced() {
+            return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+        }
         // The cloud asked for a pause (Retry-After): a reconcile triggered
         // meanwhile (by this binding's own status write) waits it out.
         if let Some(left) = ctx.held(&backoff_key(&binding)) {
@@ -145,9 +150,6 @@ async fn reconcile(
         .map_err(|e| Error::Finalizer(Box::new(e)));
         let label = if result.is_ok() { "success" } else { "error" };
         ctx.metrics.reconciled(CONTROLLER, label, started.elapsed());
-        if result.is_ok() {
-            ctx.reset_backoff(&backoff_key(&binding));
-        }
         result
     }
     .instrument(span)
@@ -241,6 +243,9 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
         }
         return Ok(Action::requeue(backoff));
     }
+    // Only a settled binding forgets its failures: a transient one reported
+    // in status is a successful reconcile too, and must keep backing off.
+    ctx.reset_backoff(&backoff_key(binding));
     Ok(Action::requeue(ctx.settings.resync()))
 }
 
@@ -387,6 +392,8 @@ async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Act
         return Err(error);
     }
     execute::release_service_account(binding, ctx).await?;
+    // The binding is going: nothing of it stays in memory.
+    ctx.reset_backoff(&backoff_key(binding));
     Ok(Action::await_change())
 }
 

@@ -29,18 +29,6 @@ pub async fn observe(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result
     let namespace = binding
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    // After a start (or a leader change) the caches may still be filling:
-    // an empty provider cache would read as ProviderNotFound and turn Ready
-    // bindings False (and could revoke them), a partial bindings cache would
-    // miss a claimant. Both are waited for, once.
-    ctx.providers
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheClosed("providers"))?;
-    ctx.bindings
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheClosed("bindings"))?;
     let sa_name = binding.service_account_name();
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let namespace_labels = namespaces
