@@ -659,6 +659,72 @@ impl Env {
     }
 }
 
+/// What a deployment does over weeks, in seconds: the cloud's clock moves
+/// two hours on (wib's access token or session, and the assertion in its
+/// token file, expire), a new binding made by `apply(name)` is refused as
+/// `CloudAuthenticationFailed` and retried (not stalled), the kubelet
+/// rotates the token file, and the binding turns Ready. Asserts from the
+/// fake that both an expired token and the old assertion were refused.
+pub async fn survives_expiry_and_rotation(
+    env: &Env,
+    fake: &impl wib_testenv::expiry::Expiring,
+    namespace: &str,
+    binding: impl Fn(&str) -> String,
+) {
+    let Cluster::Local(cp) = &env.cp else {
+        panic!("this scenario rotates the operator's token file itself");
+    };
+    env.apply(&binding("before")).await.expect("binding");
+    env.wait_condition(
+        namespace,
+        "before",
+        wib_api::conditions::READY,
+        "True",
+        "Provisioned",
+    )
+    .await
+    .expect("Ready");
+    fake.advance_clock(2 * 3600).await.expect("clock");
+    env.apply(&binding("after")).await.expect("binding");
+    let refused = env
+        .wait_condition(
+            namespace,
+            "after",
+            wib_api::conditions::READY,
+            "False",
+            "CloudAuthenticationFailed",
+        )
+        .await
+        .expect("the refusal is reported, and retried");
+    assert_eq!(
+        condition(&refused, wib_api::conditions::STALLED).map(|c| c.status.as_str()),
+        Some("False"),
+        "an expired token heals: not stalled"
+    );
+    let cluster = cp.cluster_ref().await.expect("cluster");
+    fake.rotate_operator_token(&cluster, 6 * 3600)
+        .await
+        .expect("rotation");
+    env.wait_condition(
+        namespace,
+        "after",
+        wib_api::conditions::READY,
+        "True",
+        "Provisioned",
+    )
+    .await
+    .expect("Ready with a token from the rotated file");
+    let (tokens, assertions) = fake.expiry_refusals().await.expect("counts");
+    assert!(
+        tokens >= 1,
+        "the cloud refused the expired token or session"
+    );
+    assert!(
+        assertions >= 1,
+        "the token endpoint refused the old assertion"
+    );
+}
+
 /// A file-name-safe digest of a token.
 fn short_id(token: &str) -> String {
     wib_api::naming::name_hash(token)

@@ -955,45 +955,8 @@ async fn a_trust_statement_of_wibs_id_for_another_subject_is_never_overwritten()
 #[tokio::test]
 async fn wib_keeps_reconciling_across_a_session_expiry_and_a_token_file_rotation() {
     let env = env("").await;
-    let wib_e2e::Cluster::Local(cp) = &env.cp else {
-        panic!("this scenario rotates the operator's token file itself");
-    };
-    env.apply(&binding("before", "before", "    {}\n"))
-        .await
-        .expect("binding");
-    env.wait_condition(NS, "before", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-
-    // Two hours on, as AWS sees it: wib's session and the web identity
-    // token in its file have both expired.
-    env.moto().advance_clock(2 * 3600).await.expect("clock");
-    env.apply(&binding("after", "after", "    {}\n"))
-        .await
-        .expect("binding");
-    let refused = env
-        .wait_condition(NS, "after", READY, "False", "CloudAuthenticationFailed")
-        .await
-        .expect("the refusal is reported, and retried");
-    assert_eq!(
-        wib_e2e::condition(&refused, "Stalled").map(|c| c.status.as_str()),
-        Some("False")
-    );
-
-    env.moto()
-        .rotate_operator_token(&cp.cluster_ref().await.expect("cluster"), 6 * 3600)
-        .await
-        .expect("rotation");
-    env.wait_condition(NS, "after", READY, "True", "Provisioned")
-        .await
-        .expect("Ready with a session from the rotated file");
-    let refused = env.moto().refused().await.expect("counts");
-    assert!(
-        refused["expiredTokensRefused"].as_u64() >= Some(1),
-        "IAM refused the expired session: {refused}"
-    );
-    assert!(
-        refused["expiredAssertionsRefused"].as_u64() >= Some(1),
-        "STS refused the old token: {refused}"
-    );
+    wib_e2e::survives_expiry_and_rotation(&env, env.moto(), NS, |name| {
+        binding(name, name, "    {}\n")
+    })
+    .await;
 }

@@ -861,63 +861,10 @@ async fn an_unreachable_cloud_blocks_deletion_until_it_answers() {
 #[tokio::test]
 async fn wib_keeps_reconciling_across_an_access_token_expiry_and_a_token_file_rotation() {
     let env = env().await;
-    let wib_e2e::Cluster::Local(cp) = &env.cp else {
-        panic!("this scenario rotates the operator's token file itself");
-    };
-    env.apply(&binding(
-        "before",
-        "before",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "",
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "before", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-
-    // Two hours on, as Azure sees it: the access token wib holds and the
-    // assertion in its token file have both expired.
-    env.azure().advance_clock(2 * 3600).await.expect("clock");
-    env.apply(&binding(
-        "after",
-        "after",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "",
-    ))
-    .await
-    .expect("binding");
-    let refused = env
-        .wait_condition(NS, "after", READY, "False", "CloudAuthenticationFailed")
-        .await
-        .expect("the refusal is reported, and retried");
-    assert_eq!(
-        condition(&refused, "Stalled").map(|c| c.status.as_str()),
-        Some("False"),
-        "an expired token heals: not stalled"
-    );
-
-    // The kubelet rotates the file: the next attempt reads it again.
-    env.azure()
-        .rotate_operator_token(&cp.cluster_ref().await.expect("cluster"), 6 * 3600)
-        .await
-        .expect("rotation");
-    env.wait_condition(NS, "after", READY, "True", "Provisioned")
-        .await
-        .expect("Ready with a token from the rotated file");
-
-    let state = env.azure().state().await.expect("state");
-    assert!(
-        state["expiredTokensRefused"].as_u64() >= Some(1),
-        "ARM refused the expired access token: {state}"
-    );
-    assert!(
-        state["expiredAssertionsRefused"].as_u64() >= Some(1),
-        "Entra refused the old assertion: {state}"
-    );
-    assert_eq!(identities(&state).len(), 2, "{state}");
+    wib_e2e::survives_expiry_and_rotation(&env, env.azure(), NS, |name| {
+        binding(name, name, "Key Vault Secrets User", &vault_scope(), "")
+    })
+    .await;
 }
 
 #[tokio::test]

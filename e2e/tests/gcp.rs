@@ -568,45 +568,8 @@ async fn roles_on_a_project_dropped_from_the_spec_are_revoked() {
 #[tokio::test]
 async fn wib_keeps_reconciling_across_an_access_token_expiry_and_a_token_file_rotation() {
     let env = env(false, "").await;
-    let wib_e2e::Cluster::Local(cp) = &env.cp else {
-        panic!("this scenario rotates the operator's token file itself");
-    };
-    env.apply(&binding("before", "    roles: []\n"))
-        .await
-        .expect("binding");
-    env.wait_condition(NS, "before", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-
-    // Two hours on, as Google sees it: wib's access token and the assertion
-    // in its token file have both expired.
-    env.gcp().advance_clock(2 * 3600).await.expect("clock");
-    env.apply(&binding("after", "    roles: []\n"))
-        .await
-        .expect("binding");
-    let refused = env
-        .wait_condition(NS, "after", READY, "False", "CloudAuthenticationFailed")
-        .await
-        .expect("the refusal is reported, and retried");
-    assert_eq!(
-        condition(&refused, "Stalled").map(|c| c.status.as_str()),
-        Some("False")
-    );
-
-    env.gcp()
-        .rotate_operator_token(&cp.cluster_ref().await.expect("cluster"), 6 * 3600)
-        .await
-        .expect("rotation");
-    env.wait_condition(NS, "after", READY, "True", "Provisioned")
-        .await
-        .expect("Ready with a token from the rotated file");
-    let state = env.gcp().state().await.expect("state");
-    assert!(
-        state["expiredTokensRefused"].as_u64() >= Some(1),
-        "IAM refused the expired access token: {state}"
-    );
-    assert!(
-        state["expiredAssertionsRefused"].as_u64() >= Some(1),
-        "STS refused the old assertion: {state}"
-    );
+    wib_e2e::survives_expiry_and_rotation(&env, env.gcp(), NS, |name| {
+        binding(name, "    roles: []\n")
+    })
+    .await;
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher;
 use wib_api::WorkloadIdentityBinding;
 use wib_api::conditions::READY;
@@ -18,6 +19,23 @@ fn binding(i: usize) -> String {
     format!(
         "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: app-{i}\n  namespace: {NS}\nspec:\n  gcp: {{}}\n"
     )
+}
+
+/// Each binding's name and when its Ready condition last changed.
+async fn ready_since(env: &Env) -> Vec<(Option<String>, Option<Time>)> {
+    env.bindings(NS)
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|b| {
+            (
+                b.metadata.name.clone(),
+                condition(&b, READY).map(|c| c.last_transition_time.clone()),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -67,20 +85,7 @@ async fn a_restart_under_fifty_ready_bindings_flips_no_condition_and_writes_noth
             }
         }
     });
-    let before: Vec<_> = env
-        .bindings(NS)
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .map(|b| {
-            (
-                b.metadata.name.clone(),
-                condition(&b, READY).map(|c| c.last_transition_time.clone()),
-            )
-        })
-        .collect();
+    let before = ready_since(&env).await;
     let writes_before = env.gcp().calls().await.expect("calls")["writes"].clone();
 
     env.operator_mut().kill();
@@ -114,19 +119,6 @@ async fn a_restart_under_fifty_ready_bindings_flips_no_condition_and_writes_noth
         calls["writes"], writes_before,
         "cloud writes after the restart: {calls}"
     );
-    let after: Vec<_> = env
-        .bindings(NS)
-        .list(&Default::default())
-        .await
-        .expect("list")
-        .items
-        .into_iter()
-        .map(|b| {
-            (
-                b.metadata.name.clone(),
-                condition(&b, READY).map(|c| c.last_transition_time.clone()),
-            )
-        })
-        .collect();
+    let after = ready_since(&env).await;
     assert_eq!(before, after, "no condition moved");
 }

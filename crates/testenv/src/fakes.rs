@@ -118,37 +118,6 @@ impl AzureFake {
         get_json(&self.http, &format!("{}/admin/state", self.url)).await
     }
 
-    /// Moves the fake's clock forward: access tokens it issued and
-    /// assertions presented to it expire as they would after that long.
-    pub async fn advance_clock(&self, seconds: u64) -> Result<()> {
-        self.admin_post("/admin/clock", json!({"advanceSeconds": seconds}))
-            .await
-    }
-
-    /// Writes a fresh token into the operator's token file, as the kubelet
-    /// rotates it, valid for `seconds` from now (real time).
-    pub async fn rotate_operator_token(&self, cluster: &ClusterRef, seconds: u64) -> Result<()> {
-        let token = cluster
-            .service_account_token_lasting(
-                OPERATOR_NAMESPACE,
-                OPERATOR_SERVICE_ACCOUNT,
-                AZURE_AUDIENCE,
-                seconds,
-            )
-            .await?;
-        let file = self
-            .operator_env
-            .iter()
-            .find(|(k, _)| k == "AZURE_FEDERATED_TOKEN_FILE")
-            .map(|(_, v)| v.clone())
-            .context("the operator has no Azure token file")?;
-        // Atomically, as the kubelet swaps its ..data symlink.
-        let staged = format!("{file}.new");
-        std::fs::write(&staged, token)?;
-        std::fs::rename(&staged, &file)?;
-        Ok(())
-    }
-
     /// Per-operation call counters and the number of writes.
     pub async fn calls(&self) -> Result<Value> {
         get_json(&self.http, &format!("{}/admin/calls", self.url)).await
@@ -282,4 +251,28 @@ async fn listening_url(cp: &ControlPlane, name: &str, scheme: &str) -> Result<St
 /// GET of a fake's admin JSON.
 pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
     Ok(http.get(url).send().await?.json().await?)
+}
+
+impl crate::expiry::Expiring for AzureFake {
+    async fn advance_clock(&self, seconds: u64) -> Result<()> {
+        self.admin_post("/admin/clock", json!({"advanceSeconds": seconds}))
+            .await
+    }
+
+    fn operator_token(&self, cluster: &ClusterRef) -> (PathBuf, String) {
+        (
+            cluster.dir.join("azure-identity-token"),
+            AZURE_AUDIENCE.to_string(),
+        )
+    }
+
+    async fn expiry_refusals(&self) -> Result<(u64, u64)> {
+        let state = self.state().await?;
+        Ok((
+            state["expiredTokensRefused"].as_u64().unwrap_or_default(),
+            state["expiredAssertionsRefused"]
+                .as_u64()
+                .unwrap_or_default(),
+        ))
+    }
 }

@@ -166,32 +166,6 @@ impl GcpFake {
         Ok(body)
     }
 
-    /// Moves the fake's clock forward: the tokens STS and IAM Credentials
-    /// issued, and presented assertions, expire as they would after that long.
-    pub async fn advance_clock(&self, seconds: u64) -> Result<()> {
-        self.post("/admin/clock", json!({"advanceSeconds": seconds}))
-            .await
-            .map(drop)
-    }
-
-    /// Writes a fresh token into the operator's token file, as the kubelet
-    /// rotates it, valid for `seconds` from now (real time).
-    pub async fn rotate_operator_token(&self, cluster: &ClusterRef, seconds: u64) -> Result<()> {
-        let token = cluster
-            .service_account_token_lasting(
-                OPERATOR_NAMESPACE,
-                OPERATOR_SERVICE_ACCOUNT,
-                &token_audience(),
-                seconds,
-            )
-            .await?;
-        let file = cluster.dir.join("gcp-identity-token");
-        let staged = cluster.dir.join("gcp-identity-token.new");
-        std::fs::write(&staged, token)?;
-        std::fs::rename(&staged, &file)?;
-        Ok(())
-    }
-
     /// Everything the fake holds: service accounts and IAM policies.
     pub async fn state(&self) -> Result<Value> {
         get_json(&self.http, &format!("{}/admin/state", self.url)).await
@@ -214,5 +188,27 @@ impl GcpFake {
             bail!("inject: {}", response.status());
         }
         Ok(())
+    }
+}
+
+impl crate::expiry::Expiring for GcpFake {
+    async fn advance_clock(&self, seconds: u64) -> Result<()> {
+        self.post("/admin/clock", json!({"advanceSeconds": seconds}))
+            .await
+            .map(drop)
+    }
+
+    fn operator_token(&self, cluster: &ClusterRef) -> (std::path::PathBuf, String) {
+        (cluster.dir.join("gcp-identity-token"), token_audience())
+    }
+
+    async fn expiry_refusals(&self) -> Result<(u64, u64)> {
+        let state = self.state().await?;
+        Ok((
+            state["expiredTokensRefused"].as_u64().unwrap_or_default(),
+            state["expiredAssertionsRefused"]
+                .as_u64()
+                .unwrap_or_default(),
+        ))
     }
 }

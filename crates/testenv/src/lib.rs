@@ -6,6 +6,7 @@ pub mod attached;
 pub mod binaries;
 pub mod cluster;
 pub mod controlplane;
+pub mod expiry;
 pub mod fakes;
 pub mod gcp;
 pub mod moto;

@@ -122,21 +122,15 @@ impl Moto {
         Ok(())
     }
 
-    /// Moves the fake's clock forward (e2e/moto/server.py): web identity
-    /// tokens and the sessions moto issued expire as after that long.
-    pub async fn advance_clock(&self, seconds: u64) -> Result<()> {
-        self.http
-            .post(format!("{}/wib-clock", self.url))
-            .json(&serde_json::json!({"advanceSeconds": seconds}))
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
+    /// How many calls of `action` were held so far.
+    pub async fn held(&self, action: &str) -> Result<u64> {
+        Ok(self.wib_faults().await?["held"][action]
+            .as_u64()
+            .unwrap_or_default())
     }
 
-    /// What the clock made moto refuse: `expiredTokensRefused` (calls
-    /// signed with an expired session), `expiredAssertionsRefused`.
-    pub async fn refused(&self) -> Result<Value> {
+    /// e2e/moto/server.py's counters: calls held, expiries refused.
+    async fn wib_faults(&self) -> Result<Value> {
         Ok(self
             .http
             .get(format!("{}/wib-faults", self.url))
@@ -145,36 +139,6 @@ impl Moto {
             .error_for_status()?
             .json()
             .await?)
-    }
-
-    /// Writes a fresh token into the operator's token file, as the kubelet
-    /// rotates it, valid for `seconds` from now (real time).
-    pub async fn rotate_operator_token(&self, cluster: &ClusterRef, seconds: u64) -> Result<()> {
-        let token = cluster
-            .service_account_token_lasting(
-                OPERATOR_NAMESPACE,
-                OPERATOR_SERVICE_ACCOUNT,
-                STS_AUDIENCE,
-                seconds,
-            )
-            .await?;
-        let staged = cluster.dir.join("aws-web-identity-token.new");
-        std::fs::write(&staged, token)?;
-        std::fs::rename(&staged, cluster.dir.join("aws-web-identity-token"))?;
-        Ok(())
-    }
-
-    /// How many calls of `action` were held so far.
-    pub async fn held(&self, action: &str) -> Result<u64> {
-        let body: Value = self
-            .http
-            .get(format!("{}/wib-faults", self.url))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(body["held"][action].as_u64().unwrap_or_default())
     }
 
     /// Starts moto's request recorder afresh.
@@ -240,4 +204,35 @@ fn form_field(form: &str, key: &str) -> Option<String> {
         let (k, v) = pair.split_once('=')?;
         (k == key).then(|| v.to_string())
     })
+}
+
+impl crate::expiry::Expiring for Moto {
+    /// e2e/moto/server.py's clock: web identity tokens and the sessions
+    /// moto issued expire by it.
+    async fn advance_clock(&self, seconds: u64) -> Result<()> {
+        self.http
+            .post(format!("{}/wib-clock", self.url))
+            .json(&serde_json::json!({"advanceSeconds": seconds}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    fn operator_token(&self, cluster: &ClusterRef) -> (std::path::PathBuf, String) {
+        (
+            cluster.dir.join("aws-web-identity-token"),
+            STS_AUDIENCE.to_string(),
+        )
+    }
+
+    async fn expiry_refusals(&self) -> Result<(u64, u64)> {
+        let counts = self.wib_faults().await?;
+        Ok((
+            counts["expiredTokensRefused"].as_u64().unwrap_or_default(),
+            counts["expiredAssertionsRefused"]
+                .as_u64()
+                .unwrap_or_default(),
+        ))
+    }
 }
