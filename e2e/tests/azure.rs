@@ -761,17 +761,46 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
         "both assignments made"
     );
     env.azure().reset_calls().await.expect("reset");
+    let events_before = env.events_for(NS, "spread").await.expect("events").len();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let calls = env.azure().calls().await.expect("calls");
     assert_eq!(
         calls["writes"], 0,
         "assignments outside the identity's subscription are seen: {calls}"
     );
+    assert_eq!(
+        env.events_for(NS, "spread").await.expect("events").len(),
+        events_before,
+        "a steady state emits no Events"
+    );
+
+    // The other subscription's scope leaves the spec: its assignment goes,
+    // the management group's stays.
+    env.apply(&binding("spread", "spread", "Reader", group, ""))
+        .await
+        .expect("spec without the other subscription");
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    loop {
+        let state = env.azure().state().await.expect("state");
+        let left: Vec<String> = assignments(&state)
+            .iter()
+            .filter_map(|a| a["properties"]["scope"].as_str().map(str::to_string))
+            .filter(|scope| scope == group || scope == elsewhere)
+            .collect();
+        if left == [group.to_string()] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other subscription's assignment stayed: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     env.delete_binding(NS, "spread").await.expect("deleted");
     assert_eq!(
         placed(&env.azure().state().await.expect("state")),
         0,
-        "deletion removed both"
+        "deletion removed the rest"
     );
 }
 
