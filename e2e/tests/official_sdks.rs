@@ -50,33 +50,16 @@ fn pod(cloud: &str, envs: &[(&str, &OsStr)]) -> (bool, String) {
     )
 }
 
+/// The suite's provider, its GCP block with a workload identity pool (a
+/// pod's token is exchanged through STS, not GKE's metadata server).
 fn provider() -> String {
-    format!(
-        r#"apiVersion: wib.dev/v1alpha1
-kind: ClusterIdentityProvider
-metadata:
-  name: sdks
-  annotations:
-    wib.dev/is-default-provider: "true"
-spec:
-  clusterName: sdk
-  allowedScopes: [/subscriptions/00000000-0000-0000-0000-00000000aaaa]
-  azure:
-    tenantId: {tenant}
-    subscriptionId: 00000000-0000-0000-0000-00000000aaaa
-    resourceGroup: wib-e2e
-    location: westeurope
-  aws:
-    accountId: "123456789012"
-    createOidcProvider: true
-  gcp:
-    projectId: {GCP_PROJECT}
-    projectNumber: "{PROJECT_NUMBER}"
-    workloadIdentityPool: {POOL}
-    workloadIdentityProvider: {POOL_PROVIDER}
-"#,
-        tenant = wib_testenv::fakes::AZURE_TENANT
-    )
+    let gcp = format!("    projectId: {GCP_PROJECT}\n");
+    let with_pool = format!(
+        "{gcp}    projectNumber: \"{PROJECT_NUMBER}\"\n    workloadIdentityPool: {POOL}\n    workloadIdentityProvider: {POOL_PROVIDER}\n"
+    );
+    let yaml = wib_e2e::provider_yaml("sdks", true, None);
+    assert!(yaml.ends_with(&gcp), "{yaml}");
+    yaml.replace(&gcp, &with_pool)
 }
 
 fn binding(name: &str, cloud: &str) -> String {

@@ -34,6 +34,16 @@ pub trait Expiring {
     }
 }
 
+/// The two counters the Azure and GCP fakes keep in their `/admin/state`.
+pub fn refusals_in(state: &serde_json::Value) -> (u64, u64) {
+    (
+        state["expiredTokensRefused"].as_u64().unwrap_or_default(),
+        state["expiredAssertionsRefused"]
+            .as_u64()
+            .unwrap_or_default(),
+    )
+}
+
 fn write_atomically(file: &Path, contents: &str) -> Result<()> {
     let staged = file.with_extension("new");
     std::fs::write(&staged, contents)?;

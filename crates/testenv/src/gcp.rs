@@ -203,12 +203,6 @@ impl crate::expiry::Expiring for GcpFake {
     }
 
     async fn expiry_refusals(&self) -> Result<(u64, u64)> {
-        let state = self.state().await?;
-        Ok((
-            state["expiredTokensRefused"].as_u64().unwrap_or_default(),
-            state["expiredAssertionsRefused"]
-                .as_u64()
-                .unwrap_or_default(),
-        ))
+        Ok(crate::expiry::refusals_in(&self.state().await?))
     }
 }

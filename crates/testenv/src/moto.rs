@@ -227,12 +227,6 @@ impl crate::expiry::Expiring for Moto {
     }
 
     async fn expiry_refusals(&self) -> Result<(u64, u64)> {
-        let counts = self.wib_faults().await?;
-        Ok((
-            counts["expiredTokensRefused"].as_u64().unwrap_or_default(),
-            counts["expiredAssertionsRefused"]
-                .as_u64()
-                .unwrap_or_default(),
-        ))
+        Ok(crate::expiry::refusals_in(&self.wib_faults().await?))
     }
 }
