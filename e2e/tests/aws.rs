@@ -960,3 +960,59 @@ async fn wib_keeps_reconciling_across_a_session_expiry_and_a_token_file_rotation
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_aws_client_that_cannot_start_reports_it_and_keeps_deletion_waiting() {
+    let mut env = env("").await;
+    let iam = env.iam();
+    env.apply(&binding("kept", "kept", "    {}\n"))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+
+    // Restarted with a setting the AWS client refuses to start with.
+    env.operator_mut().kill();
+    env.operator_mut()
+        .set_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "lots");
+    env.operator_mut().restart().expect("restart");
+    env.apply(&binding("later", "later", "    {}\n"))
+        .await
+        .expect("binding");
+    let later = env
+        .wait_condition(NS, "later", READY, "False", "CloudUnavailable")
+        .await
+        .expect("a precise reason");
+    let message = &wib_e2e::condition(&later, READY).expect("Ready").message;
+    assert!(
+        message.contains("WIB_AWS_TRUST_POLICY_MAX_CHARS"),
+        "{message}"
+    );
+    env.bindings(NS)
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete requested");
+    let kept = env
+        .wait_condition(NS, "kept", READY, "False", "DeletionBlocked")
+        .await
+        .expect("deletion waits");
+    assert!(kept.finalizers().iter().any(|f| f == "wib.dev/cleanup"));
+    assert!(
+        role_state(&iam, &role_name("kept")).await.is_some(),
+        "the role and its trust stay until wib can ask AWS"
+    );
+
+    // Fixed: the deletion completes and takes the role.
+    env.operator_mut().kill();
+    env.operator_mut()
+        .set_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "2048");
+    env.operator_mut().restart().expect("restart");
+    env.delete_binding(NS, "kept")
+        .await
+        .expect("deleted once the client starts");
+    assert!(role_state(&iam, &role_name("kept")).await.is_none());
+    env.delete_binding(NS, "later")
+        .await
+        .expect("later deleted");
+}
