@@ -573,3 +573,45 @@ async fn wib_keeps_reconciling_across_an_access_token_expiry_and_a_token_file_ro
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_throttled_call_is_tried_again_no_sooner_than_its_retry_info_asks() {
+    let env = env(false, "").await;
+    const CREATE: &str = "iam.projects.serviceAccounts.create";
+    // RESOURCE_EXHAUSTED with a RetryInfo of 3 s, twice.
+    env.gcp()
+        .inject(json!({"operation": CREATE, "status": 429, "retryAfter": 3, "times": 2}))
+        .await
+        .expect("fault");
+    env.apply(&binding("patient", "    roles: []\n"))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "patient", READY, "True", "Provisioned")
+        .await
+        .expect("Ready once GCP lets it through");
+
+    // From the fake's log (from the first fault on: the harness created
+    // wib's own account before): both faults served, each retry at least
+    // 3 s after the one before.
+    let calls = env.gcp().calls().await.expect("calls");
+    let creates: Vec<&Value> = calls["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|c| c["operation"] == CREATE)
+        .skip_while(|c| c.get("fault").is_none())
+        .collect();
+    assert!(creates.len() >= 3, "{creates:?}");
+    assert!(
+        creates[..2].iter().all(|c| c["fault"] == 429),
+        "{creates:?}"
+    );
+    for pair in creates[..3].windows(2) {
+        let gap = pair[1]["atMs"].as_u64().unwrap_or_default()
+            - pair[0]["atMs"].as_u64().unwrap_or_default();
+        assert!(
+            gap >= 2900,
+            "retried after {gap} ms, asked 3000: {creates:?}"
+        );
+    }
+}

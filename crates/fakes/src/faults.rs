@@ -119,12 +119,12 @@ impl Faults {
     }
 
     /// Counts the call, applies any injected latency, and answers an
-    /// injected status with `error(status)` (plus `Retry-After`) instead of
-    /// serving it.
+    /// injected status with `error(status, retry_after)` (plus the
+    /// `Retry-After` header) instead of serving it.
     pub async fn serve(
         &self,
         operation: &str,
-        error: impl FnOnce(axum::http::StatusCode) -> axum::response::Response,
+        error: impl FnOnce(axum::http::StatusCode, Option<u64>) -> axum::response::Response,
         serve: impl std::future::Future<Output = axum::response::Response>,
     ) -> axum::response::Response {
         let injected = self.record(operation);
@@ -136,7 +136,7 @@ impl Faults {
         };
         let status = axum::http::StatusCode::from_u16(status)
             .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = error(status);
+        let mut response = error(status, injected.retry_after);
         if let Some(seconds) = injected.retry_after
             && let Ok(value) = seconds.to_string().parse()
         {

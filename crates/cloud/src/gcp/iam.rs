@@ -74,8 +74,22 @@ pub fn error(doing: &str, e: Error) -> CloudError {
         None => e.to_string(),
     };
     let mut error = CloudError::new(reason, format!("{doing}: {detail}"));
+    error.retry_after = retry_delay(&e);
     error.source = Some(Box::new(e));
     error
+}
+
+/// The wait a `RetryInfo` detail asks for (GCP's form of Retry-After).
+fn retry_delay(e: &Error) -> Option<Duration> {
+    use google_cloud_gax::error::rpc::StatusDetails;
+    e.status()?.details.iter().find_map(|detail| match detail {
+        StatusDetails::RetryInfo(info) => info
+            .retry_delay
+            .as_ref()
+            .and_then(|d| u64::try_from(d.seconds()).ok())
+            .map(Duration::from_secs),
+        _ => None,
+    })
 }
 
 impl Clients {

@@ -266,7 +266,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let error = |status: StatusCode| {
+    let error = |status: StatusCode, _retry_after: Option<u64>| {
         let code = match status.as_u16() {
             429 => "TooManyRequests",
             500 => "InternalServerError",

@@ -182,14 +182,26 @@ pub(crate) async fn with_faults(
     operation: &str,
     serve: impl std::future::Future<Output = Response>,
 ) -> Response {
-    let error = |status: StatusCode| {
+    // A wait Google asks for travels as a RetryInfo detail in the body.
+    let error = |status: StatusCode, retry_after: Option<u64>| {
         let code = match status.as_u16() {
             409 => "ABORTED",
             429 => "RESOURCE_EXHAUSTED",
             503 => "UNAVAILABLE",
             _ => "INTERNAL",
         };
-        rpc_error(status, code, format!("Injected {status} for {operation}."))
+        let mut body = json!({"error": {
+            "code": status.as_u16(),
+            "message": format!("Injected {status} for {operation}."),
+            "status": code,
+        }});
+        if let Some(seconds) = retry_after {
+            body["error"]["details"] = json!([{
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": format!("{seconds}s"),
+            }]);
+        }
+        (status, axum::Json(body)).into_response()
     };
     fake.faults.serve(operation, error, serve).await
 }
