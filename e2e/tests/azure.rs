@@ -1165,3 +1165,62 @@ async fn a_credential_of_wibs_name_for_another_subject_is_never_overwritten() {
         .collect();
     assert_eq!(subjects, [json!("system:serviceaccount:evil:thief")]);
 }
+
+#[tokio::test]
+async fn an_assignment_a_crash_kept_out_of_the_status_is_still_removed_when_it_leaves_the_spec() {
+    let mut env = env().await;
+    let elsewhere = "/subscriptions/00000000-0000-0000-0000-00000000cccc/resourceGroups/shared";
+    env.apply(&provider(&format!(
+        "\n  allowedScopes:\n    - /subscriptions/{SUB}\n    - {elsewhere}"
+    )))
+    .await
+    .expect("provider allowing another subscription");
+    env.apply(&binding("forgetful", "forgetful", "Reader", elsewhere, ""))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "forgetful", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let placed = |state: &Value| {
+        assignments(state)
+            .iter()
+            .filter(|a| a["properties"]["scope"] == elsewhere)
+            .count()
+    };
+    assert_eq!(placed(&env.azure().state().await.expect("state")), 1);
+
+    // As if wib had died between making the assignment and writing status:
+    // the status does not name the other subscription, and meanwhile the
+    // scope leaves the spec.
+    env.operator_mut().kill();
+    env.bindings(NS)
+        .patch_status(
+            "forgetful",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"roleAssignments": []}})),
+        )
+        .await
+        .expect("status forgotten");
+    env.apply(&binding(
+        "forgetful",
+        "forgetful",
+        "Reader",
+        &format!("/subscriptions/{SUB}/resourceGroups/qa-apps"),
+        "",
+    ))
+    .await
+    .expect("scope leaves the spec");
+    env.operator_mut().restart().expect("restart");
+
+    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
+    while placed(&env.azure().state().await.expect("state")) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forgotten assignment in the other subscription stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    env.wait_condition(NS, "forgetful", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+}

@@ -302,9 +302,10 @@ impl AzureProvider {
 
     /// The identity's role assignments wherever they live: listed under its
     /// subscription and under the root (subscription or management group)
-    /// of every scope the binding asks for now or asked for before, so an
-    /// assignment on a management group or in another subscription is seen
-    /// and not re-created.
+    /// of every scope the binding asks for now, asked for before, or may
+    /// ask for (the provider's allowedScopes), so an assignment on a
+    /// management group or in another subscription is seen, not re-created,
+    /// and removed when it leaves the spec.
     async fn assignments(
         &self,
         request: &Request<'_>,
@@ -322,8 +323,18 @@ impl AzureProvider {
             .status
             .iter()
             .flat_map(|s| s.role_assignments.iter().filter_map(|r| r.scope.as_deref()));
+        // Every grant must lie under the provider's allowedScopes: their
+        // roots are read too, so an assignment a crash kept out of the
+        // status is still found once its scope leaves the spec.
+        let allowed = request
+            .provider
+            .spec
+            .allowed_scopes
+            .iter()
+            .flatten()
+            .map(String::as_str);
         let mut roots = vec![format!("/subscriptions/{subscription}")];
-        for scope in asked.chain(before) {
+        for scope in asked.chain(before).chain(allowed) {
             if let Some(root) = scope_root(scope)
                 && !roots.iter().any(|r| r.eq_ignore_ascii_case(&root))
             {
