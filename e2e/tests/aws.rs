@@ -122,13 +122,25 @@ async fn role_state(iam: &Iam, name: &str) -> Option<RoleState> {
         .expect("inline")
         .policy_names()
     {
-        let doc = iam
+        // Listed, then read: gone in between means absent now (seen once
+        // under load: moto answered NoSuchEntity for a policy it had just
+        // listed while wib was putting the drifted one back).
+        let doc = match iam
             .get_role_policy()
             .role_name(name)
             .policy_name(policy_name)
             .send()
             .await
-            .expect("inline policy");
+        {
+            Ok(doc) => doc,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                continue;
+            }
+            Err(e) => panic!("inline policy {policy_name}: {e:?}"),
+        };
         inline.insert(
             policy_name.clone(),
             policy::parse(doc.policy_document()).expect("inline JSON"),
