@@ -985,10 +985,9 @@ async fn an_aws_client_that_cannot_start_reports_it_and_keeps_deletion_waiting()
         .expect("Ready");
 
     // Restarted with a setting the AWS client refuses to start with.
-    env.operator_mut().kill();
     env.operator_mut()
-        .set_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "lots");
-    env.operator_mut().restart().expect("restart");
+        .restart_with_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "lots")
+        .expect("restart");
     env.apply(&binding("later", "later", "    {}\n"))
         .await
         .expect("binding");
@@ -1016,10 +1015,9 @@ async fn an_aws_client_that_cannot_start_reports_it_and_keeps_deletion_waiting()
     );
 
     // Fixed: the deletion completes and takes the role.
-    env.operator_mut().kill();
     env.operator_mut()
-        .set_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "2048");
-    env.operator_mut().restart().expect("restart");
+        .restart_with_env("WIB_AWS_TRUST_POLICY_MAX_CHARS", "2048")
+        .expect("restart");
     env.delete_binding(NS, "kept")
         .await
         .expect("deleted once the client starts");

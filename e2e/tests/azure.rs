@@ -969,10 +969,9 @@ async fn an_azure_client_that_cannot_start_reports_it_and_keeps_deletion_waiting
         .env("WIB_AZURE_ARM_ENDPOINT")
         .expect("the harness points wib at the fake")
         .to_string();
-    env.operator_mut().kill();
     env.operator_mut()
-        .set_env("WIB_AZURE_ARM_ENDPOINT", "not a url");
-    env.operator_mut().restart().expect("restart");
+        .restart_with_env("WIB_AZURE_ARM_ENDPOINT", "not a url")
+        .expect("restart");
 
     env.apply(&binding(
         "later",
@@ -1009,9 +1008,9 @@ async fn an_azure_client_that_cannot_start_reports_it_and_keeps_deletion_waiting
     );
 
     // Fixed and restarted: the deletion completes and takes the identity.
-    env.operator_mut().kill();
-    env.operator_mut().set_env("WIB_AZURE_ARM_ENDPOINT", &good);
-    env.operator_mut().restart().expect("restart");
+    env.operator_mut()
+        .restart_with_env("WIB_AZURE_ARM_ENDPOINT", &good)
+        .expect("restart");
     env.delete_binding(NS, "kept")
         .await
         .expect("deleted once the client starts");

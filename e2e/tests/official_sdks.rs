@@ -52,6 +52,19 @@ fn pod(cloud: &str, envs: &[(&str, &OsStr)]) -> (bool, String) {
 
 /// The suite's provider, its GCP block with a workload identity pool (a
 /// pod's token is exchanged through STS, not GKE's metadata server).
+/// The projected token of `app-<cloud>` for `audience`, in a file as the
+/// kubelet mounts it.
+async fn token_file(env: &Env, cloud: &str, audience: &str) -> PathBuf {
+    let token = env
+        .cp
+        .service_account_token(NS, &format!("app-{cloud}"), audience)
+        .await
+        .expect("token");
+    let file = env.cp.dir().join(format!("sdk-{cloud}-token"));
+    std::fs::write(&file, token).expect("token file");
+    file
+}
+
 fn provider() -> String {
     let gcp = format!("    projectId: {GCP_PROJECT}\n");
     let with_pool = format!(
@@ -94,13 +107,7 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
 
     // Azure: azure-identity's WorkloadIdentityCredential (MSAL underneath)
     // reads Entra's discovery document over https, then the token endpoint.
-    let token = env
-        .cp
-        .service_account_token(NS, "app-azure", wib_testenv::fakes::AZURE_AUDIENCE)
-        .await
-        .expect("token");
-    let file = dir.join("sdk-azure-token");
-    std::fs::write(&file, token).expect("token file");
+    let file = token_file(&env, "azure", wib_testenv::fakes::AZURE_AUDIENCE).await;
     let client_id = status["azure"].identity.clone().expect("client ID");
     let authority = env
         .azure()
@@ -120,13 +127,7 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
     assert!(ok, "azure-identity: {out}");
 
     // GCP: google-auth's identity_pool credentials: STS, then impersonation.
-    let token = env
-        .cp
-        .service_account_token(NS, "app-gcp", &wib_testenv::gcp::token_audience())
-        .await
-        .expect("token");
-    let file = dir.join("sdk-gcp-token");
-    std::fs::write(&file, token).expect("token file");
+    let file = token_file(&env, "gcp", &wib_testenv::gcp::token_audience()).await;
     let email = status["gcp"].identity.clone().expect("email");
     let config = dir.join("sdk-gcp-credentials.json");
     std::fs::write(
@@ -142,13 +143,7 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
 
     // AWS: boto3's web identity provider (AssumeRoleWithWebIdentity), then
     // a signed call with the role's session.
-    let token = env
-        .cp
-        .service_account_token(NS, "app-aws", wib_testenv::moto::STS_AUDIENCE)
-        .await
-        .expect("token");
-    let file = dir.join("sdk-aws-token");
-    std::fs::write(&file, token).expect("token file");
+    let file = token_file(&env, "aws", wib_testenv::moto::STS_AUDIENCE).await;
     let role = status["aws"].identity.clone().expect("role ARN");
     let (ok, out) = pod(
         "aws",

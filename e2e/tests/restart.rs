@@ -43,10 +43,9 @@ async fn a_restart_under_fifty_ready_bindings_flips_no_condition_and_writes_noth
     let mut env = Env::start_gcp().await.expect("env");
     // Provisioning 50 accounts at the default 8 calls/s would only slow the
     // test; the restart is what is measured.
-    env.operator_mut().kill();
     env.operator_mut()
-        .set_env("WIB_GCP_CALLS_PER_SECOND", "200");
-    env.operator_mut().restart().expect("restart");
+        .restart_with_env("WIB_GCP_CALLS_PER_SECOND", "200")
+        .expect("restart");
     env.namespace(NS, &[]).await.expect("namespace");
     env.apply(&provider_yaml("default", true, None))
         .await

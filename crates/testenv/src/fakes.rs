@@ -1,6 +1,7 @@
 //! Cloud fakes as separate processes, and the wiring that gives the operator
 //! its own workload identity against them (no secrets, as in a real cluster).
 
+use crate::expiry::Expiring;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,11 +83,9 @@ impl AzureFake {
             }]}),
         )
         .await?;
-        let token = cluster
-            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, AZURE_AUDIENCE)
-            .await?;
-        let token_file: PathBuf = cluster.dir.join("azure-identity-token");
-        std::fs::write(&token_file, token)?;
+        // The token file as the kubelet first writes it (valid an hour).
+        self.rotate_operator_token(cluster, 3600).await?;
+        let (token_file, _) = self.operator_token(cluster);
         self.operator_env = vec![
             ("AZURE_TENANT_ID".into(), AZURE_TENANT.into()),
             ("AZURE_CLIENT_ID".into(), OPERATOR_CLIENT_ID.into()),

@@ -4,6 +4,7 @@
 //! the operator gets an `external_account` credential file, as on a cluster
 //! federated to Google Cloud (no keys).
 
+use crate::expiry::Expiring;
 use std::process::Command;
 
 use anyhow::{Result, bail};
@@ -112,15 +113,9 @@ impl GcpFake {
             }]}}),
         )
         .await?;
-        let token = cluster
-            .service_account_token(
-                OPERATOR_NAMESPACE,
-                OPERATOR_SERVICE_ACCOUNT,
-                &token_audience(),
-            )
-            .await?;
-        let token_file = cluster.dir.join("gcp-identity-token");
-        std::fs::write(&token_file, token)?;
+        // The token file as the kubelet first writes it (valid an hour).
+        self.rotate_operator_token(cluster, 3600).await?;
+        let (token_file, _) = self.operator_token(cluster);
         let config = self.credential_config(&token_file, &operator_email);
         let config_file = cluster.dir.join("gcp-credentials.json");
         std::fs::write(&config_file, serde_json::to_vec_pretty(&config)?)?;

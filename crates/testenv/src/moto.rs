@@ -2,6 +2,7 @@
 //! port, with AWS managed policies loaded; and the wiring that gives the
 //! operator its own web identity against it (no access keys).
 
+use crate::expiry::Expiring;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,6 @@ use anyhow::{Result, bail};
 use base64::Engine;
 use serde_json::Value;
 
-use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT};
 use crate::process::Process;
 use crate::{ClusterRef, ControlPlane};
 
@@ -76,11 +76,9 @@ impl Moto {
     /// moto accepts any web identity token for any role, so the operator
     /// only needs its token file and environment.
     async fn register_operator(&mut self, cluster: &ClusterRef) -> Result<()> {
-        let token = cluster
-            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, STS_AUDIENCE)
-            .await?;
-        let token_file = cluster.dir.join("aws-web-identity-token");
-        std::fs::write(&token_file, token)?;
+        // The token file as the kubelet first writes it (valid an hour).
+        self.rotate_operator_token(cluster, 3600).await?;
+        let (token_file, _) = self.operator_token(cluster);
         self.operator_env = vec![
             ("AWS_ENDPOINT_URL".into(), self.url.clone()),
             ("AWS_REGION".into(), REGION.into()),

@@ -69,11 +69,13 @@ impl Operator {
         self.spawn()
     }
 
-    /// Sets (or replaces) an environment variable for the next
-    /// [`Operator::restart`], as an edited Deployment would.
-    pub fn set_env(&mut self, key: &str, value: &str) {
+    /// Restarts the operator with `key` set to `value`, as an edited
+    /// Deployment rolls its pod (killed, not drained).
+    pub fn restart_with_env(&mut self, key: &str, value: &str) -> Result<()> {
+        self.kill();
         self.envs.retain(|(k, _)| k != key);
         self.envs.push((key.to_string(), value.to_string()));
+        self.restart()
     }
 
     /// The value of an environment variable the operator is started with.
