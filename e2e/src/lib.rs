@@ -730,6 +730,25 @@ fn short_id(token: &str) -> String {
     wib_api::naming::name_hash(token)
 }
 
+/// Polls `probe` every 200 ms until it answers `Ok`, for at most `within`;
+/// then fails with `what` and the probe's last reason for "not yet".
+pub async fn poll_until<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(found) => return Ok(found),
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                bail!("never {what} within {within:?}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// Runs a pod stand-in binary (`wib-e2e-pod-<cloud>`) with only `envs`, as
 /// a webhook-injected pod would see them: (exit success, stdout + stderr).
 pub fn run_pod(binary: &str, envs: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {

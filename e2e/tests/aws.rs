@@ -1026,3 +1026,91 @@ async fn an_aws_client_that_cannot_start_reports_it_and_keeps_deletion_waiting()
         .await
         .expect("later deleted");
 }
+
+/// The cluster's issuer changes: the trust statement is re-keyed to the new
+/// issuer's IAM OIDC provider (created, as the provider asks), and the one
+/// wib created for the old issuer goes once no provider of the cluster has
+/// that issuer. OIDC providers wib did not create for this cluster stay.
+#[tokio::test]
+async fn an_issuer_change_re_keys_the_trust_policy_and_retires_the_oidc_provider_wib_made_for_the_old_one()
+ {
+    let env = env("").await;
+    let iam = env.iam();
+    for (url, cluster) in [
+        ("https://platform.example.com/own", None),
+        ("https://other.example.com/cluster", Some("another-cluster")),
+    ] {
+        let mut create = iam
+            .create_open_id_connect_provider()
+            .url(url)
+            .client_id_list(STS_AUDIENCE);
+        if let Some(cluster) = cluster {
+            create = create.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("wib.dev_cluster")
+                    .value(cluster)
+                    .build()
+                    .expect("tag"),
+            );
+        }
+        create.send().await.expect("someone else's OIDC provider");
+    }
+    env.apply(&binding(
+        "moved",
+        "moved",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "moved", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let old_arn = oidc_arn(&env);
+    let new_key = "oidc.example.com/rotated";
+    let new_arn = format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{new_key}");
+    env.apply(&provider(&format!("\n  issuer: https://{new_key}")))
+        .await
+        .expect("issuer changed");
+
+    let trust = wait_for("the trust statement names the new issuer", async || {
+        let state = role_state(&iam, &role_name("moved")).await?;
+        (state.trust["Statement"][0]["Principal"]["Federated"] == new_arn.as_str())
+            .then_some(state.trust)
+    })
+    .await;
+    let statements = trust["Statement"].as_array().cloned().unwrap_or_default();
+    assert_eq!(statements.len(), 1, "re-keyed, not added: {trust}");
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"][format!("{new_key}:sub")],
+        format!("system:serviceaccount:{NS}:moved"),
+        "{trust}"
+    );
+    let listed = wait_for("the old issuer's OIDC provider is deleted", async || {
+        let arns: Vec<String> = iam
+            .list_open_id_connect_providers()
+            .send()
+            .await
+            .ok()?
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn().map(str::to_string))
+            .collect();
+        (!arns.contains(&old_arn)).then_some(arns)
+    })
+    .await;
+    for kept in [
+        new_arn.clone(),
+        format!("arn:aws:iam::{ACCOUNT}:oidc-provider/platform.example.com/own"),
+        format!("arn:aws:iam::{ACCOUNT}:oidc-provider/other.example.com/cluster"),
+    ] {
+        assert!(listed.contains(&kept), "{kept} kept: {listed:?}");
+    }
+    env.wait_condition(NS, "moved", READY, "True", "Provisioned")
+        .await
+        .expect("still Ready");
+    env.delete_binding(NS, "moved").await.expect("deleted");
+    assert!(
+        role_state(&iam, &role_name("moved")).await.is_none(),
+        "role deleted"
+    );
+}

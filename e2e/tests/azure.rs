@@ -1223,3 +1223,56 @@ async fn an_assignment_a_crash_kept_out_of_the_status_is_still_removed_when_it_l
         .await
         .expect("Ready");
 }
+
+/// The cluster's issuer changes (a provider's `issuer` set, or a new one
+/// discovered): the federated credential is re-keyed in place, not left
+/// behind next to a new one, and deletion removes everything wib made.
+#[tokio::test]
+async fn an_issuer_change_re_keys_the_federated_credential_in_place_and_deletion_leaves_nothing() {
+    let env = env().await;
+    env.apply(&binding(
+        "moved",
+        "moved",
+        "Key Vault Secrets User",
+        &vault_scope(),
+        "",
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "moved", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let rotated = "https://oidc.example.com/rotated";
+    env.apply(&provider(&format!("\n  issuer: {rotated}")))
+        .await
+        .expect("issuer changed");
+    let name = wib_cloud::azure::naming::federated_credential_name("qa-cluster", NS, "moved");
+    let fics = wib_e2e::poll_until(wib_e2e::WAIT, "re-keyed to the new issuer", || async {
+        let state = env.azure().state().await.map_err(|e| e.to_string())?;
+        let fics = identities(&state)
+            .first()
+            .map(|i| i["federatedIdentityCredentials"].clone())
+            .unwrap_or_default();
+        match fics.as_array() {
+            Some(all) if all.iter().any(|f| f["properties"]["issuer"] == rotated) => {
+                Ok(all.clone())
+            }
+            _ => Err(fics.to_string()),
+        }
+    })
+    .await
+    .expect("re-keyed");
+    assert_eq!(fics.len(), 1, "one credential, not a second: {fics:?}");
+    assert_eq!(fics[0]["name"], name.as_str(), "{fics:?}");
+    assert_eq!(
+        fics[0]["properties"]["subject"],
+        format!("system:serviceaccount:{NS}:moved")
+    );
+    env.wait_condition(NS, "moved", READY, "True", "Provisioned")
+        .await
+        .expect("still Ready");
+    env.delete_binding(NS, "moved").await.expect("deleted");
+    let state = env.azure().state().await.expect("state");
+    assert_eq!(identities(&state), Vec::<Value>::new(), "{state}");
+    assert_eq!(assignments(&state), Vec::<Value>::new(), "{state}");
+}

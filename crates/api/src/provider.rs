@@ -46,7 +46,8 @@ use serde::{Deserialize, Serialize};
 pub struct ClusterIdentityProviderSpec {
     /// The cluster's OIDC issuer URL (https). Default: discovered from the API
     /// server's `/.well-known/openid-configuration`. Clouds must be able to
-    /// read its discovery document and JWKS anonymously.
+    /// read its discovery document and JWKS anonymously. A change re-keys
+    /// every binding's federation to the new issuer in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     #[x_kube(validation = (

@@ -134,17 +134,29 @@ pub trait CloudProvider: Send + Sync + 'static {
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>>;
 
-    /// Removes what wib added to the provider's shared cloud objects that no
-    /// binding uses any more (`in_use`: the audiences the cluster's bindings
-    /// of this cloud ask for); says what it removed. Nothing to do by default.
+    /// Removes what wib added to the provider's shared cloud objects that
+    /// nothing uses any more (see [`InUse`]); says what it removed. Nothing
+    /// to do by default.
     fn prune<'a>(
         &'a self,
         _provider: &'a ClusterIdentityProvider,
         _issuer: &'a str,
-        _in_use: &'a BTreeSet<String>,
+        _in_use: &'a InUse,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+}
+
+/// What the cluster still uses of a cloud's shared objects, as the
+/// controller's caches see it once synced.
+#[derive(Clone, Debug, Default)]
+pub struct InUse {
+    /// The audiences the cluster's bindings of this cloud ask for.
+    pub audiences: BTreeSet<String>,
+    /// The issuers of every provider with this provider's `clusterName`:
+    /// an issuer the cluster no longer has (its provider's `issuer` changed)
+    /// leaves behind what wib made for it.
+    pub issuers: BTreeSet<String>,
 }
 
 /// The name wib reads to check its credentials; it never exists.

@@ -500,6 +500,39 @@ impl Iam {
         }
     }
 
+    /// The ARNs of every IAM OIDC provider in the account (IAM answers
+    /// with the whole list; it has no pagination).
+    pub async fn list_oidc_providers(&self) -> Result<Vec<String>, CloudError> {
+        let out = self
+            .call(
+                "ListOpenIDConnectProviders",
+                self.client.list_open_id_connect_providers().send(),
+            )
+            .await
+            .map_err(|e| error("listing IAM OIDC providers", e))?;
+        Ok(out
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn().map(str::to_string))
+            .collect())
+    }
+
+    pub async fn delete_oidc_provider(&self, arn: &str) -> Result<(), CloudError> {
+        match self
+            .call(
+                "DeleteOpenIDConnectProvider",
+                self.client
+                    .delete_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send(),
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(error(&format!("deleting OIDC provider {arn}"), e)),
+            _ => Ok(()),
+        }
+    }
+
     pub async fn tag_oidc_provider(
         &self,
         arn: &str,

@@ -310,7 +310,7 @@ impl AwsProvider {
     /// (by its tags) that no binding uses any more: the provider allows 100,
     /// and a client ID nobody uses is one more audience tokens are accepted
     /// for. Client IDs wib did not add, and STS's, are never touched.
-    async fn prune_inner(
+    async fn prune_client_ids(
         &self,
         provider: &wib_api::ClusterIdentityProvider,
         issuer: &str,
@@ -345,6 +345,51 @@ impl AwsProvider {
                 removed.push(format!("removed unused client ID {client_id} from {arn}"));
             }
             self.iam.untag_oidc_provider(&arn, key).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the IAM OIDC providers wib created for this cluster (by its
+    /// tag) for an issuer no provider of the cluster has any more: after an
+    /// `issuer` change every trust statement is re-keyed to the new one, and
+    /// the old provider would otherwise stay, trusting tokens of an issuer
+    /// the cluster left. Providers wib did not create are never touched.
+    async fn prune_retired_issuers(
+        &self,
+        provider: &wib_api::ClusterIdentityProvider,
+        issuer: &str,
+        issuers: &BTreeSet<String>,
+    ) -> Result<Vec<String>, CloudError> {
+        let Some(defaults) = provider
+            .spec
+            .aws
+            .as_ref()
+            .filter(|d| d.create_oidc_provider)
+        else {
+            return Ok(Vec::new());
+        };
+        let kept: BTreeSet<String> = issuers
+            .iter()
+            .map(String::as_str)
+            .chain([issuer])
+            .map(naming::issuer_key)
+            .collect();
+        let cluster = &provider.spec.cluster_name;
+        let mut removed = Vec::new();
+        for arn in self.iam.list_oidc_providers().await? {
+            let in_account = arn.starts_with(&format!("arn:aws:iam::{}:", defaults.account_id));
+            if !in_account || naming::issuer_key_of_arn(&arn).is_none_or(|k| kept.contains(k)) {
+                continue;
+            }
+            let Some(found) = self.iam.get_oidc_provider(&arn).await? else {
+                continue;
+            };
+            if found.tags.get(ownership::TAG_CLUSTER) == Some(cluster) {
+                self.iam.delete_oidc_provider(&arn).await?;
+                removed.push(format!(
+                    "deleted {arn}, created by wib for an issuer cluster {cluster} no longer has"
+                ));
+            }
         }
         Ok(removed)
     }
@@ -798,8 +843,17 @@ impl CloudProvider for AwsProvider {
         &'a self,
         provider: &'a wib_api::ClusterIdentityProvider,
         issuer: &'a str,
-        in_use: &'a BTreeSet<String>,
+        in_use: &'a crate::InUse,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
-        Box::pin(self.prune_inner(provider, issuer, in_use))
+        Box::pin(async move {
+            let mut removed = self
+                .prune_client_ids(provider, issuer, &in_use.audiences)
+                .await?;
+            removed.extend(
+                self.prune_retired_issuers(provider, issuer, &in_use.issuers)
+                    .await?,
+            );
+            Ok(removed)
+        })
     }
 }

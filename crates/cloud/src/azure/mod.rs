@@ -58,6 +58,15 @@ pub const AUDIENCE: &str = "api://AzureADTokenExchange";
 /// Entra allows 20 federated identity credentials per identity.
 pub const MAX_CREDENTIALS: usize = 20;
 
+/// Whether `existing` is the federated credential `wanted` describes: the
+/// same issuer and subject, or wib's name for it with the same subject
+/// under an issuer the cluster had before (a provider's `issuer` may change;
+/// the credential it leaves behind is still this binding's).
+fn federates(existing: &Credential, wanted: &Credential) -> bool {
+    existing.subject == wanted.subject
+        && (existing.issuer == wanted.issuer || existing.name.eq_ignore_ascii_case(&wanted.name))
+}
+
 pub struct AzureProvider {
     clients: Clients,
     /// Built-in role name → definition, per subscription (they never change).
@@ -418,9 +427,11 @@ impl AzureProvider {
             }
         };
 
-        // Federated credential: found by issuer and subject, whatever its
-        // name; one of wib's name that names another subject is never
-        // overwritten.
+        // Federated credential: found by issuer and subject whatever its
+        // name, or by its name and subject under the issuer the cluster had
+        // before (re-keyed in place, so an issuer change leaves no stale
+        // credential behind); one of wib's name that names another subject
+        // is never overwritten.
         let lock = self.lock_for(&identity.id);
         {
             let _serialized = lock.lock().await;
@@ -428,11 +439,19 @@ impl AzureProvider {
             let wanted = &target.credential;
             let current = credentials
                 .iter()
-                .find(|c| c.issuer == wanted.issuer && c.subject == wanted.subject);
+                .find(|c| c.issuer == wanted.issuer && c.subject == wanted.subject)
+                .or_else(|| credentials.iter().find(|c| federates(c, wanted)));
             match current {
-                Some(c) if c.audiences == wanted.audiences => {}
+                Some(c) if c.issuer == wanted.issuer && c.audiences == wanted.audiences => {}
                 Some(c) => {
-                    writes.push(format!("repaired federated credential {}", c.name));
+                    writes.push(if c.issuer == wanted.issuer {
+                        format!("repaired federated credential {}", c.name)
+                    } else {
+                        format!(
+                            "re-keyed federated credential {} to issuer {}",
+                            c.name, wanted.issuer
+                        )
+                    });
                     let repaired = Credential {
                         name: c.name.clone(),
                         ..wanted.clone()
@@ -604,10 +623,9 @@ impl AzureProvider {
         let lock = self.lock_for(&identity.id);
         let _serialized = lock.lock().await;
         let credentials = self.clients.list_credentials(&target.at).await?;
-        let (mine, others): (Vec<&Credential>, Vec<&Credential>) =
-            credentials.iter().partition(|c| {
-                c.issuer == target.credential.issuer && c.subject == target.credential.subject
-            });
+        let (mine, others): (Vec<&Credential>, Vec<&Credential>) = credentials
+            .iter()
+            .partition(|c| federates(c, &target.credential));
         for credential in mine {
             self.clients
                 .delete_credential(&target.at, &credential.name)
@@ -658,9 +676,7 @@ impl AzureProvider {
             .list_credentials(&target.at)
             .await?
             .iter()
-            .filter(|c| {
-                c.issuer == target.credential.issuer && c.subject == target.credential.subject
-            })
+            .filter(|c| federates(c, &target.credential))
         {
             removed.push(format!("removed federated credential {}", credential.name));
             self.clients
@@ -771,5 +787,49 @@ impl CloudProvider for AzureProvider {
                 .await
                 .map(drop)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(name: &str, issuer: &str, subject: &str) -> Credential {
+        Credential {
+            name: name.into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
+            audiences: vec!["api://AzureADTokenExchange".into()],
+        }
+    }
+
+    #[test]
+    fn a_credential_is_this_bindings_by_issuer_and_subject_or_by_its_name_after_an_issuer_change() {
+        let wanted = credential("wib-app", "https://new", "system:serviceaccount:a:b");
+        let cases = [
+            (
+                credential("anything", "https://new", "system:serviceaccount:a:b"),
+                true,
+            ),
+            (
+                credential("WIB-APP", "https://old", "system:serviceaccount:a:b"),
+                true,
+            ),
+            (
+                credential("other", "https://old", "system:serviceaccount:a:b"),
+                false,
+            ),
+            (
+                credential("wib-app", "https://new", "system:serviceaccount:a:c"),
+                false,
+            ),
+            (
+                credential("wib-app", "https://old", "system:serviceaccount:x:b"),
+                false,
+            ),
+        ];
+        for (existing, expected) in cases {
+            assert_eq!(federates(&existing, &wanted), expected, "{existing:?}");
+        }
     }
 }

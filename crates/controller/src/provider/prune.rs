@@ -1,6 +1,7 @@
 //! What wib added to a provider's shared cloud objects for some bindings
-//! (today: client IDs of the cluster's IAM OIDC provider) goes once no
-//! binding uses it. Run on every provider reconcile and after a binding
+//! (client IDs of the cluster's IAM OIDC provider) goes once no binding uses
+//! it, and what it made for an issuer the cluster no longer has (the IAM
+//! OIDC provider of an old issuer) goes too. Run on every provider reconcile and after a binding
 //! that used one is deleted.
 
 use std::collections::BTreeSet;
@@ -28,6 +29,18 @@ pub fn aws_audiences_in_use<'a>(
         .collect()
 }
 
+/// The issuers the providers of `cluster` have resolved.
+pub fn issuers_of_cluster<'a>(
+    providers: impl IntoIterator<Item = &'a ClusterIdentityProvider>,
+    cluster: &str,
+) -> BTreeSet<String> {
+    providers
+        .into_iter()
+        .filter(|p| p.spec.cluster_name == cluster)
+        .filter_map(|p| p.status.as_ref()?.issuer.clone())
+        .collect()
+}
+
 /// Prunes the provider's shared AWS objects. Skipped until the bindings
 /// cache has synced (an empty cache would make every audience look
 /// unused) and until the issuer is known; failures are logged and retried
@@ -43,23 +56,29 @@ pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: O
         return;
     }
     let bindings = ctx.bindings.state();
-    let in_use = aws_audiences_in_use(bindings.iter().map(|b| b.as_ref()), leaving);
+    let in_use = wib_cloud::InUse {
+        audiences: aws_audiences_in_use(bindings.iter().map(|b| b.as_ref()), leaving),
+        issuers: issuers_of_cluster(
+            ctx.providers.state().iter().map(|p| p.as_ref()),
+            &provider.spec.cluster_name,
+        ),
+    };
     match aws.prune(provider, issuer, &in_use).await {
         Ok(removed) if removed.is_empty() => {}
         Ok(removed) => {
-            tracing::info!(provider = %provider.name_any(), ?removed, "pruned unused client IDs");
+            tracing::info!(provider = %provider.name_any(), ?removed, "pruned what nothing uses");
             crate::publish::cloud_event(
                 &ctx.recorder,
                 &provider.object_ref(&()),
                 kube::runtime::events::EventType::Normal,
-                "ClientIdsPruned",
+                "Pruned",
                 "Prune",
                 &removed,
             )
             .await;
         }
         Err(error) => {
-            tracing::warn!(provider = %provider.name_any(), %error, "pruning client IDs failed; retried on the next pass")
+            tracing::warn!(provider = %provider.name_any(), %error, "pruning failed; retried on the next pass")
         }
     }
 }
@@ -91,5 +110,29 @@ mod tests {
             BTreeSet::from(["sts.amazonaws.com".to_string(), "team-b".to_string()])
         );
         assert_eq!(aws_audiences_in_use(&all, None).len(), 3);
+    }
+
+    fn provider(name: &str, cluster: &str, issuer: Option<&str>) -> ClusterIdentityProvider {
+        serde_json::from_value(json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
+            "metadata": {"name": name},
+            "spec": {"clusterName": cluster},
+            "status": issuer.map(|i| json!({"issuer": i})),
+        }))
+        .expect("valid provider")
+    }
+
+    #[test]
+    fn issuers_of_a_cluster_are_those_its_providers_resolved() {
+        let all = [
+            provider("a", "prod", Some("https://one")),
+            provider("b", "prod", Some("https://two")),
+            provider("c", "prod", None),
+            provider("d", "test", Some("https://three")),
+        ];
+        assert_eq!(
+            issuers_of_cluster(&all, "prod"),
+            BTreeSet::from(["https://one".to_string(), "https://two".to_string()])
+        );
     }
 }
