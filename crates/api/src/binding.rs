@@ -116,6 +116,34 @@ impl WorkloadIdentityBindingSpec {
             _ => None,
         }
     }
+
+    /// Whether the binding names its identity explicitly (`identityName`,
+    /// `roleName`, `accountId`) rather than taking wib's generated name.
+    pub fn names_its_identity(&self) -> bool {
+        self.azure
+            .as_ref()
+            .is_some_and(|a| a.identity_name.is_some())
+            || self.aws.as_ref().is_some_and(|a| a.role_name.is_some())
+            || self.gcp.as_ref().is_some_and(|g| g.account_id.is_some())
+    }
+
+    /// The token audience the binding asks for in place of its cloud's
+    /// default, if any.
+    pub fn custom_audience(&self) -> Option<&str> {
+        self.aws.as_ref().and_then(|a| a.audience.as_deref())
+    }
+}
+
+impl WorkloadIdentityBindingStatus {
+    /// Takes the cloud-specific part of `other` (the identity, its per-cloud
+    /// block, and where grants were made).
+    pub fn set_cloud_status(&mut self, other: &WorkloadIdentityBindingStatus) {
+        self.identity = other.identity.clone();
+        self.azure = other.azure.clone();
+        self.aws = other.aws.clone();
+        self.gcp = other.gcp.clone();
+        self.role_assignments = other.role_assignments.clone();
+    }
 }
 
 impl WorkloadIdentityBinding {

@@ -129,6 +129,17 @@ pub struct ClusterIdentityProviderSpec {
     pub protected_identities: Vec<String>,
 }
 
+impl ClusterIdentityProviderSpec {
+    /// Whether the provider has a configuration block for `cloud`.
+    pub fn configures(&self, cloud: crate::Cloud) -> bool {
+        match cloud {
+            crate::Cloud::Azure => self.azure.is_some(),
+            crate::Cloud::Aws => self.aws.is_some(),
+            crate::Cloud::Gcp => self.gcp.is_some(),
+        }
+    }
+}
+
 /// May a binding take over an existing cloud identity?
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum AdoptionPolicy {

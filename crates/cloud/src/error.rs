@@ -16,6 +16,11 @@ pub struct CloudError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// The binding or its provider lacks what the cloud needs.
+pub fn not_configured(message: impl Into<String>) -> CloudError {
+    CloudError::new(Reason::CloudNotConfigured, message)
+}
+
 impl CloudError {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Self {

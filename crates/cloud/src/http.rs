@@ -20,20 +20,27 @@ pub fn extra_ca_pem() -> Result<Option<Vec<u8>>, CloudError> {
     })
 }
 
-pub fn client() -> Result<reqwest::Client, CloudError> {
+/// The certificates in `WIB_CLOUD_CA_FILE`, when set: trusted besides the
+/// system roots.
+pub fn extra_roots() -> Result<Vec<reqwest::Certificate>, CloudError> {
+    let Some(pem) = extra_ca_pem()? else {
+        return Ok(Vec::new());
+    };
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        CloudError::new(
+            Reason::CloudNotConfigured,
+            format!("WIB_CLOUD_CA_FILE: {e}"),
+        )
+    })
+}
+
+/// The client, trusting the system roots and `roots`.
+pub fn client_trusting(roots: &[reqwest::Certificate]) -> Result<reqwest::Client, CloudError> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10));
-    if let Some(pem) = extra_ca_pem()? {
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            CloudError::new(
-                Reason::CloudNotConfigured,
-                format!("WIB_CLOUD_CA_FILE: {e}"),
-            )
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
+    for cert in roots {
+        builder = builder.add_root_certificate(cert.clone());
     }
     builder.build().map_err(|e| {
         CloudError::new(

@@ -1,5 +1,7 @@
-//! Cloud providers behind one trait, so the controller stays cloud-agnostic:
-//! adding a cloud means a folder here and one line in [`Registry::with_defaults`].
+//! The clouds behind one trait, so the controller stays cloud-agnostic. Each
+//! cloud is a folder of steps (see [`steps`]: target, observe, plan,
+//! execute) and one line in [`Registry::with_defaults`]; its API block lives
+//! in `wib-api` (`spec.<cloud>`, `ClusterIdentityProviderSpec::configures`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -18,6 +20,7 @@ pub mod http;
 pub mod limiter;
 pub mod ownership;
 pub mod protected;
+pub mod steps;
 
 pub use error::CloudError;
 
@@ -31,6 +34,11 @@ pub struct Request<'a> {
     /// The cluster's OIDC issuer in effect.
     pub issuer: &'a str,
     pub namespace: String,
+    /// The binding's name and uid, and the provider's `clusterName`: what
+    /// every ownership tag and generated name is made of.
+    pub binding_name: String,
+    pub uid: String,
+    pub cluster: String,
     pub service_account: String,
     /// `system:serviceaccount:<namespace>:<name>`, the federated subject.
     pub subject: String,
@@ -57,10 +65,32 @@ impl<'a> Request<'a> {
             issuer,
             subject: format!("system:serviceaccount:{namespace}:{service_account}"),
             namespace,
+            binding_name: binding.metadata.name.clone().unwrap_or_default(),
+            uid: binding.metadata.uid.clone().unwrap_or_default(),
+            cluster: provider.spec.cluster_name.clone(),
             service_account,
             admitted: true,
             granted_by: BTreeSet::new(),
         }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// This cloud's block of the binding's spec and of its provider's;
+    /// either missing is `CloudNotConfigured`.
+    pub fn blocks<B, P>(
+        &self,
+        cloud: Cloud,
+        binding: impl FnOnce(&'a wib_api::WorkloadIdentityBindingSpec) -> Option<&'a B>,
+        provider: impl FnOnce(&'a wib_api::ClusterIdentityProviderSpec) -> Option<&'a P>,
+    ) -> Result<(&'a B, &'a P), CloudError> {
+        let spec = binding(&self.binding.spec).ok_or_else(|| {
+            error::not_configured(format!("the binding has no spec.{}", cloud.as_str()))
+        })?;
+        let defaults = provider(&self.provider.spec).ok_or_else(|| {
+            error::not_configured(format!("the provider has no spec.{}", cloud.as_str()))
+        })?;
+        Ok((spec, defaults))
     }
 }
 
@@ -167,7 +197,7 @@ pub const CREDENTIALS_PROBE: &str = "wib-credentials-check";
 /// if the cloud had nothing: that would orphan what wib made there).
 #[derive(Clone, Default)]
 pub struct Registry {
-    providers: BTreeMap<Cloud, Arc<dyn CloudProvider>>,
+    implemented: BTreeMap<Cloud, Arc<dyn CloudProvider>>,
     unavailable: BTreeMap<Cloud, String>,
 }
 
@@ -186,38 +216,39 @@ impl Registry {
     pub async fn with_defaults(observer: calls::Observer) -> Self {
         let mut registry = Self::default();
         match azure::from_env(observer.clone()) {
-            Ok(provider) => registry.register(Arc::new(provider)),
+            Ok(cloud) => registry.register(Arc::new(cloud)),
             Err(error) => registry.unavailable(Cloud::Azure, &error),
         }
         registry.register(Arc::new(gcp::from_env(observer.clone())));
         match aws::from_env(observer).await {
-            Ok(provider) => registry.register(Arc::new(provider)),
+            Ok(cloud) => registry.register(Arc::new(cloud)),
             Err(error) => registry.unavailable(Cloud::Aws, &error),
         }
         registry
     }
 
-    pub fn register(&mut self, provider: Arc<dyn CloudProvider>) {
-        self.unavailable.remove(&provider.cloud());
-        self.providers.insert(provider.cloud(), provider);
+    pub fn register(&mut self, implementation: Arc<dyn CloudProvider>) {
+        self.unavailable.remove(&implementation.cloud());
+        self.implemented
+            .insert(implementation.cloud(), implementation);
     }
 
     /// Records that `cloud`'s client could not start.
     pub fn unavailable(&mut self, cloud: Cloud, error: &CloudError) {
         tracing::error!(%cloud, %error, "the cloud client did not start; its bindings report CloudUnavailable and their deletion waits");
-        self.providers.remove(&cloud);
+        self.implemented.remove(&cloud);
         self.unavailable.insert(cloud, error::chain(error));
     }
 
     pub fn lookup(&self, cloud: Cloud) -> Lookup<'_> {
-        match (self.providers.get(&cloud), self.unavailable.get(&cloud)) {
-            (Some(provider), _) => Lookup::Ready(provider),
+        match (self.implemented.get(&cloud), self.unavailable.get(&cloud)) {
+            (Some(implementation), _) => Lookup::Ready(implementation),
             (None, Some(error)) => Lookup::Unavailable(error),
             (None, None) => Lookup::NotImplemented,
         }
     }
 
     pub fn get(&self, cloud: Cloud) -> Option<&Arc<dyn CloudProvider>> {
-        self.providers.get(&cloud)
+        self.implemented.get(&cloud)
     }
 }

@@ -50,6 +50,18 @@ pub struct Limiter {
     bucket: Mutex<Bucket>,
 }
 
+/// `WIB_<CLOUD>_CALLS_PER_SECOND`, else `default`.
+pub fn rate_from_env(cloud: &str, default: f64) -> f64 {
+    std::env::var(format!(
+        "WIB_{}_CALLS_PER_SECOND",
+        cloud.to_ascii_uppercase()
+    ))
+    .ok()
+    .and_then(|v| v.parse::<f64>().ok())
+    .filter(|r| *r > 0.0)
+    .unwrap_or(default)
+}
+
 impl Limiter {
     pub fn new(rate: f64, burst: f64) -> Self {
         Self {
@@ -59,14 +71,11 @@ impl Limiter {
 
     /// From `WIB_<CLOUD>_CALLS_PER_SECOND` (burst twice that), else `default`.
     pub fn from_env(cloud: &str, default: f64) -> Self {
-        let rate = std::env::var(format!(
-            "WIB_{}_CALLS_PER_SECOND",
-            cloud.to_ascii_uppercase()
-        ))
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|r| *r > 0.0)
-        .unwrap_or(default);
+        Self::at(rate_from_env(cloud, default))
+    }
+
+    /// `rate` calls a second, burst twice that.
+    pub fn at(rate: f64) -> Self {
         Self::new(rate, rate * 2.0)
     }
 

@@ -55,9 +55,9 @@ pub struct Asker<'a> {
 impl<'a> Asker<'a> {
     pub fn of(request: &'a crate::Request<'a>) -> Self {
         Self {
-            cluster: &request.provider.spec.cluster_name,
+            cluster: &request.cluster,
             namespace: &request.namespace,
-            uid: request.binding.metadata.uid.as_deref().unwrap_or_default(),
+            uid: &request.uid,
             granted_by: &request.granted_by,
         }
     }

@@ -23,7 +23,7 @@ pub fn field_manager(binding_name: &str) -> String {
 
 /// What one binding wants on its ServiceAccount.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Desired {
+pub struct DesiredServiceAccount {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
@@ -34,7 +34,7 @@ pub struct Desired {
     pub automount_token: Option<bool>,
 }
 
-impl Desired {
+impl DesiredServiceAccount {
     /// The server-side apply body. With `resource_version` the apply becomes
     /// conditional: it fails instead of creating the object if it vanished,
     /// or of overwriting a concurrent change.
@@ -158,7 +158,7 @@ pub fn owned_by(sa: &ServiceAccount, manager: &str) -> Owned {
 /// Whether the live ServiceAccount already carries exactly what `desired`
 /// asks of `manager`: every value in place and nothing stale still owned.
 /// When it does, wib makes no write at all.
-pub fn in_sync(sa: &ServiceAccount, desired: &Desired, manager: &str) -> bool {
+pub fn in_sync(sa: &ServiceAccount, desired: &DesiredServiceAccount, manager: &str) -> bool {
     let owned = owned_by(sa, manager);
     let meta = &sa.metadata;
     let has_all = |want: &BTreeMap<String, String>, live: &Option<BTreeMap<String, String>>| {
@@ -235,8 +235,8 @@ mod tests {
         }
     }
 
-    fn desired() -> Desired {
-        Desired {
+    fn desired() -> DesiredServiceAccount {
+        DesiredServiceAccount {
             name: "app1".into(),
             namespace: "ns".into(),
             labels: BTreeMap::from([("app.kubernetes.io/managed-by".into(), "wib".into())]),

@@ -137,16 +137,17 @@ fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {
 impl Iam {
     /// IAM's documented control-plane quota is in the tens of calls per
     /// second per account; wib stays well below it by default
-    /// (`WIB_AWS_CALLS_PER_SECOND`).
+    /// (`WIB_AWS_CALLS_PER_SECOND`, see [`super::Settings`]).
     pub fn new(
         client: aws_sdk_iam::Client,
         observer: Observer,
         stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+        calls_per_second: f64,
     ) -> Self {
         Self {
             client,
             observer,
-            limiter: std::sync::Arc::new(crate::limiter::Limiter::from_env("aws", 10.0)),
+            limiter: std::sync::Arc::new(crate::limiter::Limiter::at(calls_per_second)),
             stale,
         }
     }

@@ -1,5 +1,5 @@
 //! Thin calls to ARM through the Azure SDK crates, each error mapped to a
-//! condition reason. No decisions here: those live in `mod.rs` and `naming.rs`.
+//! condition reason. No decisions here: those live in `plan.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

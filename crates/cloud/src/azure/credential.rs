@@ -15,24 +15,21 @@ use tokio::sync::Mutex;
 /// Renew this long before the access token expires.
 const EARLY: Duration = Duration::from_secs(300);
 
-#[derive(Debug)]
-pub struct RotatingWorkloadIdentity {
-    http: Arc<dyn azure_core::HttpClient>,
-    authority: azure_core::Url,
-    tenant_id: String,
-    client_id: String,
-    token_file: PathBuf,
-    cached: Mutex<Option<(Vec<String>, AccessToken)>>,
-    /// Set by the transport when ARM answers 401: the cache is not trusted.
-    refused: Arc<AtomicBool>,
+/// Whom wib federates as: its Entra application and where its
+/// ServiceAccount token is projected.
+#[derive(Clone, Debug)]
+pub struct WorkloadIdentity {
+    /// Entra's authority host (the public cloud's unless set).
+    pub authority: azure_core::Url,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The projected token file the kubelet rotates.
+    pub token_file: PathBuf,
 }
 
-impl RotatingWorkloadIdentity {
+impl WorkloadIdentity {
     /// From the variables the Azure workload identity webhook injects.
-    pub fn from_env(
-        http: Arc<dyn azure_core::HttpClient>,
-        refused: Arc<AtomicBool>,
-    ) -> azure_core::Result<Self> {
+    pub fn from_env() -> azure_core::Result<Self> {
         let var = |name: &str| {
             std::env::var(name)
                 .map_err(|_| Error::message(ErrorKind::Credential, format!("{name} is not set")))
@@ -40,15 +37,36 @@ impl RotatingWorkloadIdentity {
         let authority = std::env::var("AZURE_AUTHORITY_HOST")
             .unwrap_or_else(|_| "https://login.microsoftonline.com".into());
         Ok(Self {
-            http,
             authority: azure_core::Url::parse(&authority)
                 .map_err(|e| Error::full(ErrorKind::Credential, e, "AZURE_AUTHORITY_HOST"))?,
             tenant_id: var("AZURE_TENANT_ID")?,
             client_id: var("AZURE_CLIENT_ID")?,
             token_file: PathBuf::from(var("AZURE_FEDERATED_TOKEN_FILE")?),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct RotatingWorkloadIdentity {
+    http: Arc<dyn azure_core::HttpClient>,
+    identity: WorkloadIdentity,
+    cached: Mutex<Option<(Vec<String>, AccessToken)>>,
+    /// Set by the transport when ARM answers 401: the cache is not trusted.
+    refused: Arc<AtomicBool>,
+}
+
+impl RotatingWorkloadIdentity {
+    pub fn new(
+        http: Arc<dyn azure_core::HttpClient>,
+        identity: WorkloadIdentity,
+        refused: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            http,
+            identity,
             cached: Mutex::new(None),
             refused,
-        })
+        }
     }
 }
 
@@ -66,20 +84,19 @@ impl TokenCredential for RotatingWorkloadIdentity {
         {
             return Ok(token.clone());
         }
-        let assertion = tokio::fs::read_to_string(&self.token_file)
-            .await
-            .map_err(|e| {
-                Error::full(
-                    ErrorKind::Credential,
-                    e,
-                    format!("reading {}", self.token_file.display()),
-                )
-            })?;
+        let token_file = &self.identity.token_file;
+        let assertion = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+            Error::full(
+                ErrorKind::Credential,
+                e,
+                format!("reading {}", token_file.display()),
+            )
+        })?;
         let credential = azure_identity::WorkloadIdentityCredential::new(
             self.http.clone(),
-            self.authority.clone(),
-            self.tenant_id.clone(),
-            self.client_id.clone(),
+            self.identity.authority.clone(),
+            self.identity.tenant_id.clone(),
+            self.identity.client_id.clone(),
             assertion.trim().to_string(),
         );
         let token = credential.get_token(scopes).await?;

@@ -63,6 +63,12 @@ pub fn role_assignment_name(principal_id: &str, role_definition_id: &str, scope:
     uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).to_string()
 }
 
+/// The GUID a role is given by (a bare GUID or a definition ID), if so.
+pub fn role_guid(role: &str) -> Option<&str> {
+    let guid = role.rsplit('/').next().unwrap_or(role);
+    uuid::Uuid::parse_str(guid).is_ok().then_some(guid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

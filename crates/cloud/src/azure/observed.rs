@@ -60,13 +60,16 @@ impl std::fmt::Debug for ObservedHttp {
 }
 
 impl ObservedHttp {
-    /// ARM allows a few identity writes a second per subscription; wib
-    /// stays below it by default (`WIB_AZURE_CALLS_PER_SECOND`).
-    pub fn new(inner: Arc<dyn azure_core::HttpClient>, observer: Observer) -> Self {
+    /// At most `calls_per_second` ARM calls (burst twice that).
+    pub fn new(
+        inner: Arc<dyn azure_core::HttpClient>,
+        observer: Observer,
+        calls_per_second: f64,
+    ) -> Self {
         Self {
             inner,
             observer,
-            limiter: Arc::new(Limiter::from_env("azure", 10.0)),
+            limiter: Arc::new(Limiter::at(calls_per_second)),
             refused: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -212,12 +212,7 @@ async fn check_credentials(
 ) -> Vec<CredentialFailure> {
     let mut failures = Vec::new();
     for cloud in wib_api::Cloud::ALL {
-        let configured = match cloud {
-            wib_api::Cloud::Azure => provider.spec.azure.is_some(),
-            wib_api::Cloud::Aws => provider.spec.aws.is_some(),
-            wib_api::Cloud::Gcp => provider.spec.gcp.is_some(),
-        };
-        if !configured {
+        if !provider.spec.configures(cloud) {
             continue;
         }
         let implementation = match ctx.clouds.lookup(cloud) {

@@ -1,6 +1,6 @@
 //! What wib added to a provider's shared cloud objects for some bindings
-//! (client IDs of the cluster's IAM OIDC provider) goes once no binding uses
-//! it, and what it made for an issuer the cluster no longer has (the IAM
+//! (today: client IDs of the cluster's IAM OIDC provider) goes once no
+//! binding uses it, and what it made for an issuer the cluster no longer has (the IAM
 //! OIDC provider of an old issuer) goes too. Run on every provider reconcile and after a binding
 //! that used one is deleted.
 
@@ -11,21 +11,19 @@ use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
 
 use crate::context::Context;
 
-/// The audiences the cluster's AWS bindings ask for, leaving out the
-/// binding whose deletion is under way (by UID).
-pub fn aws_audiences_in_use<'a>(
+/// The audiences other than their cloud's default that the cluster's
+/// bindings of `cloud` ask for, leaving out the binding whose deletion is
+/// under way (by UID).
+pub fn audiences_in_use<'a>(
     bindings: impl IntoIterator<Item = &'a WorkloadIdentityBinding>,
+    cloud: Cloud,
     leaving: Option<&str>,
 ) -> BTreeSet<String> {
     bindings
         .into_iter()
         .filter(|b| leaving.is_none_or(|uid| b.uid().as_deref() != Some(uid)))
-        .filter_map(|b| b.spec.aws.as_ref())
-        .map(|aws| {
-            aws.audience
-                .clone()
-                .unwrap_or_else(|| wib_cloud::aws::DEFAULT_AUDIENCE.to_string())
-        })
+        .filter(|b| b.spec.cloud() == Some(cloud))
+        .filter_map(|b| b.spec.custom_audience().map(str::to_string))
         .collect()
 }
 
@@ -41,14 +39,11 @@ pub fn issuers_of_cluster<'a>(
         .collect()
 }
 
-/// Prunes the provider's shared AWS objects. Skipped until the bindings
-/// cache has synced (an empty cache would make every audience look
-/// unused) and until the issuer is known; failures are logged and retried
-/// on the next pass.
+/// Prunes the provider's shared cloud objects, cloud by cloud. Skipped
+/// until the bindings cache has synced (an empty cache would make every
+/// audience look unused) and until the issuer is known; failures are logged
+/// and retried on the next pass.
 pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: Option<&str>) {
-    let Some(aws) = ctx.clouds.get(Cloud::Aws) else {
-        return;
-    };
     let Some(issuer) = provider.status.as_ref().and_then(|s| s.issuer.as_deref()) else {
         return;
     };
@@ -56,29 +51,38 @@ pub async fn prune(provider: &ClusterIdentityProvider, ctx: &Context, leaving: O
         return;
     }
     let bindings = ctx.bindings.state();
-    let in_use = wib_cloud::InUse {
-        audiences: aws_audiences_in_use(bindings.iter().map(|b| b.as_ref()), leaving),
-        issuers: issuers_of_cluster(
-            ctx.providers.state().iter().map(|p| p.as_ref()),
-            &provider.spec.cluster_name,
-        ),
-    };
-    match aws.prune(provider, issuer, &in_use).await {
-        Ok(removed) if removed.is_empty() => {}
-        Ok(removed) => {
-            tracing::info!(provider = %provider.name_any(), ?removed, "pruned what nothing uses");
-            crate::publish::cloud_event(
-                &ctx.recorder,
-                &provider.object_ref(&()),
-                kube::runtime::events::EventType::Normal,
-                "Pruned",
-                "Prune",
-                &removed,
-            )
-            .await;
+    let issuers = issuers_of_cluster(
+        ctx.providers.state().iter().map(|p| p.as_ref()),
+        &provider.spec.cluster_name,
+    );
+    for cloud in Cloud::ALL {
+        let Some(implementation) = ctx.clouds.get(cloud) else {
+            continue;
+        };
+        if !provider.spec.configures(cloud) {
+            continue;
         }
-        Err(error) => {
-            tracing::warn!(provider = %provider.name_any(), %error, "pruning failed; retried on the next pass")
+        let in_use = wib_cloud::InUse {
+            audiences: audiences_in_use(bindings.iter().map(|b| b.as_ref()), cloud, leaving),
+            issuers: issuers.clone(),
+        };
+        match implementation.prune(provider, issuer, &in_use).await {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => {
+                tracing::info!(provider = %provider.name_any(), %cloud, ?removed, "pruned what nothing uses");
+                crate::publish::cloud_event(
+                    &ctx.recorder,
+                    &provider.object_ref(&()),
+                    kube::runtime::events::EventType::Normal,
+                    "Pruned",
+                    "Prune",
+                    &removed,
+                )
+                .await;
+            }
+            Err(error) => {
+                tracing::warn!(provider = %provider.name_any(), %cloud, %error, "pruning failed; retried on the next pass")
+            }
         }
     }
 }
@@ -98,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn audiences_in_use_count_every_aws_binding_but_the_leaving_one() {
+    fn audiences_in_use_count_every_binding_of_the_cloud_but_the_leaving_one() {
         let all = [
             binding("a", json!({"aws": {}})),
             binding("b", json!({"aws": {"audience": "team-b"}})),
@@ -106,10 +110,11 @@ mod tests {
             binding("d", json!({"azure": {}})),
         ];
         assert_eq!(
-            aws_audiences_in_use(&all, Some("c")),
-            BTreeSet::from(["sts.amazonaws.com".to_string(), "team-b".to_string()])
+            audiences_in_use(&all, Cloud::Aws, Some("c")),
+            BTreeSet::from(["team-b".to_string()])
         );
-        assert_eq!(aws_audiences_in_use(&all, None).len(), 3);
+        assert_eq!(audiences_in_use(&all, Cloud::Aws, None).len(), 2);
+        assert!(audiences_in_use(&all, Cloud::Azure, None).is_empty());
     }
 
     fn provider(name: &str, cluster: &str, issuer: Option<&str>) -> ClusterIdentityProvider {

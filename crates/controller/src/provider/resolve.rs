@@ -84,7 +84,7 @@ pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-no
 /// Checks the provider's guardrails that do not need the cloud: the
 /// namespace selector and whether it configures the binding's cloud.
 /// `operator_namespace` is where wib itself runs.
-pub fn admit(
+pub fn provider_admits(
     provider: &ClusterIdentityProvider,
     cloud: Cloud,
     namespace: &str,
@@ -112,12 +112,7 @@ pub fn admit(
         }
         _ => {}
     }
-    let configured = match cloud {
-        Cloud::Azure => provider.spec.azure.is_some(),
-        Cloud::Aws => provider.spec.aws.is_some(),
-        Cloud::Gcp => provider.spec.gcp.is_some(),
-    };
-    if !configured {
+    if !provider.spec.configures(cloud) {
         return Err(Refusal::new(
             Reason::CloudNotConfigured,
             format!(
@@ -211,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn admit_enforces_namespace_selector_and_cloud() {
+    fn provider_admits_enforces_namespace_selector_and_cloud() {
         let mut p = (*provider("p", true)).clone();
         p.spec.namespace_selector = Some(LabelSelector {
             match_labels: Some(BTreeMap::from([("wib.dev/allowed".into(), "true".into())])),
@@ -219,20 +214,21 @@ mod tests {
         });
         let allowed = BTreeMap::from([("wib.dev/allowed".to_string(), "true".to_string())]);
         assert_eq!(
-            admit(&p, Cloud::Azure, "ns", &allowed, "wib-system"),
+            provider_admits(&p, Cloud::Azure, "ns", &allowed, "wib-system"),
             Ok(())
         );
         assert_eq!(
-            admit(&p, Cloud::Azure, "ns", &BTreeMap::new(), "wib-system").map_err(|r| r.reason),
+            provider_admits(&p, Cloud::Azure, "ns", &BTreeMap::new(), "wib-system")
+                .map_err(|r| r.reason),
             Err(Reason::NamespaceNotAllowed)
         );
         assert_eq!(
-            admit(&p, Cloud::Aws, "ns", &allowed, "wib-system").map_err(|r| r.reason),
+            provider_admits(&p, Cloud::Aws, "ns", &allowed, "wib-system").map_err(|r| r.reason),
             Err(Reason::CloudNotConfigured)
         );
         // A selector that matches a system namespace admits it.
         assert_eq!(
-            admit(&p, Cloud::Azure, "kube-system", &allowed, "wib-system"),
+            provider_admits(&p, Cloud::Azure, "kube-system", &allowed, "wib-system"),
             Ok(())
         );
     }
@@ -243,14 +239,17 @@ mod tests {
         let none = BTreeMap::new();
         for ns in ["kube-system", "kube-public", "kube-node-lease", "wib-ops"] {
             assert_eq!(
-                admit(&p, Cloud::Azure, ns, &none, "wib-ops").map_err(|r| r.reason),
+                provider_admits(&p, Cloud::Azure, ns, &none, "wib-ops").map_err(|r| r.reason),
                 Err(Reason::NamespaceNotAllowed),
                 "{ns}"
             );
         }
-        assert_eq!(admit(&p, Cloud::Azure, "team-a", &none, "wib-ops"), Ok(()));
         assert_eq!(
-            admit(&p, Cloud::Azure, "wib-system", &none, "wib-ops"),
+            provider_admits(&p, Cloud::Azure, "team-a", &none, "wib-ops"),
+            Ok(())
+        );
+        assert_eq!(
+            provider_admits(&p, Cloud::Azure, "wib-system", &none, "wib-ops"),
             Ok(())
         );
     }

@@ -293,7 +293,7 @@ async fn report_cloud_writes(
     .await;
 }
 
-/// The cloud step: the registered provider for the binding's cloud, if any,
+/// The cloud step: the registered cloud implementation, if any,
 /// and the wait the cloud asked for when it failed.
 async fn run_cloud(
     binding: &WorkloadIdentityBinding,
@@ -317,8 +317,8 @@ async fn cloud_step(
     admitted: &plan::Admitted,
     ctx: &Context,
 ) -> Result<CloudStep, wib_cloud::CloudError> {
-    let provider = match ctx.clouds.lookup(admitted.cloud) {
-        Lookup::Ready(provider) => provider,
+    let cloud = match ctx.clouds.lookup(admitted.cloud) {
+        Lookup::Ready(cloud) => cloud,
         Lookup::Unavailable(error) => {
             return Ok(CloudStep::Failed {
                 reason: wib_api::conditions::Reason::CloudUnavailable,
@@ -338,7 +338,7 @@ async fn cloud_step(
     let mut request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
     request.granted_by =
         sharing::granted_by(binding, || ctx.bindings.state(), &ctx.providers.state());
-    let outcome = provider.reconcile(&request).await?;
+    let outcome = cloud.reconcile(&request).await?;
     Ok(CloudStep::Done(Box::new(outcome)))
 }
 
@@ -407,8 +407,8 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     };
     // A cloud this build lacks has nothing of the binding's; a cloud whose
     // client did not start may: the finalizer stays until it can be asked.
-    let provider = match ctx.clouds.lookup(cloud) {
-        Lookup::Ready(provider) => provider,
+    let implementation = match ctx.clouds.lookup(cloud) {
+        Lookup::Ready(implementation) => implementation,
         Lookup::Unavailable(error) => {
             return Err(wib_cloud::CloudError::new(
                 wib_api::conditions::Reason::CloudUnavailable,
@@ -439,13 +439,8 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     let mut request = wib_cloud::Request::new(binding, &chosen, &issuer);
     request.admitted = plan::admit(binding, &observed).is_ok();
     request.granted_by = sharing::granted_by(binding, || ctx.bindings.state(), &observed.providers);
-    provider.cleanup(&request).await?;
-    if binding
-        .spec
-        .aws
-        .as_ref()
-        .is_some_and(|aws| aws.audience.is_some())
-    {
+    implementation.cleanup(&request).await?;
+    if binding.spec.custom_audience().is_some() {
         crate::provider::prune::prune(&chosen, ctx, binding.uid().as_deref()).await;
     }
     Ok(())

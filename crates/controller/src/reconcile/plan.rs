@@ -12,7 +12,7 @@ use wib_api::{Cloud, ClusterIdentityProvider, WorkloadIdentityBinding};
 
 use super::observe::Observed;
 use crate::provider::resolve::{self, Refusal};
-use crate::serviceaccount::{self, Desired};
+use crate::serviceaccount::{self, DesiredServiceAccount};
 
 /// The binding may proceed through this provider for this cloud.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub fn admit(binding: &WorkloadIdentityBinding, observed: &Observed) -> Result<A
         message: "exactly one of spec.azure, spec.aws or spec.gcp must be set".into(),
     })?;
     let provider = resolve::select(binding, &observed.providers)?;
-    resolve::admit(
+    resolve::provider_admits(
         &provider,
         cloud,
         &binding.namespace().unwrap_or_default(),
@@ -99,11 +99,11 @@ pub fn claimant(
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServiceAccountPlan {
     /// It already carries exactly the binding's fields: no write.
-    InSync(Desired),
+    InSync(DesiredServiceAccount),
     /// Server-side apply these fields (conditionally on `resource_version`
     /// when the ServiceAccount must already exist).
     Apply {
-        desired: Desired,
+        desired: DesiredServiceAccount,
         resource_version: Option<String>,
     },
     /// `create: false` and it does not exist.
@@ -128,7 +128,7 @@ pub fn service_account(
     labels.extend(cloud_labels.clone());
     let mut annotations = BTreeMap::from([(binding_annotation(cloud), binding.name_any())]);
     annotations.extend(cloud_annotations.clone());
-    let desired = Desired {
+    let desired = DesiredServiceAccount {
         name,
         namespace: binding.namespace().unwrap_or_default(),
         labels,

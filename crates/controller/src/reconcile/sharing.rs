@@ -49,12 +49,7 @@ pub fn granted_by(
 /// namespace's identity, so only it is reconciled again when a binding of
 /// another namespace changes what it shares.
 pub fn names_its_identity(binding: &WorkloadIdentityBinding) -> bool {
-    let spec = &binding.spec;
-    spec.azure
-        .as_ref()
-        .is_some_and(|a| a.identity_name.is_some())
-        || spec.aws.as_ref().is_some_and(|a| a.role_name.is_some())
-        || spec.gcp.as_ref().is_some_and(|g| g.account_id.is_some())
+    binding.spec.names_its_identity()
 }
 
 #[cfg(test)]

@@ -90,11 +90,7 @@ pub fn compute(
                 }
                 CloudStep::Done(outcome) => {
                     let outcome = outcome.as_ref();
-                    status.identity = outcome.status.identity.clone();
-                    status.azure = outcome.status.azure.clone();
-                    status.aws = outcome.status.aws.clone();
-                    status.gcp = outcome.status.gcp.clone();
-                    status.role_assignments = outcome.status.role_assignments.clone();
+                    status.set_cloud_status(&outcome.status);
                     [IDENTITY_READY, FEDERATION_READY, ROLE_ASSIGNMENTS_READY]
                         .into_iter()
                         .map(|t| match &outcome.grants_refused {
@@ -157,13 +153,9 @@ pub fn compute(
         // Which identity the binding has is kept through a failure or a
         // refusal: it names what deletion must find, and an identity made
         // under an older default name keeps that name.
-        status.identity = previous.identity.clone();
-        status.azure = previous.azure.clone();
-        status.aws = previous.aws.clone();
-        status.gcp = previous.gcp.clone();
-        // And where its grants were made: the next reconcile (or deletion)
-        // revokes those the spec dropped meanwhile.
-        status.role_assignments = previous.role_assignments.clone();
+        // So is where its grants were made: the next reconcile (or
+        // deletion) revokes those the spec dropped meanwhile.
+        status.set_cloud_status(previous);
     }
     let summary = summarise(&steps, &sa_name, status.identity.as_deref());
     let mut desired = summary;

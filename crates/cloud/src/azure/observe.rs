@@ -1,0 +1,148 @@
+//! Reads only: the definitions of the roles the binding asks for, the
+//! identity, its federated credentials and its role assignments wherever
+//! they live.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Clients;
+use super::arm::{Assignment, Credential, Identity, RoleDefinition};
+use super::plan;
+use super::target::Target;
+use crate::ownership::Release;
+use crate::steps::{Intent, Observe};
+use crate::{CloudError, Request};
+
+/// What Azure holds for one binding.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// The definition of each role the spec lists, in its order (`None`:
+    /// ARM knows no such role); empty unless a reconcile may grant them.
+    pub roles: Vec<Option<RoleDefinition>>,
+    pub identity: Option<Identity>,
+    /// The identity's federated credentials; empty when it does not exist
+    /// or when a deletion may touch nothing of it.
+    pub credentials: Vec<Credential>,
+    /// The identity's principal's role assignments, when they are at stake.
+    pub assignments: Option<Vec<Assignment>>,
+}
+
+/// Built-in role definitions by (subscription, name as asked): they never
+/// change, so each is read once.
+#[derive(Default)]
+pub struct BuiltInRoles(Mutex<HashMap<(String, String), RoleDefinition>>);
+
+impl BuiltInRoles {
+    fn get(&self, key: &(String, String)) -> Option<RoleDefinition> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn remember(&self, key: (String, String), definition: &RoleDefinition) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, definition.clone());
+    }
+}
+
+/// Each read's error carries the `Retry-After` ARM last asked for.
+impl Observe<Clients> for Observed {
+    async fn observe(
+        clients: &Clients,
+        request: &Request<'_>,
+        intent: Intent,
+    ) -> Result<Observed, CloudError> {
+        super::observed::with_retry_after(read(clients, request, intent)).await
+    }
+}
+
+async fn read(
+    clients: &Clients,
+    request: &Request<'_>,
+    intent: Intent,
+) -> Result<Observed, CloudError> {
+    let target = Target::of(request)?;
+    let grants_at_stake = intent == Intent::Reconcile && target.grants_refused(request).is_none();
+    let mut roles = Vec::new();
+    if grants_at_stake {
+        for wanted in &target.spec.role_assignments {
+            roles.push(resolve_role(clients, &wanted.role, &target.at.subscription).await?);
+        }
+    }
+    let Some(identity) = clients.arm.get_identity(&target.at).await? else {
+        return Ok(Observed {
+            roles,
+            ..Observed::default()
+        });
+    };
+    // A deletion that may touch nothing of the identity reads nothing more;
+    // only the maker or the last survivor may remove its assignments.
+    let release = (intent == Intent::Cleanup).then(|| plan::release(request, &identity));
+    let credentials = match release {
+        Some(Release::Nothing) => Vec::new(),
+        _ => clients.arm.list_credentials(&target.at).await?,
+    };
+    let assignments_at_stake =
+        grants_at_stake || matches!(release, Some(Release::Maker | Release::Survivor));
+    let assignments = if assignments_at_stake {
+        Some(list_assignments(clients, request, &target, &identity).await?)
+    } else {
+        None
+    };
+    Ok(Observed {
+        roles,
+        identity: Some(identity),
+        credentials,
+        assignments,
+    })
+}
+
+/// The definition of a role given by name, GUID or ID, as ARM has it: the
+/// guardrails judge what a role is, never the binding's spelling. Custom
+/// roles are read each time, since their actions can change.
+async fn resolve_role(
+    clients: &Clients,
+    role: &str,
+    subscription: &str,
+) -> Result<Option<RoleDefinition>, CloudError> {
+    let scope = format!("/subscriptions/{subscription}");
+    if let Some(guid) = super::naming::role_guid(role) {
+        return clients.arm.get_role(&scope, guid).await;
+    }
+    let key = (subscription.to_ascii_lowercase(), role.to_string());
+    if let Some(found) = clients.roles.get(&key) {
+        return Ok(Some(found));
+    }
+    let found = clients.arm.find_role(&scope, role).await?;
+    if let Some(built_in) = found.as_ref().filter(|d| !d.custom) {
+        clients.roles.remember(key, built_in);
+    }
+    Ok(found)
+}
+
+/// The identity's role assignments under every root they may lie in (see
+/// [`Target::assignment_roots`]), each once.
+async fn list_assignments(
+    clients: &Clients,
+    request: &Request<'_>,
+    target: &Target<'_>,
+    identity: &Identity,
+) -> Result<Vec<Assignment>, CloudError> {
+    let mut found: Vec<Assignment> = Vec::new();
+    for root in target.assignment_roots(request) {
+        for a in clients
+            .arm
+            .list_assignments(&root, &identity.principal_id)
+            .await?
+        {
+            if !found.iter().any(|f| f.id.eq_ignore_ascii_case(&a.id)) {
+                found.push(a);
+            }
+        }
+    }
+    Ok(found)
+}
