@@ -5,7 +5,10 @@ twice, an absent one is removed silently, 100 client IDs at most, each at
 most 255 characters); and held latency for tests: `POST /wib-faults` with
 `{"action": "AttachRolePolicy", "latencyMs": 3000, "times": 1}` holds the
 next calls of that action, `GET /wib-faults` says how many were held, so a
-test knows it killed the operator mid-reconcile; and a clock: `POST
+test knows it killed the operator mid-reconcile; a fault with `"error":
+{"status": 400, "code": "Throttling", "message": "Rate exceeded"}` answers
+those calls with that IAM error instead of serving them (`GET /wib-faults`
+counts them under `failed`); and a clock: `POST
 /wib-clock` with `{"advanceSeconds": n}` moves it, after which
 AssumeRoleWithWebIdentity refuses a token past its `exp` (or before its
 `nbf`) with ExpiredTokenException, and any call signed with a session it
@@ -14,6 +17,7 @@ checks neither). Run with the virtualenv's python in place of
 `moto_server`; arguments are moto_server's."""
 
 import base64
+import http
 import io
 import json
 import re
@@ -68,8 +72,9 @@ IamResponse.remove_client_id_from_open_id_connect_provider = (
 )
 
 _faults_lock = threading.Lock()
-_faults = []  # [{"action", "latencyMs", "times"}]
+_faults = []  # [{"action", "latencyMs", "times", "error"}]
 _held = {}  # action -> calls held so far
+_failed = {}  # action -> calls answered with an injected error
 
 
 def _json(start_response, status, body):
@@ -183,18 +188,34 @@ def _with_faults(self, environ, start_response):
                 _faults.append(fault)
             return _json(start_response, "204 No Content", {})
         with _faults_lock:
-            return _json(start_response, "200 OK", {"held": dict(_held), **_refused})
+            return _json(
+                start_response,
+                "200 OK",
+                {"held": dict(_held), "failed": dict(_failed), **_refused},
+            )
     action = _action(environ)
     delay = 0
+    error = None
     with _faults_lock:
         for fault in _faults:
             if fault.get("action") == action and fault.get("times", 1) > 0:
                 fault["times"] = fault.get("times", 1) - 1
                 delay = fault.get("latencyMs", 0) / 1000
-                _held[action] = _held.get(action, 0) + 1
+                error = fault.get("error")
+                counter = _failed if error else _held
+                counter[action] = counter.get(action, 0) + 1
                 break
     if delay:
         time.sleep(delay)
+    if error:
+        status = int(error.get("status", 400))
+        return _error(
+            start_response,
+            f"{status} {http.HTTPStatus(status).phrase}",
+            "https://iam.amazonaws.com/doc/2010-05-08/",
+            error.get("code", "ServiceFailure"),
+            error.get("message", "injected by the test"),
+        )
     answered = _with_clock(self, environ, start_response, action)
     if answered is not None:
         return answered

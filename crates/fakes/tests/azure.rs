@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wib_fakes::azure::{AzureFake, router};
+use wib_fakes::azure::{AzureCloud, router};
 use wib_testenv::{ControlPlane, Options};
 
 mod common;
@@ -17,12 +17,12 @@ const AUD: &str = "api://AzureADTokenExchange";
 struct Fake {
     url: String,
     http: reqwest::Client,
-    _fake: Arc<AzureFake>,
+    _fake: Arc<AzureCloud>,
 }
 
 impl Fake {
     async fn start(cp: &ControlPlane) -> Self {
-        let fake = AzureFake::new(TENANT.into(), Some(cp.ca_pem().as_bytes())).expect("fake");
+        let fake = AzureCloud::new(TENANT.into(), Some(cp.ca_pem().as_bytes())).expect("fake");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -49,7 +49,7 @@ impl Fake {
     }
 
     async fn exchange(&self, client_id: &str, assertion: &str) -> (u16, Value) {
-        wib_testenv::fakes::entra_token(&self.http, &self.url, client_id, assertion)
+        wib_testenv::azure::entra_token(&self.http, &self.url, client_id, assertion)
             .await
             .expect("token endpoint")
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wib_fakes::gcp::{GcpFake, OWNER_TOKEN, router};
+use wib_fakes::gcp::{GcpCloud, OWNER_TOKEN, router};
 use wib_testenv::{ControlPlane, Options};
 
 mod common;
@@ -18,12 +18,12 @@ const NUMBER: &str = "42";
 struct Fake {
     url: String,
     http: reqwest::Client,
-    _fake: Arc<GcpFake>,
+    _fake: Arc<GcpCloud>,
 }
 
 impl Fake {
     async fn start(ca_pem: Option<&[u8]>) -> Self {
-        let fake = GcpFake::new(ca_pem).expect("fake");
+        let fake = GcpCloud::new(ca_pem).expect("fake");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

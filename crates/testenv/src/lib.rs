@@ -3,6 +3,7 @@
 //! and helpers to run the operator binary against it.
 
 pub mod attached;
+pub mod azure;
 pub mod binaries;
 pub mod cluster;
 pub mod controlplane;

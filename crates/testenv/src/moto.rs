@@ -120,6 +120,31 @@ impl Moto {
         Ok(())
     }
 
+    /// Answers the next `times` calls of an IAM `action` with the IAM
+    /// error `code` (HTTP `status`) instead of serving them
+    /// (e2e/moto/server.py).
+    pub async fn fail(&self, action: &str, status: u16, code: &str, times: u32) -> Result<()> {
+        let error =
+            serde_json::json!({"status": status, "code": code, "message": "injected by the test"});
+        let response = self
+            .http
+            .post(format!("{}/wib-faults", self.url))
+            .json(&serde_json::json!({"action": action, "error": error, "times": times}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("moto /wib-faults: {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// How many calls of `action` were answered with an injected error.
+    pub async fn failed(&self, action: &str) -> Result<u64> {
+        Ok(self.wib_faults().await?["failed"][action]
+            .as_u64()
+            .unwrap_or_default())
+    }
+
     /// How many calls of `action` were held so far.
     pub async fn held(&self, action: &str) -> Result<u64> {
         Ok(self.wib_faults().await?["held"][action]
@@ -127,7 +152,7 @@ impl Moto {
             .unwrap_or_default())
     }
 
-    /// e2e/moto/server.py's counters: calls held, expiries refused.
+    /// e2e/moto/server.py's counters: calls held or failed, expiries refused.
     async fn wib_faults(&self) -> Result<Value> {
         Ok(self
             .http

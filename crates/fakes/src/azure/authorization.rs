@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AzureFake, Request, cloud_error, roles, with_faults};
+use super::{AzureCloud, Request, cloud_error, roles, with_faults};
 
 const VERSIONS: &[&str] = &["2022-04-01"];
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/roleAssignments";
@@ -137,7 +137,7 @@ fn related(a: &str, b: &str) -> bool {
         || b.is_empty()
 }
 
-pub(super) async fn handle(fake: &AzureFake, request: Request) -> Response {
+pub(super) async fn handle(fake: &AzureCloud, request: Request) -> Response {
     if let Some(rejected) = request.require_version(VERSIONS, ASSIGNMENT_TYPE) {
         return rejected;
     }
@@ -250,7 +250,7 @@ pub(super) async fn handle(fake: &AzureFake, request: Request) -> Response {
     }
 }
 
-fn create(fake: &AzureFake, request: &Request, scope: &str, name: &str) -> Response {
+fn create(fake: &AzureCloud, request: &Request, scope: &str, name: &str) -> Response {
     if uuid::Uuid::parse_str(name).is_err() {
         return cloud_error(
             StatusCode::BAD_REQUEST,
@@ -345,7 +345,7 @@ fn create(fake: &AzureFake, request: &Request, scope: &str, name: &str) -> Respo
 
 /// RoleDefinitions_CreateOrUpdate for a custom role: its name must not be
 /// another role's, built-in or custom.
-fn create_definition(fake: &AzureFake, request: &Request, scope: &str, guid: &str) -> Response {
+fn create_definition(fake: &AzureCloud, request: &Request, scope: &str, guid: &str) -> Response {
     if uuid::Uuid::parse_str(guid).is_err() || roles::by_id(guid).is_some() {
         return cloud_error(
             StatusCode::BAD_REQUEST,

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::AzureFake;
+use super::AzureCloud;
 use crate::oidc::{TokenError, Verifier};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -37,7 +37,7 @@ fn aad_error(
 /// Entra's OpenID configuration for a tenant (`/{tenant}/v2.0/.well-known/
 /// openid-configuration`), which MSAL-based SDKs read before they ask for a
 /// token. Endpoints are https on the host asked: MSAL refuses any other.
-pub(super) fn discovery(fake: &AzureFake, path: &str, host: &str) -> Response {
+pub(super) fn discovery(fake: &AzureCloud, path: &str, host: &str) -> Response {
     let tenant = path.trim_matches('/').split('/').next().unwrap_or_default();
     if !tenant.eq_ignore_ascii_case(&fake.tenant_id) {
         return aad_error(
@@ -68,7 +68,7 @@ pub(super) fn discovery(fake: &AzureFake, path: &str, host: &str) -> Response {
     .into_response()
 }
 
-pub(super) async fn token(fake: &AzureFake, path: &str, body: &Bytes) -> Response {
+pub(super) async fn token(fake: &AzureCloud, path: &str, body: &Bytes) -> Response {
     let tenant = path.trim_matches('/').split('/').next().unwrap_or_default();
     if !tenant.eq_ignore_ascii_case(&fake.tenant_id) {
         return aad_error(

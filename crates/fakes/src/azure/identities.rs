@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AzureFake, Request, cloud_error, now_rate_limited, with_faults};
+use super::{AzureCloud, Request, cloud_error, now_rate_limited, with_faults};
 
 const VERSIONS: &[&str] = &["2023-01-31", "2023-07-31-preview", "2024-11-30"];
 const IDENTITY_TYPE: &str = "Microsoft.ManagedIdentity/userAssignedIdentities";
@@ -127,7 +127,7 @@ fn valid_name(name: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
-pub(super) async fn handle(fake: &AzureFake, request: Request) -> Response {
+pub(super) async fn handle(fake: &AzureCloud, request: Request) -> Response {
     if let Some(rejected) = request.require_version(VERSIONS, IDENTITY_TYPE) {
         return rejected;
     }
@@ -299,7 +299,7 @@ fn not_found(name: &str, resource_group: &str) -> Response {
 }
 
 fn put_identity(
-    fake: &AzureFake,
+    fake: &AzureCloud,
     request: &Request,
     path: &Path,
     name: &str,
@@ -372,7 +372,7 @@ fn put_identity(
 /// Serialises credential writes per identity the way Azure does: a write
 /// that overlaps another on the same identity is refused with 409.
 async fn fic_write(
-    fake: &AzureFake,
+    fake: &AzureCloud,
     key: &str,
     name: &str,
     resource_group: &str,
@@ -400,7 +400,7 @@ async fn fic_write(
     response
 }
 
-fn put_fic(fake: &AzureFake, request: &Request, key: &str, name: &str) -> Response {
+fn put_fic(fake: &AzureCloud, request: &Request, key: &str, name: &str) -> Response {
     if !valid_name(name, 120) {
         return cloud_error(
             StatusCode::BAD_REQUEST,

@@ -44,7 +44,7 @@ pub struct Config {
     pub fic_write_millis: u64,
 }
 
-pub struct AzureFake {
+pub struct AzureCloud {
     pub tenant_id: String,
     state: Mutex<StateData>,
     faults: Faults,
@@ -74,9 +74,9 @@ struct StateData {
     apps: BTreeMap<String, identities::Identity>,
 }
 
-type Shared = Arc<AzureFake>;
+type Shared = Arc<AzureCloud>;
 
-impl AzureFake {
+impl AzureCloud {
     pub fn new(tenant_id: String, ca_pem: Option<&[u8]>) -> anyhow::Result<Shared> {
         Ok(Arc::new(Self {
             tenant_id,
@@ -100,7 +100,7 @@ impl AzureFake {
 }
 
 pub fn router(fake: Shared) -> Router {
-    crate::faults::admin_routes::<AzureFake>()
+    crate::faults::admin_routes::<AzureCloud>()
         .route("/admin/config", post(admin_config))
         .route("/admin/state", get(admin_state))
         .route("/admin/apps", post(admin_app))
@@ -244,7 +244,7 @@ enum Bearer {
     Unknown,
 }
 
-fn authorized(fake: &AzureFake, headers: &HeaderMap) -> Bearer {
+fn authorized(fake: &AzureCloud, headers: &HeaderMap) -> Bearer {
     let Some(token) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -261,7 +261,7 @@ fn authorized(fake: &AzureFake, headers: &HeaderMap) -> Bearer {
 }
 
 /// Counts the call and applies any injected fault before serving it.
-pub(crate) async fn with_faults<F, Fut>(fake: &AzureFake, operation: &str, serve: F) -> Response
+pub(crate) async fn with_faults<F, Fut>(fake: &AzureCloud, operation: &str, serve: F) -> Response
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Response>,
@@ -370,7 +370,7 @@ async fn admin_app(
     StatusCode::NO_CONTENT
 }
 
-pub(crate) fn now_rate_limited(fake: &AzureFake, subscription: &str) -> bool {
+pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
     let Some(limit) = fake.config().identity_writes_per_second else {
         return false;
     };
@@ -388,7 +388,7 @@ pub(crate) fn now_rate_limited(fake: &AzureFake, subscription: &str) -> bool {
     false
 }
 
-impl Faulty for AzureFake {
+impl Faulty for AzureCloud {
     fn faults(&self) -> &Faults {
         &self.faults
     }

@@ -17,6 +17,6 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_ansi(false).init();
     let args = Args::parse();
     let ca = args.serve.issuer_ca()?;
-    let fake = wib_fakes::azure::AzureFake::new(args.tenant_id, ca.as_deref())?;
+    let fake = wib_fakes::azure::AzureCloud::new(args.tenant_id, ca.as_deref())?;
     args.serve.serve(wib_fakes::azure::router(fake)).await
 }

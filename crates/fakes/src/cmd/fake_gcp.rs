@@ -14,6 +14,6 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_ansi(false).init();
     let args = Args::parse();
     let ca = args.serve.issuer_ca()?;
-    let fake = wib_fakes::gcp::GcpFake::new(ca.as_deref())?;
+    let fake = wib_fakes::gcp::GcpCloud::new(ca.as_deref())?;
     args.serve.serve(wib_fakes::gcp::router(fake)).await
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{GcpFake, Request, rpc_error, with_faults};
+use super::{GcpCloud, Request, rpc_error, with_faults};
 
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -121,7 +121,7 @@ fn not_found(what: &str) -> Response {
     )
 }
 
-pub(crate) async fn handle(fake: &GcpFake, request: Request) -> Response {
+pub(crate) async fn handle(fake: &GcpCloud, request: Request) -> Response {
     let path = request.path.clone();
     if let Some(rest) = path.strip_prefix("/v3/") {
         return match rest.split_once(':') {
@@ -219,7 +219,7 @@ pub(crate) async fn handle(fake: &GcpFake, request: Request) -> Response {
 }
 
 /// The project of an existing account, `-` standing for any project.
-fn resolve(fake: &GcpFake, project: &str, email: &str) -> Option<String> {
+fn resolve(fake: &GcpCloud, project: &str, email: &str) -> Option<String> {
     fake.state()
         .accounts
         .get(email)
@@ -239,7 +239,7 @@ fn valid_account_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-fn create(fake: &GcpFake, project: &str, request: &Request) -> Response {
+fn create(fake: &GcpCloud, project: &str, request: &Request) -> Response {
     let body = request.json();
     let account_id = body["accountId"].as_str().unwrap_or_default().to_string();
     if !valid_account_id(&account_id) {
@@ -289,7 +289,7 @@ fn create(fake: &GcpFake, project: &str, request: &Request) -> Response {
     axum::Json(json).into_response()
 }
 
-fn patch(fake: &GcpFake, email: &str, request: &Request) -> Response {
+fn patch(fake: &GcpCloud, email: &str, request: &Request) -> Response {
     let body = request.json();
     // PATCH carries {serviceAccount, updateMask}; the older PUT the account itself.
     let fields = if body.get("serviceAccount").is_some() {
@@ -325,7 +325,7 @@ fn patch(fake: &GcpFake, email: &str, request: &Request) -> Response {
     axum::Json(account.to_json()).into_response()
 }
 
-fn get_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
+fn get_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
     let requested = requested_version(request);
     match fake
         .state()
@@ -343,7 +343,7 @@ fn get_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
     }
 }
 
-fn set_policy(fake: &GcpFake, resource: &str, request: &Request) -> Response {
+fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
     let body = request.json();
     let new = &body["policy"];
     let mut state = fake.state();

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::faults::{Faults, Faulty};
 use crate::oidc::Verifier;
 
-pub struct GcpFake {
+pub struct GcpCloud {
     state: Mutex<StateData>,
     faults: Faults,
     verifier: Verifier,
@@ -50,12 +50,12 @@ struct StateData {
     projects: BTreeMap<String, String>,
 }
 
-type Shared = Arc<GcpFake>;
+type Shared = Arc<GcpCloud>;
 
 /// A caller allowed everything: what tests use to arrange and inspect.
 pub const OWNER_TOKEN: &str = "wib-fake-gcp-owner";
 
-impl GcpFake {
+impl GcpCloud {
     pub fn new(ca_pem: Option<&[u8]>) -> anyhow::Result<Shared> {
         let mut state = StateData::default();
         state
@@ -74,7 +74,7 @@ impl GcpFake {
 }
 
 pub fn router(fake: Shared) -> Router {
-    crate::faults::admin_routes::<GcpFake>()
+    crate::faults::admin_routes::<GcpCloud>()
         .route("/admin/state", get(admin_state))
         .route("/admin/pools", post(admin_pool))
         .route("/admin/projects", post(admin_project))
@@ -178,7 +178,7 @@ async fn dispatch(
 
 /// Counts the call and applies any injected fault before serving it.
 pub(crate) async fn with_faults(
-    fake: &GcpFake,
+    fake: &GcpCloud,
     operation: &str,
     serve: impl std::future::Future<Output = Response>,
 ) -> Response {
@@ -273,7 +273,7 @@ async fn admin_project(
     StatusCode::NO_CONTENT
 }
 
-impl Faulty for GcpFake {
+impl Faulty for GcpCloud {
     fn clock(&self) -> &crate::clock::Clock {
         &self.verifier.clock
     }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{GcpFake, Request, rpc_error};
+use super::{GcpCloud, Request, rpc_error};
 use crate::oidc::TokenError;
 
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
@@ -58,7 +58,7 @@ fn random_token(prefix: &str) -> String {
     format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
 }
 
-pub(crate) async fn token(fake: &GcpFake, request: &Request) -> Response {
+pub(crate) async fn token(fake: &GcpCloud, request: &Request) -> Response {
     let body = fields(request);
     if field(&body, "grant_type", "grantType") != "urn:ietf:params:oauth:grant-type:token-exchange"
     {
@@ -133,7 +133,7 @@ pub(crate) async fn token(fake: &GcpFake, request: &Request) -> Response {
 }
 
 pub(crate) async fn generate_access_token(
-    fake: &GcpFake,
+    fake: &GcpCloud,
     request: &Request,
     federated: Option<String>,
 ) -> Response {

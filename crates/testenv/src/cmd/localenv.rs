@@ -64,7 +64,7 @@ async fn main() -> Result<()> {
     println!("    export KUBECONFIG={}", args.kubeconfig_out.display());
 
     println!("==> starting the Azure fake (ARM, Authorization, Entra token endpoint)");
-    let azure = wib_testenv::fakes::AzureFake::start(&cp).await?;
+    let azure = wib_testenv::azure::AzureFake::start(&cp).await?;
     println!("    Azure fake: {}", azure.url);
     println!("==> starting moto (AWS IAM and STS), installed from PyPI on first use");
     let moto = wib_testenv::moto::Moto::start(&cp).await?;
