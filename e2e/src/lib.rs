@@ -2,6 +2,7 @@
 //! running against it, and waits on what users see (conditions, objects).
 
 mod cleanup;
+pub mod scenarios;
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 use wib_api::WorkloadIdentityBinding;
-use wib_testenv::fakes::AzureFake;
+use wib_testenv::azure::AzureFake;
 use wib_testenv::gcp::GcpFake;
 use wib_testenv::moto::Moto;
 use wib_testenv::{Attached, ClusterRef, ControlPlane, Operator, Options};
@@ -466,26 +467,28 @@ impl Admin {
         reason: &str,
     ) -> Result<WorkloadIdentityBinding> {
         let api = self.bindings(ns);
-        let mut last = None;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::time::Instant::now() < deadline {
-            if let Some(b) = api.get_opt(name).await? {
-                let current = condition(&b, type_).cloned();
-                if let Some(c) = &current
-                    && c.status == status
-                    && c.reason == reason
-                    && c.observed_generation == b.metadata.generation
+        let what = format!("{ns}/{name}: {type_} {status}/{reason}");
+        let found = poll_until(WAIT, &what, async || {
+            let b = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            let current = b.as_ref().and_then(|b| condition(b, type_));
+            match (&b, current) {
+                (Some(b), Some(c))
+                    if c.status == status
+                        && c.reason == reason
+                        && c.observed_generation == b.metadata.generation =>
                 {
-                    return Ok(b);
+                    Ok(b.clone())
                 }
-                last = current;
+                _ => Err(format!("{current:?}")),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bail!(
-            "{ns}/{name}: {type_} never became {status}/{reason}; last: {last:?}\noperator log tail:\n{}",
-            tail(&self.operator_logs(), 40)
-        )
+        })
+        .await;
+        self.with_log_tail(found)
+    }
+
+    /// `result`, its error followed by the operator's last log lines.
+    fn with_log_tail<T>(&self, result: Result<T>) -> Result<T> {
+        result.with_context(|| format!("operator log tail:\n{}", tail(&self.operator_logs(), 40)))
     }
 
     /// Waits until `check` holds for the ServiceAccount (None = absent).
@@ -497,59 +500,52 @@ impl Admin {
         check: impl Fn(Option<&ServiceAccount>) -> bool,
     ) -> Result<Option<ServiceAccount>> {
         let api = self.service_accounts(ns);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let sa = api.get_opt(name).await?;
-            if check(sa.as_ref()) {
-                return Ok(sa);
+        let what = format!("ServiceAccount {ns}/{name} {what}");
+        let found = poll_until(WAIT, &what, async || {
+            let sa = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            match check(sa.as_ref()) {
+                true => Ok(sa),
+                false => Err(format!("{sa:?}")),
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "ServiceAccount {ns}/{name}: never {what}; last: {sa:?}\noperator log tail:\n{}",
-                    tail(&self.operator_logs(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        self.with_log_tail(found)
     }
 
     /// Deletes a binding and waits until it is gone (its finalizer ran).
     pub async fn delete_binding(&self, ns: &str, name: &str) -> Result<()> {
         let api = self.bindings(ns);
         api.delete(name, &DeleteParams::default()).await?;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while api.get_opt(name).await?.is_some() {
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "binding {ns}/{name} was never deleted\n{}",
-                    tail(&self.operator_logs(), 40)
-                );
+        let what = format!("binding {ns}/{name} deleted");
+        let gone = poll_until(WAIT, &what, async || {
+            match api.get_opt(name).await.map_err(|e| e.to_string())? {
+                Some(b) => Err(format!("{:?}", b.status)),
+                None => Ok(()),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
+        })
+        .await;
+        self.with_log_tail(gone)
     }
 
     /// Waits until Events with every one of `reasons` have been recorded
     /// for the object (Events are published after the status they report);
     /// returns every reason seen.
     pub async fn wait_events(&self, ns: &str, name: &str, reasons: &[&str]) -> Result<Vec<String>> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let what = format!("{ns}/{name}: an Event for each of {reasons:?}");
+        poll_until(WAIT, &what, async || {
             let seen: Vec<String> = self
                 .events_for(ns, name)
-                .await?
+                .await
+                .map_err(|e| e.to_string())?
                 .into_iter()
                 .filter_map(|e| e.reason)
                 .collect();
-            if reasons.iter().all(|r| seen.iter().any(|s| s == r)) {
-                return Ok(seen);
+            match reasons.iter().all(|r| seen.iter().any(|s| s == r)) {
+                true => Ok(seen),
+                false => Err(format!("seen {seen:?}")),
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{ns}/{name}: no Event for each of {reasons:?}; seen {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Events recorded for an object in a namespace.
@@ -591,7 +587,7 @@ impl Env {
             .service_account_token(
                 namespace,
                 service_account,
-                wib_testenv::fakes::AZURE_AUDIENCE,
+                wib_testenv::azure::AZURE_AUDIENCE,
             )
             .await
             .expect("TokenRequest");
@@ -608,7 +604,7 @@ impl Env {
             "wib-e2e-pod-azure",
             &[
                 ("AZURE_CLIENT_ID", client_id.as_ref()),
-                ("AZURE_TENANT_ID", wib_testenv::fakes::AZURE_TENANT.as_ref()),
+                ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
                 ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
                 ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
             ],
@@ -731,12 +727,13 @@ fn short_id(token: &str) -> String {
 }
 
 /// Polls `probe` every 200 ms until it answers `Ok`, for at most `within`;
-/// then fails with `what` and the probe's last reason for "not yet".
-pub async fn poll_until<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, String>>,
-{
+/// then fails with `what` and the probe's last answer ("not yet, because").
+/// Every e2e wait on a cloud or a cluster is this one loop.
+pub async fn poll_until<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> std::result::Result<T, String>,
+) -> Result<T> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match probe().await {

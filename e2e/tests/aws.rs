@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use wib_api::conditions::READY;
 use wib_cloud::aws::policy;
 use wib_e2e::Env;
+use wib_e2e::scenarios::{self, CloudUnderTest, Refusal, Snapshot};
 use wib_testenv::moto::{ACCOUNT, REGION, STS_AUDIENCE};
 
 const CLUSTER: &str = "eks-qa";
@@ -241,14 +242,11 @@ fn pod_exchange(env: &Env, role_arn: &str, token: &str) -> (bool, String) {
 }
 
 async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wib_e2e::poll_until(wib_e2e::WAIT, what, async || {
+        check().await.ok_or_else(|| "not yet".to_string())
+    })
+    .await
+    .expect(what)
 }
 
 #[tokio::test]
@@ -412,16 +410,13 @@ async fn public_eks_guide_binding_becomes_ready_and_the_pod_token_assumes_the_ro
 }
 
 #[tokio::test]
-async fn retain_keeps_the_role_and_its_policies_and_drops_only_federation() {
+async fn the_providers_boundary_and_a_custom_audience_are_applied_and_the_boundary_is_put_back() {
     let env = env("\n    permissionsBoundaryArn: arn:aws:iam::aws:policy/PowerUserAccess\n    allowedAudiences: [my-audience]").await;
     let iam = env.iam();
-    env.apply(&format!(
-        "{}  deletionPolicy: Retain\n",
-        binding(
-            "kept",
-            "kept",
-            &format!("    managedPolicyArns: [{READ_ONLY}]\n    audience: my-audience\n"),
-        )
+    env.apply(&binding(
+        "kept",
+        "kept",
+        &format!("    managedPolicyArns: [{READ_ONLY}]\n    audience: my-audience\n"),
     ))
     .await
     .expect("binding");
@@ -465,24 +460,142 @@ async fn retain_keeps_the_role_and_its_policies_and_drops_only_federation() {
             .filter(|b| b.ends_with("/PowerUserAccess"))
     })
     .await;
+}
 
-    env.delete_binding(NS, "kept").await.expect("deleted");
-    let state = role_state(&iam, &role).await.expect("role retained");
-    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
-    let statements = state.trust["Statement"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        statements.iter().all(|s| s["Effect"] == "Deny"),
-        "federation left on a retained role: {}",
-        state.trust
-    );
+/// AWS in the shared scenarios: one AWS-managed policy attached.
+struct Aws;
+
+impl CloudUnderTest for Aws {
+    const NAMESPACE: &'static str = NS;
+    const ANNOTATION: (&'static str, Option<&'static str>) = ("eks.amazonaws.com/role-arn", None);
+
+    async fn start() -> Env {
+        env("").await
+    }
+
+    fn binding(name: &str, extra: &str) -> String {
+        let aws = format!("    managedPolicyArns: [{READ_ONLY}]\n");
+        format!("{}{extra}", binding(name, name, &aws))
+    }
+
+    async fn snapshot(env: &Env, name: &str) -> Snapshot {
+        let Some(role) = role_state(&env.iam(), &role_name(name)).await else {
+            return Snapshot {
+                identities: 0,
+                federated: false,
+                grants: 0,
+            };
+        };
+        let subject = format!("system:serviceaccount:{NS}:{name}");
+        let sub_key = format!("{}:sub", issuer_key(env));
+        let federated = role.trust["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["Effect"] == "Allow"
+                    && s["Condition"]["StringEquals"][&sub_key] == subject.as_str()
+            });
+        Snapshot {
+            identities: 1,
+            federated,
+            grants: role.attached.iter().filter(|a| *a == READ_ONLY).count(),
+        }
+    }
+
+    async fn remove_federation_and_grant(env: &Env, name: &str) {
+        let iam = env.iam();
+        iam.detach_role_policy()
+            .role_name(role_name(name))
+            .policy_arn(READ_ONLY)
+            .send()
+            .await
+            .expect("detach");
+        let foreign = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        iam.update_assume_role_policy()
+            .role_name(role_name(name))
+            .policy_document(foreign)
+            .send()
+            .await
+            .expect("trust replaced");
+    }
+
+    async fn hold_grant_write(env: &Env) {
+        env.moto()
+            .hold("AttachRolePolicy", 5000, 1)
+            .await
+            .expect("hold");
+    }
+
+    async fn grant_write_reached(env: &Env) -> bool {
+        env.moto().held("AttachRolePolicy").await.ok() == Some(1)
+    }
+
+    async fn refusals(env: &Env) -> Vec<Refusal> {
+        // An untagged role of the wanted name.
+        let foreign_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        env.iam()
+            .create_role()
+            .role_name(role_name("taken"))
+            .assume_role_policy_document(foreign_trust)
+            .send()
+            .await
+            .expect("foreign role");
+        let with_policy =
+            |name, arn: &str| binding(name, name, &format!("    managedPolicyArns: [{arn}]\n"));
+        vec![
+            Refusal {
+                name: "admin",
+                yaml: with_policy("admin", "arn:aws:iam::aws:policy/AdministratorAccess"),
+                reason: "PolicyNotAllowed",
+                names: "AdministratorAccess",
+            },
+            Refusal {
+                name: "missing",
+                yaml: with_policy(
+                    "missing",
+                    &format!("arn:aws:iam::{ACCOUNT}:policy/does-not-exist"),
+                ),
+                reason: "RoleNotFound",
+                names: "does-not-exist",
+            },
+            Refusal {
+                name: "taken",
+                yaml: with_policy("taken", READ_ONLY),
+                reason: "AdoptionNotAllowed",
+                names: "taken",
+            },
+        ]
+    }
+
+    async fn writes(env: &Env) -> u64 {
+        let metrics = env.metrics().await.expect("metrics");
+        wib_e2e::cloud_calls(&metrics, "aws")
+            .iter()
+            .filter(|(operation, _)| wib_cloud::calls::is_write(operation))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 #[tokio::test]
-async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
-    let mut env = env("").await;
+async fn drift_is_put_back_with_an_event() {
+    scenarios::drift_is_put_back_with_an_event::<Aws>().await;
+}
+
+#[tokio::test]
+async fn a_crash_while_a_grant_is_written_leaves_no_duplicates() {
+    scenarios::a_crash_while_a_grant_is_written_leaves_no_duplicates::<Aws>().await;
+}
+
+#[tokio::test]
+async fn retain_keeps_the_role_and_its_policy_and_drops_only_the_federation() {
+    scenarios::retain_keeps_the_identity_and_grant_and_drops_only_the_federation::<Aws>().await;
+}
+
+#[tokio::test]
+async fn every_kind_of_drift_is_put_back_and_a_spec_change_detaches_only_wibs_own_policy() {
+    let env = env("").await;
     let iam = env.iam();
     let role = role_name("drifty");
     env.apply(&binding(
@@ -574,126 +687,20 @@ async fn drift_is_put_back_with_an_event_and_a_crash_leaves_no_duplicates() {
         role_state(&iam, &role).await.expect("role").attached,
         vec![S3_READ_ONLY.to_string()]
     );
-
-    // A crash mid-reconcile: the policy attachment after the role's
-    // creation is held, and the operator killed while it waits; the next
-    // one finishes without duplicating anything.
-    env.moto()
-        .hold("AttachRolePolicy", 5000, 1)
-        .await
-        .expect("hold");
-    env.apply(&binding(
-        "crashy",
-        "crashy",
-        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
-    ))
-    .await
-    .expect("binding");
-    wait_for("the attachment held", async || {
-        (env.moto().held("AttachRolePolicy").await.ok()? == 1).then_some(())
-    })
-    .await;
-    assert!(
-        role_state(&iam, &role_name("crashy")).await.is_some(),
-        "the role exists when the operator dies"
-    );
-    env.operator_mut().kill();
-    env.operator_mut().restart().expect("restart");
-    env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
-        .await
-        .expect("Ready after restart");
-    let roles = iam.list_roles().send().await.expect("roles");
-    let crashy: Vec<_> = roles
-        .roles()
-        .iter()
-        .filter(|r| r.role_name().contains("crashy"))
-        .collect();
-    assert_eq!(crashy.len(), 1);
-    let state = role_state(&iam, &role_name("crashy")).await.expect("role");
-    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
-    assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
-async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
+async fn bad_input_is_refused_with_nothing_written() {
+    scenarios::bad_input_is_refused_with_nothing_written::<Aws>().await;
+}
+
+/// One role shared by ServiceAccounts with long names until its trust
+/// policy would pass IAM's 2048 characters.
+#[tokio::test]
+async fn a_shared_role_whose_trust_policy_would_pass_iams_limit_refuses_only_the_last_binding() {
     let env = env("").await;
     let iam = env.iam();
-
-    // Admission: not an ARN.
-    let err = env
-        .apply(&binding(
-            "bad-arn",
-            "bad-arn",
-            "    managedPolicyArns: [ReadOnlyAccess]\n",
-        ))
-        .await
-        .expect_err("rejected at admission");
-    assert!(
-        format!("{err:#}").contains("managedPolicyArns entries must be IAM policy ARNs"),
-        "{err:#}"
-    );
-
-    // An administrator policy: refused before anything is created.
-    env.apply(&binding(
-        "admin",
-        "admin",
-        "    managedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n",
-    ))
-    .await
-    .expect("binding");
-    let b = env
-        .wait_condition(NS, "admin", READY, "False", "PolicyNotAllowed")
-        .await
-        .expect("PolicyNotAllowed");
-    let message = wib_e2e::condition(&b, READY)
-        .expect("Ready")
-        .message
-        .clone();
-    assert!(message.contains("AdministratorAccess"), "{message}");
-    assert!(role_state(&iam, &role_name("admin")).await.is_none());
-
-    // A managed policy that does not exist.
-    env.apply(&binding(
-        "missing",
-        "missing",
-        &format!("    managedPolicyArns: [arn:aws:iam::{ACCOUNT}:policy/does-not-exist]\n"),
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "missing", READY, "False", "RoleNotFound")
-        .await
-        .expect("RoleNotFound");
-    assert!(role_state(&iam, &role_name("missing")).await.is_none());
-
-    // An untagged role of the same name: not adopted, not changed.
-    let foreign_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role()
-        .role_name(role_name("taken"))
-        .assume_role_policy_document(foreign_trust)
-        .send()
-        .await
-        .expect("foreign role");
-    env.apply(&binding(
-        "taken",
-        "taken",
-        &format!("    managedPolicyArns: [{READ_ONLY}]\n"),
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "taken", READY, "False", "AdoptionNotAllowed")
-        .await
-        .expect("AdoptionNotAllowed");
-    let state = role_state(&iam, &role_name("taken")).await.expect("role");
-    assert!(state.tags.is_empty(), "{:?}", state.tags);
-    assert!(state.attached.is_empty());
-    assert!(policy::same(
-        &state.trust,
-        &serde_json::from_str(foreign_trust).expect("json")
-    ));
-
-    // One role shared by ServiceAccounts with long names until its trust
-    // policy would pass IAM's 2048 characters: the last one is refused
-    // before any write, the others stay Ready.
+    // The last one is refused before any write; the others stay Ready.
     let long = |c: char| format!("{}{}", c, "x".repeat(240));
     for (i, c) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
         env.apply(&binding(

@@ -6,8 +6,9 @@ use std::time::Duration;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use wib_api::conditions::{READY, ROLE_ASSIGNMENTS_READY};
+use wib_e2e::scenarios::{self, CloudUnderTest, Refusal, Snapshot};
 use wib_e2e::{Env, condition};
-use wib_testenv::fakes::{AZURE_AUDIENCE, AZURE_TENANT};
+use wib_testenv::azure::{AZURE_AUDIENCE, AZURE_TENANT};
 
 const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
 const NS: &str = "test-namespace";
@@ -254,154 +255,8 @@ async fn public_guide_binding_becomes_ready_and_its_pod_token_exchanges_until_de
 }
 
 #[tokio::test]
-async fn retain_keeps_the_identity_and_roles_and_drops_only_the_federation() {
-    let env = env().await;
-    env.apply(
-        &binding(
-            "kept",
-            "kept",
-            "Key Vault Secrets User",
-            &vault_scope(),
-            "\n  deletionPolicy: Retain",
-        )
-        .replace("  azure:\n", "  azure:\n    tokenExpirationSeconds: 7200\n"),
-    )
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-    let sa = env
-        .service_accounts(NS)
-        .get("kept")
-        .await
-        .expect("ServiceAccount");
-    assert_eq!(
-        sa.annotations()
-            .get("azure.workload.identity/service-account-token-expiration")
-            .map(String::as_str),
-        Some("7200")
-    );
-    env.delete_binding(NS, "kept").await.expect("deleted");
-    let state = env.azure().state().await.expect("state");
-    let ids = identities(&state);
-    assert_eq!(ids.len(), 1, "identity kept: {state}");
-    assert_eq!(
-        ids[0]["federatedIdentityCredentials"],
-        json!([]),
-        "federation removed: {state}"
-    );
-    assert_eq!(assignments(&state).len(), 1, "roles kept: {state}");
-}
-
-#[tokio::test]
-async fn bad_input_is_refused_before_anything_is_created() {
-    let env = env().await;
-    let cases = [
-        (
-            "unknown-role",
-            "No Such Role",
-            vault_scope(),
-            "RoleNotFound",
-        ),
-        ("owner", "Owner", vault_scope(), "RoleNotAllowed"),
-        (
-            "uaa",
-            "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
-            vault_scope(),
-            "RoleNotAllowed",
-        ),
-    ];
-    for (name, role, scope, reason) in &cases {
-        env.apply(&binding(name, name, role, scope, ""))
-            .await
-            .expect("binding");
-        let b = env
-            .wait_condition(NS, name, READY, "False", reason)
-            .await
-            .expect("refused");
-        assert_eq!(
-            condition(&b, "Stalled").map(|c| c.status.as_str()),
-            Some("True"),
-            "{name}"
-        );
-    }
-    // Scopes outside the provider's allowedScopes.
-    env.apply(&provider(&format!(
-        "\n  allowedScopes:\n    - /subscriptions/{SUB}/resourceGroups/allowed-only"
-    )))
-    .await
-    .expect("provider with allowedScopes");
-    env.apply(&binding(
-        "scoped",
-        "scoped",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "",
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "scoped", READY, "False", "ScopeNotAllowed")
-        .await
-        .expect("scope refused");
-    env.delete_binding(NS, "scoped").await.expect("deleted");
-    env.apply(&provider(""))
-        .await
-        .expect("provider allowing the subscription");
-
-    // An identity of the wanted name that wib does not own is not adopted.
-    let path = format!(
-        "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/foreign?api-version=2023-01-31"
-    );
-    let (status, _) = env
-        .azure()
-        .arm(
-            reqwest::Method::PUT,
-            &path,
-            Some(json!({"location": "westeurope", "tags": {"team": "other"}})),
-        )
-        .await
-        .expect("arrange an untagged identity");
-    assert_eq!(status, 201);
-    env.apply(
-        &binding(
-            "adopter",
-            "adopter",
-            "Key Vault Secrets User",
-            &vault_scope(),
-            "",
-        )
-        .replace("  azure:\n", "  azure:\n    identityName: foreign\n"),
-    )
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "adopter", READY, "False", "AdoptionNotAllowed")
-        .await
-        .expect("adoption refused");
-
-    // Nothing was created or changed for any of them.
-
-    let state = env.azure().state().await.expect("state");
-    let ids = identities(&state);
-    assert_eq!(ids.len(), 1, "only the foreign identity exists: {state}");
-    assert_eq!(
-        ids[0]["tags"],
-        json!({"team": "other"}),
-        "foreign identity untouched"
-    );
-    assert_eq!(ids[0]["federatedIdentityCredentials"], json!([]));
-    assert!(assignments(&state).is_empty(), "{state}");
-
-    // Every refused binding deletes cleanly.
-    for name in ["unknown-role", "owner", "uaa", "adopter"] {
-        env.delete_binding(NS, name).await.expect("deleted");
-    }
-    let state = env.azure().state().await.expect("state");
-    assert_eq!(
-        identities(&state).len(),
-        1,
-        "the foreign identity survives: {state}"
-    );
+async fn bad_input_is_refused_with_nothing_written() {
+    scenarios::bad_input_is_refused_with_nothing_written::<Azure>().await;
 }
 
 #[tokio::test]
@@ -461,125 +316,164 @@ async fn throttling_server_errors_and_replication_delay_end_ready_without_duplic
     );
 }
 
-#[tokio::test]
-async fn drift_is_put_back_with_an_event_and_an_operator_crash_leaves_no_duplicates() {
-    let env = env().await;
-    env.apply(&binding(
-        "drifty",
-        "drifty",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "",
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "drifty", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-    let state = env.azure().state().await.expect("state");
-    let identity = identities(&state)[0].clone();
-    let assignment = assignments(&state)[0]["id"]
-        .as_str()
-        .expect("assignment id")
-        .to_string();
-    let fic = identity["federatedIdentityCredentials"][0]["id"]
-        .as_str()
-        .expect("fic id")
-        .to_string();
+/// Azure in the shared scenarios: one Key Vault Secrets User assignment.
+struct Azure;
 
-    // Someone removes the role assignment and the federated credential.
-    for id in [&assignment, &fic] {
-        let version = if id.contains("roleAssignments") {
-            "2022-04-01"
-        } else {
-            "2023-01-31"
-        };
+impl CloudUnderTest for Azure {
+    const NAMESPACE: &'static str = NS;
+    const ANNOTATION: (&'static str, Option<&'static str>) = (
+        "azure.workload.identity/service-account-token-expiration",
+        Some("7200"),
+    );
+
+    async fn start() -> Env {
+        env().await
+    }
+
+    fn binding(name: &str, extra: &str) -> String {
+        let yaml = binding(name, name, "Key Vault Secrets User", &vault_scope(), "");
+        let yaml = yaml.replace("  azure:\n", "  azure:\n    tokenExpirationSeconds: 7200\n");
+        format!("{yaml}{extra}")
+    }
+
+    async fn snapshot(env: &Env, name: &str) -> Snapshot {
+        let state = env.azure().state().await.expect("state");
+        let identity_name = wib_cloud::azure::naming::identity_name("qa-cluster", NS, name);
+        let mine: Vec<Value> = identities(&state)
+            .into_iter()
+            .filter(|i| {
+                i["id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with(&format!("/{identity_name}")))
+            })
+            .collect();
+        let subject = format!("system:serviceaccount:{NS}:{name}");
+        let federated = mine.iter().any(|i| {
+            i["federatedIdentityCredentials"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|f| f["properties"]["subject"] == subject.as_str())
+        });
+        let principals: Vec<&Value> = mine
+            .iter()
+            .map(|i| &i["properties"]["principalId"])
+            .collect();
+        Snapshot {
+            identities: mine.len(),
+            federated,
+            grants: assignments(&state)
+                .iter()
+                .filter(|a| principals.contains(&&a["properties"]["principalId"]))
+                .count(),
+        }
+    }
+
+    async fn remove_federation_and_grant(env: &Env, name: &str) {
+        let state = env.azure().state().await.expect("state");
+        let identity_name = wib_cloud::azure::naming::identity_name("qa-cluster", NS, name);
+        let identity = identities(&state)
+            .into_iter()
+            .find(|i| {
+                i["id"]
+                    .as_str()
+                    .is_some_and(|id| id.ends_with(&format!("/{identity_name}")))
+            })
+            .expect("identity");
+        let credential = identity["federatedIdentityCredentials"][0]["id"].clone();
+        let assignment = assignments(&state)
+            .into_iter()
+            .find(|a| a["properties"]["principalId"] == identity["properties"]["principalId"])
+            .map(|a| a["id"].clone())
+            .expect("assignment");
+        for (id, version) in [(assignment, "2022-04-01"), (credential, "2023-01-31")] {
+            let id = id.as_str().expect("resource ID").to_string();
+            let (status, _) = env
+                .azure()
+                .arm(
+                    reqwest::Method::DELETE,
+                    &format!("{id}?api-version={version}"),
+                    None,
+                )
+                .await
+                .expect("out-of-band delete");
+            assert_eq!(status, 200, "{id}");
+        }
+    }
+
+    async fn hold_grant_write(env: &Env) {
+        env.azure()
+            .inject(json!({"operation": "RoleAssignments_Create", "latencyMs": 5000, "times": 1}))
+            .await
+            .expect("latency");
+    }
+
+    async fn grant_write_reached(env: &Env) -> bool {
+        let calls = env.azure().calls().await.expect("calls");
+        calls["operations"]["RoleAssignments_Create"].as_u64() > Some(0)
+    }
+
+    async fn refusals(env: &Env) -> Vec<Refusal> {
+        // An identity of the wanted name that wib does not own.
+        let path = format!(
+            "/subscriptions/{SUB}/resourceGroups/qa-identities/providers/Microsoft.ManagedIdentity/userAssignedIdentities/foreign?api-version=2023-01-31"
+        );
+        let body = json!({"location": "westeurope", "tags": {"team": "other"}});
         let (status, _) = env
             .azure()
-            .arm(
-                reqwest::Method::DELETE,
-                &format!("{id}?api-version={version}"),
-                None,
-            )
+            .arm(reqwest::Method::PUT, &path, Some(body))
             .await
-            .expect("out-of-band delete");
-        assert_eq!(status, 200);
+            .expect("an untagged identity");
+        assert_eq!(status, 201);
+        let with_role = |name, role| binding(name, name, role, &vault_scope(), "");
+        vec![
+            Refusal {
+                name: "unknown-role",
+                yaml: with_role("unknown-role", "No Such Role"),
+                reason: "RoleNotFound",
+                names: "No Such Role",
+            },
+            Refusal {
+                name: "owner",
+                yaml: with_role("owner", "Owner"),
+                reason: "RoleNotAllowed",
+                names: "Owner",
+            },
+            Refusal {
+                name: "uaa",
+                yaml: with_role("uaa", "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"),
+                reason: "RoleNotAllowed",
+                names: "User Access Administrator",
+            },
+            Refusal {
+                name: "adopter",
+                yaml: with_role("adopter", "Key Vault Secrets User")
+                    .replace("  azure:\n", "  azure:\n    identityName: foreign\n"),
+                reason: "AdoptionNotAllowed",
+                names: "foreign",
+            },
+        ]
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = env.azure().state().await.expect("state");
-        let restored = assignments(&state).len() == 1
-            && identities(&state)[0]["federatedIdentityCredentials"]
-                .as_array()
-                .map(Vec::len)
-                == Some(1);
-        if restored {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "drift not repaired: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    env.wait_events(NS, "drifty", &["DriftRepaired"])
-        .await
-        .expect("Events");
 
-    // A crash in the middle of a reconcile: the role assignment call hangs,
-    // the operator is killed, a new one finishes without duplicating anything.
-    let mut env = env;
-    env.azure()
-        .inject(json!({"operation": "RoleAssignments_Create", "latencyMs": 5000}))
-        .await
-        .expect("latency");
-    env.apply(&binding(
-        "crashy",
-        "crashy",
-        "Key Vault Secrets User",
-        &vault_scope(),
-        "",
-    ))
-    .await
-    .expect("binding");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while env.azure().calls().await.expect("calls")["operations"]["RoleAssignments_Create"]
-        .as_u64()
-        .unwrap_or_default()
-        == 0
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached the role assignment"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    async fn writes(env: &Env) -> u64 {
+        let calls = env.azure().calls().await.expect("calls");
+        calls["writes"].as_u64().unwrap_or_default()
     }
-    env.operator_mut().kill();
-    env.operator_mut().restart().expect("restart");
-    env.wait_condition(NS, "crashy", READY, "True", "Provisioned")
-        .await
-        .expect("Ready after restart");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let state = env.azure().state().await.expect("state");
-    assert_eq!(
-        identities(&state).len(),
-        2,
-        "one identity per binding: {state}"
-    );
-    assert_eq!(
-        assignments(&state).len(),
-        2,
-        "one assignment per binding: {state}"
-    );
-    for identity in identities(&state) {
-        assert_eq!(
-            identity["federatedIdentityCredentials"]
-                .as_array()
-                .map(Vec::len),
-            Some(1),
-            "{identity}"
-        );
-    }
+}
+
+#[tokio::test]
+async fn drift_is_put_back_with_an_event() {
+    scenarios::drift_is_put_back_with_an_event::<Azure>().await;
+}
+
+#[tokio::test]
+async fn a_crash_while_a_grant_is_written_leaves_no_duplicates() {
+    scenarios::a_crash_while_a_grant_is_written_leaves_no_duplicates::<Azure>().await;
+}
+
+#[tokio::test]
+async fn retain_keeps_the_identity_and_its_role_and_drops_only_the_federation() {
+    scenarios::retain_keeps_the_identity_and_grant_and_drops_only_the_federation::<Azure>().await;
 }
 
 #[tokio::test]
@@ -632,44 +526,34 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
     ))
     .await
     .expect("one role");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = env.azure().state().await.expect("state");
+    let roles = wib_e2e::poll_until(wib_e2e::WAIT, "the extra role removed", async || {
+        let state = env.azure().state().await.map_err(|e| e.to_string())?;
         let roles: Vec<String> = assignments(&state)
             .iter()
-            .map(|a| {
-                a["properties"]["roleDefinitionId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            .filter_map(|a| a["properties"]["roleDefinitionId"].as_str())
+            .filter_map(|id| id.rsplit('/').next().map(str::to_string))
             .collect();
-        if roles.len() == 2
-            && !roles
-                .iter()
-                .any(|r| r == "acdd72a7-3385-48ef-bd42-f606fba81ae7")
-        {
-            assert!(
-                roles.iter().any(|r| r == KEY_VAULT_SECRETS_USER),
-                "{roles:?}"
-            );
-            assert!(
-                roles
-                    .iter()
-                    .any(|r| r == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
-                "foreign kept: {roles:?}"
-            );
-            break;
+        let extra = roles
+            .iter()
+            .any(|r| r == "acdd72a7-3385-48ef-bd42-f606fba81ae7");
+        if roles.len() == 2 && !extra {
+            Ok(roles)
+        } else {
+            Err(format!("{roles:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "extra not removed: {roles:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
+    .expect("removed");
+    assert!(
+        roles.iter().any(|r| r == KEY_VAULT_SECRETS_USER),
+        "{roles:?}"
+    );
+    assert!(
+        roles
+            .iter()
+            .any(|r| r == "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),
+        "foreign kept: {roles:?}"
+    );
 
     // The same role granted out of band under another name counts as present.
     let state = env.azure().state().await.expect("state");
@@ -779,23 +663,25 @@ async fn role_assignments_follow_the_spec_and_others_are_left_alone() {
     env.apply(&binding("spread", "spread", "Reader", group, ""))
         .await
         .expect("spec without the other subscription");
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let state = env.azure().state().await.expect("state");
-        let left: Vec<String> = assignments(&state)
-            .iter()
-            .filter_map(|a| a["properties"]["scope"].as_str().map(str::to_string))
-            .filter(|scope| scope == group || scope == elsewhere)
-            .collect();
-        if left == [group.to_string()] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the other subscription's assignment stayed: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wib_e2e::poll_until(
+        wib_e2e::WAIT,
+        "the other subscription's assignment removed",
+        async || {
+            let state = env.azure().state().await.map_err(|e| e.to_string())?;
+            let left: Vec<String> = assignments(&state)
+                .iter()
+                .filter_map(|a| a["properties"]["scope"].as_str().map(str::to_string))
+                .filter(|scope| scope == group || scope == elsewhere)
+                .collect();
+            if left == [group.to_string()] {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await
+    .expect("removed");
     env.delete_binding(NS, "spread").await.expect("deleted");
     assert_eq!(
         placed(&env.azure().state().await.expect("state")),
@@ -1211,14 +1097,19 @@ async fn an_assignment_a_crash_kept_out_of_the_status_is_still_removed_when_it_l
     .expect("scope leaves the spec");
     env.operator_mut().restart().expect("restart");
 
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    while placed(&env.azure().state().await.expect("state")) != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the forgotten assignment in the other subscription stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wib_e2e::poll_until(
+        wib_e2e::WAIT,
+        "the forgotten assignment removed",
+        async || {
+            let state = env.azure().state().await.map_err(|e| e.to_string())?;
+            match placed(&state) {
+                0 => Ok(()),
+                n => Err(format!("{n} left")),
+            }
+        },
+    )
+    .await
+    .expect("removed");
     env.wait_condition(NS, "forgetful", READY, "True", "Provisioned")
         .await
         .expect("Ready");

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wib_api::conditions::READY;
-use wib_e2e::{Env, GCP_PROJECT, condition};
+use wib_e2e::scenarios::{self, CloudUnderTest, Refusal, Snapshot};
+use wib_e2e::{Env, GCP_PROJECT};
 use wib_testenv::gcp::{POOL, POOL_PROVIDER, PROJECT_NUMBER, token_audience};
 
 const NS: &str = "gke-ns";
@@ -77,18 +78,16 @@ fn account_resource(email: &str) -> String {
 }
 
 async fn wait_state(env: &Env, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let state = env.gcp().state().await.expect("state");
+    wib_e2e::poll_until(wib_e2e::WAIT, what, async || {
+        let state = env.gcp().state().await.map_err(|e| e.to_string())?;
         if check(&state) {
-            return state;
+            Ok(state)
+        } else {
+            Err(state.to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {what}: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await
+    .expect(what)
 }
 
 /// Read-modify-write of a policy as another writer (the project owner),
@@ -224,18 +223,17 @@ async fn a_concurrent_policy_writer_and_wib_both_keep_their_bindings() {
     ))
     .await
     .expect("binding");
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let calls = env.gcp().calls().await.expect("calls");
-        if calls["operations"]["cloudresourcemanager.projects.setIamPolicy"].as_u64() >= Some(1) {
-            break;
+    wib_e2e::poll_until(wib_e2e::WAIT, "wib writes the project policy", async || {
+        let calls = env.gcp().calls().await.map_err(|e| e.to_string())?;
+        let written = calls["operations"]["cloudresourcemanager.projects.setIamPolicy"].as_u64();
+        if written >= Some(1) {
+            Ok(())
+        } else {
+            Err(calls.to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "wib never wrote: {calls}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .expect("wib writes");
     edit_policy(&env, &project(), |p| {
         let bindings = p["bindings"].as_array().cloned().unwrap_or_default();
         let mut bindings = bindings;
@@ -262,113 +260,108 @@ async fn a_concurrent_policy_writer_and_wib_both_keep_their_bindings() {
     );
 }
 
-#[tokio::test]
-async fn drift_is_put_back_and_retain_keeps_the_account() {
-    let env = env(false, "").await;
-    env.apply(&format!(
-        "{}  deletionPolicy: Retain\n",
-        binding(
-            "kept",
-            "    roles:\n      - role: roles/pubsub.subscriber\n"
-        )
-    ))
-    .await
-    .expect("binding");
-    env.wait_condition(NS, "kept", READY, "True", "Provisioned")
-        .await
-        .expect("Ready");
-    let email = email("kept");
-    let sa_member = format!("serviceAccount:{email}");
-    // Out of band: the role and the federation removed.
-    edit_policy(&env, &project(), |p| {
-        p["bindings"] = json!([]);
-    })
-    .await;
-    edit_policy(&env, &account_resource(&email), |p| {
-        p["bindings"] = json!([]);
-    })
-    .await;
-    wait_state(&env, "drift put back", |s| {
-        members(s, &project(), "roles/pubsub.subscriber") == vec![sa_member.clone()]
-            && members(s, &account_resource(&email), WI_USER).len() == 1
-    })
-    .await;
-    env.wait_events(NS, "kept", &["DriftRepaired"])
-        .await
-        .expect("Events");
+/// GCP in the shared scenarios: a GKE-pool member, one project role.
+struct Gcp;
 
-    // Retain: the account and its roles stay; only the federation goes.
-    env.delete_binding(NS, "kept").await.expect("deleted");
-    let state = env.gcp().state().await.expect("state");
-    assert!(
-        account(&state, &email).is_some(),
-        "retained account deleted"
-    );
-    assert_eq!(
-        members(&state, &project(), "roles/pubsub.subscriber"),
-        vec![sa_member]
-    );
-    assert!(members(&state, &account_resource(&email), WI_USER).is_empty());
+const SUBSCRIBER: &str = "roles/pubsub.subscriber";
+
+impl CloudUnderTest for Gcp {
+    const NAMESPACE: &'static str = NS;
+    const ANNOTATION: (&'static str, Option<&'static str>) =
+        ("iam.gke.io/gcp-service-account", None);
+
+    async fn start() -> Env {
+        env(false, "").await
+    }
+
+    fn binding(name: &str, extra: &str) -> String {
+        let roles = format!("    roles:\n      - role: {SUBSCRIBER}\n");
+        format!("{}{extra}", binding(name, &roles))
+    }
+
+    async fn snapshot(env: &Env, name: &str) -> Snapshot {
+        let state = env.gcp().state().await.expect("state");
+        let email = email(name);
+        let federated = !members(&state, &account_resource(&email), WI_USER).is_empty();
+        Snapshot {
+            identities: usize::from(account(&state, &email).is_some()),
+            federated,
+            grants: members(&state, &project(), SUBSCRIBER)
+                .iter()
+                .filter(|m| **m == format!("serviceAccount:{email}"))
+                .count(),
+        }
+    }
+
+    async fn remove_federation_and_grant(env: &Env, name: &str) {
+        edit_policy(env, &project(), |p| p["bindings"] = json!([])).await;
+        edit_policy(env, &account_resource(&email(name)), |p| {
+            p["bindings"] = json!([])
+        })
+        .await;
+    }
+
+    async fn hold_grant_write(env: &Env) {
+        env.gcp()
+            .inject(json!({"operation": "cloudresourcemanager.projects.setIamPolicy", "latencyMs": 5000, "times": 1}))
+            .await
+            .expect("latency");
+    }
+
+    async fn grant_write_reached(env: &Env) -> bool {
+        let calls = env.gcp().calls().await.expect("calls");
+        calls["operations"]["cloudresourcemanager.projects.setIamPolicy"].as_u64() >= Some(1)
+    }
+
+    async fn refusals(env: &Env) -> Vec<Refusal> {
+        // An account of the wanted ID that wib did not create.
+        env.gcp()
+            .post(
+                &format!("/v1/projects/{GCP_PROJECT}/serviceAccounts"),
+                json!({"accountId": "team-owned-account", "serviceAccount": {"description": "the team's own"}}),
+            )
+            .await
+            .expect("foreign account");
+        vec![
+            Refusal {
+                name: "owner",
+                yaml: binding("owner", "    roles:\n      - role: roles/owner\n"),
+                reason: "RoleNotAllowed",
+                names: "roles/owner",
+            },
+            Refusal {
+                name: "taken",
+                yaml: binding("taken", "    accountId: team-owned-account\n"),
+                reason: "AdoptionNotAllowed",
+                names: "team-owned-account",
+            },
+        ]
+    }
+
+    async fn writes(env: &Env) -> u64 {
+        let calls = env.gcp().calls().await.expect("calls");
+        calls["writes"].as_u64().unwrap_or_default()
+    }
 }
 
 #[tokio::test]
-async fn bad_input_is_refused_with_a_clear_condition_and_nothing_half_made() {
-    let env = env(false, "").await;
-    let err = env
-        .apply(&binding("bad-id", "    accountId: Bad_Id\n"))
-        .await
-        .expect_err("admission");
-    assert!(
-        format!("{err:#}").contains("gcp.accountId must be 6-30 characters"),
-        "{err:#}"
-    );
+async fn drift_is_put_back_with_an_event() {
+    scenarios::drift_is_put_back_with_an_event::<Gcp>().await;
+}
 
-    env.apply(&binding("owner", "    roles:\n      - role: roles/owner\n"))
-        .await
-        .expect("binding");
-    let b = env
-        .wait_condition(NS, "owner", READY, "False", "RoleNotAllowed")
-        .await
-        .expect("RoleNotAllowed");
-    assert!(
-        condition(&b, READY).is_some_and(|c| c.message.contains("roles/owner")),
-        "{:?}",
-        condition(&b, READY)
-    );
-    let state = env.gcp().state().await.expect("state");
-    assert!(account(&state, &email("owner")).is_none());
+#[tokio::test]
+async fn a_crash_while_a_grant_is_written_leaves_no_duplicates() {
+    scenarios::a_crash_while_a_grant_is_written_leaves_no_duplicates::<Gcp>().await;
+}
 
-    // An account of the same ID that wib did not create.
-    env.gcp()
-        .post(
-            &format!("/v1/projects/{GCP_PROJECT}/serviceAccounts"),
-            json!({"accountId": "team-owned-account", "serviceAccount": {"description": "the team's own"}}),
-        )
-        .await
-        .expect("foreign account");
-    env.apply(&binding("taken", "    accountId: team-owned-account\n"))
-        .await
-        .expect("binding");
-    env.wait_condition(NS, "taken", READY, "False", "AdoptionNotAllowed")
-        .await
-        .expect("AdoptionNotAllowed");
-    let state = env.gcp().state().await.expect("state");
-    let foreign = account(
-        &state,
-        &format!("team-owned-account@{GCP_PROJECT}.iam.gserviceaccount.com"),
-    )
-    .expect("still there");
-    assert_eq!(foreign["description"], "the team's own");
-    assert!(
-        members(
-            &state,
-            &account_resource(&format!(
-                "team-owned-account@{GCP_PROJECT}.iam.gserviceaccount.com"
-            )),
-            WI_USER
-        )
-        .is_empty()
-    );
+#[tokio::test]
+async fn retain_keeps_the_account_and_its_role_and_drops_only_the_federation() {
+    scenarios::retain_keeps_the_identity_and_grant_and_drops_only_the_federation::<Gcp>().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_nothing_written() {
+    scenarios::bad_input_is_refused_with_nothing_written::<Gcp>().await;
 }
 
 #[tokio::test]

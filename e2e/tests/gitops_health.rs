@@ -165,19 +165,16 @@ spec:
 
     // The provider is Healthy once its issuer is readable.
     let providers: kube::Api<wib_api::ClusterIdentityProvider> = kube::Api::all(env.client.clone());
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let provider =
-            serde_json::to_value(providers.get("default").await.expect("provider")).expect("json");
-        if health(&provider).0 == "Healthy" {
-            break;
+    wib_e2e::poll_until(wib_e2e::WAIT, "the provider Healthy", async || {
+        let provider = providers.get("default").await.map_err(|e| e.to_string())?;
+        let provider = serde_json::to_value(provider).map_err(|e| e.to_string())?;
+        match health(&provider).0.as_str() {
+            "Healthy" => Ok(()),
+            _ => Err(provider.to_string()),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "provider never Healthy: {provider}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .expect("Healthy");
 
     // Progressing: no status yet, a generation wib has not observed yet, and
     // a transient failure (Reconciling, not Stalled).

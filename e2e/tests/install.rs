@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use wib_api::conditions::READY;
-use wib_testenv::fakes::{AZURE_TENANT, AzureFake};
+use wib_testenv::azure::{AZURE_TENANT, AzureFake};
 use wib_testenv::{ControlPlane, Operator, Options};
 
 const NS: &str = "wib-system";
@@ -496,7 +496,7 @@ fn port_of(url: &str) -> u64 {
 /// real API server.
 #[tokio::test]
 async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_does() {
-    use wib_testenv::fakes::{AZURE_AUDIENCE, OPERATOR_CLIENT_ID};
+    use wib_testenv::azure::{AZURE_AUDIENCE, OPERATOR_CLIENT_ID};
     use wib_testenv::moto::{ACCOUNT, OPERATOR_ROLE, STS_AUDIENCE};
 
     let attached = wib_testenv::Attached::read(&root().join("e2e/kind/attached.json"))

@@ -58,23 +58,19 @@ async fn holder(leases: &Api<Lease>) -> Option<Lease> {
 }
 
 async fn wait_holder(leases: &Api<Lease>, want: Option<&str>) -> Lease {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(lease) = holder(leases).await
-            && lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.as_deref())
-                == want
-        {
-            return lease;
+    let what = format!("the lease held by {want:?}");
+    wib_e2e::poll_until(WAIT, &what, async || {
+        let lease = holder(leases).await;
+        let held_by = lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref()?.holder_identity.clone());
+        match lease {
+            Some(lease) if held_by.as_deref() == want => Ok(lease),
+            _ => Err(format!("held by {held_by:?}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "lease never held by {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .expect("lease")
 }
 
 #[tokio::test]
@@ -126,11 +122,16 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over_when_it_dies(
         .expect("standby finished the work");
     // The status is visible before the reconcile's closing log line is
     // written: give the log a moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while reconciles(&b, "second") == 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(reconciles(&b, "second") >= 1, "{}", b.logs());
+    wib_e2e::poll_until(
+        Duration::from_secs(5),
+        "the second replica reconciles",
+        async || match reconciles(&b, "second") {
+            0 => Err(b.logs()),
+            _ => Ok(()),
+        },
+    )
+    .await
+    .expect("reconciled by the second replica");
 
     // Taken over within the lease duration (plus one retry), by the lease's own clock.
     let last_renewal = before

@@ -50,18 +50,17 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
         .send()
         .await
         .expect("detach");
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    let text = loop {
-        let text = env.metrics().await.expect("scrape");
-        if sample(&text, r#"wib_drift_repairs_total{cloud="aws"}"#).unwrap_or_default() >= 1.0 {
-            break text;
+    let text = wib_e2e::poll_until(wib_e2e::WAIT, "a drift repair counted", async || {
+        let text = env.metrics().await.map_err(|e| e.to_string())?;
+        let repairs = sample(&text, r#"wib_drift_repairs_total{cloud="aws"}"#);
+        if repairs.unwrap_or_default() >= 1.0 {
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no drift repair:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    };
+    })
+    .await
+    .expect("drift repair");
 
     for (series, at_least) in [
         (
@@ -134,14 +133,14 @@ async fn wibs_azure_call_counts_match_what_the_azure_fake_served() {
         .expect("Ready");
     env.delete_binding(NS, "az").await.expect("deleted");
     // Provider resyncs keep reading; compare when both sides are still.
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let served = env.azure().calls().await.expect("fake calls");
+    let counted = wib_e2e::poll_until(wib_e2e::WAIT, "wib's counts match the fake's", async || {
+        let served = env.azure().calls().await.map_err(|e| e.to_string())?;
         // Token requests: the harness asks for tokens too (to arrange
         // tests), so only ARM's calls are compared.
-        let mut counted = wib_e2e::cloud_calls(&env.metrics().await.expect("metrics"), "azure");
+        let mut counted =
+            wib_e2e::cloud_calls(&env.metrics().await.map_err(|e| e.to_string())?, "azure");
         counted.remove("Token");
-        let again = env.azure().calls().await.expect("fake calls");
+        let again = env.azure().calls().await.map_err(|e| e.to_string())?;
         let served_ops: std::collections::BTreeMap<String, u64> = served["operations"]
             .as_object()
             .into_iter()
@@ -149,21 +148,23 @@ async fn wibs_azure_call_counts_match_what_the_azure_fake_served() {
             .filter(|(op, _)| op.as_str() != "Token")
             .map(|(op, n)| (op.clone(), n.as_u64().unwrap_or_default()))
             .collect();
-        if served == again && served_ops == counted {
-            assert!(
-                counted.get("UserAssignedIdentities_CreateOrUpdate") == Some(&1),
-                "{counted:?}"
-            );
-            assert!(
-                counted.get("RoleAssignments_Create") == Some(&1),
-                "{counted:?}"
-            );
-            break;
+        match served == again && served_ops == counted {
+            true => Ok(counted),
+            false => Err(format!(
+                "wib counted {counted:?}, the fake served {served_ops:?}"
+            )),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "wib counted {counted:?}, the fake served {served_ops:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    })
+    .await
+    .expect("counts match");
+    assert_eq!(
+        counted.get("UserAssignedIdentities_CreateOrUpdate"),
+        Some(&1),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.get("RoleAssignments_Create"),
+        Some(&1),
+        "{counted:?}"
+    );
 }

@@ -107,7 +107,7 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
 
     // Azure: azure-identity's WorkloadIdentityCredential (MSAL underneath)
     // reads Entra's discovery document over https, then the token endpoint.
-    let file = token_file(&env, "azure", wib_testenv::fakes::AZURE_AUDIENCE).await;
+    let file = token_file(&env, "azure", wib_testenv::azure::AZURE_AUDIENCE).await;
     let client_id = status["azure"].identity.clone().expect("client ID");
     let authority = env
         .azure()
@@ -118,7 +118,7 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
         "azure",
         &[
             ("AZURE_CLIENT_ID", client_id.as_ref()),
-            ("AZURE_TENANT_ID", wib_testenv::fakes::AZURE_TENANT.as_ref()),
+            ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
             ("AZURE_FEDERATED_TOKEN_FILE", file.as_os_str()),
             ("AZURE_AUTHORITY_HOST", authority.as_ref()),
             ("REQUESTS_CA_BUNDLE", ca),

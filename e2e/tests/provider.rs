@@ -23,23 +23,20 @@ async fn provider_condition(
     reason: &str,
 ) -> ClusterIdentityProvider {
     let api: Api<ClusterIdentityProvider> = Api::all(env.client.clone());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let p = api.get(name).await.expect("provider");
+    let what = format!("{name}: {type_} {status}/{reason}");
+    wib_e2e::poll_until(WAIT, &what, async || {
+        let p = api.get(name).await.map_err(|e| e.to_string())?;
         let found = p
             .status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
-        if found.is_some_and(|c| c.status == status && c.reason == reason) {
-            return p;
+        match found.is_some_and(|c| c.status == status && c.reason == reason) {
+            true => Ok(p),
+            false => Err(format!("{:?}", p.status)),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: {type_} never {status}/{reason}: {:?}",
-            p.status
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .expect("provider condition")
 }
 
 #[tokio::test]
@@ -244,11 +241,14 @@ async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api.get_opt(name).await.expect("read").is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "{name} never went");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wib_e2e::poll_until(WAIT, &format!("{name} gone"), async || {
+        match api.get_opt(name).await.map_err(|e| e.to_string())? {
+            Some(_) => Err("still there".to_string()),
+            None => Ok(()),
+        }
+    })
+    .await
+    .expect("gone");
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! writes to the cloud.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -91,24 +90,28 @@ async fn a_restart_under_fifty_ready_bindings_flips_no_condition_and_writes_noth
     env.operator_mut().restart().expect("restart");
     // Until the new process has reconciled every binding (its metrics start
     // at zero), at least twice over with the suite's 2 s resync.
-    let deadline = tokio::time::Instant::now() + wib_e2e::WAIT;
-    loop {
-        let done = env
-            .metric_sum(
-                "controller_runtime_reconcile_total",
-                &[
-                    r#"controller="workloadidentitybinding""#,
-                    r#"result="success""#,
-                ],
-            )
-            .await
-            .unwrap_or_default();
-        if done >= (2 * BINDINGS) as f64 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "reconciled {done}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wib_e2e::poll_until(
+        wib_e2e::WAIT,
+        "every binding reconciled twice",
+        async || {
+            let done = env
+                .metric_sum(
+                    "controller_runtime_reconcile_total",
+                    &[
+                        r#"controller="workloadidentitybinding""#,
+                        r#"result="success""#,
+                    ],
+                )
+                .await
+                .unwrap_or_default();
+            match done >= (2 * BINDINGS) as f64 {
+                true => Ok(()),
+                false => Err(format!("reconciled {done}")),
+            }
+        },
+    )
+    .await
+    .expect("reconciled");
     watch.abort();
 
     let flips = flips.lock().unwrap_or_else(|e| e.into_inner()).clone();

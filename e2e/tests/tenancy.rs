@@ -417,19 +417,16 @@ async fn a_tenant_cannot_add_an_audience_to_the_clusters_shared_oidc_provider() 
         "still used by aud-too"
     );
     tenant.delete_binding(NS, "aud-too").await.expect("deleted");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let now = wib_e2e::poll_until(wib_e2e::WAIT, "the unused client ID removed", async || {
         let now = client_ids().await;
-        if !now.contains(&"attacker-client".to_string()) {
-            assert_eq!(now, ["sts.amazonaws.com", "platform-client"]);
-            break;
+        match now.contains(&"attacker-client".to_string()) {
+            true => Err(format!("{now:?}")),
+            false => Ok(now),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "unused client ID left: {now:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    })
+    .await
+    .expect("removed");
+    assert_eq!(now, ["sts.amazonaws.com", "platform-client"]);
 }
 
 #[tokio::test]
