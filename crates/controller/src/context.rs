@@ -50,6 +50,13 @@ fn jitter() -> f64 {
     0.8 + 0.4 * unit
 }
 
+/// `base` within ±20 %: bindings that settled together (a GitOps sync, a
+/// restart, a leader change) drift apart over their resyncs instead of
+/// reading the clouds all at once every interval.
+pub fn jittered(base: std::time::Duration) -> std::time::Duration {
+    base.mul_f64(jitter())
+}
+
 impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -89,7 +96,7 @@ impl Context {
         let n = attempts.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         let base = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
-        base.mul_f64(jitter())
+        jittered(base)
     }
 
     /// Forgets the failures and any hold of `key`: it settled, or it is gone.
@@ -150,5 +157,11 @@ mod tests {
         );
         let first = samples[0];
         assert!(samples.iter().any(|j| (j - first).abs() > 1e-9));
+        let resync = std::time::Duration::from_secs(600);
+        let next = super::jittered(resync);
+        assert!(
+            next >= resync.mul_f64(0.8) && next < resync.mul_f64(1.2),
+            "{next:?}"
+        );
     }
 }

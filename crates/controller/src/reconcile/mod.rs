@@ -246,7 +246,9 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     // Only a settled binding forgets its failures: a transient one reported
     // in status is a successful reconcile too, and must keep backing off.
     ctx.reset_backoff(&backoff_key(binding));
-    Ok(Action::requeue(ctx.settings.resync()))
+    Ok(Action::requeue(crate::context::jittered(
+        ctx.settings.resync(),
+    )))
 }
 
 /// Cloud writes on a binding that was already Ready are drift repairs: an
