@@ -548,6 +548,29 @@ impl Admin {
         .await
     }
 
+    /// How many Events the object has once they stop arriving (none new
+    /// for a second): the Events of a reconcile are published after the
+    /// status that a wait sees.
+    pub async fn settled_event_count(&self, ns: &str, name: &str) -> Result<usize> {
+        let mut last = self.events_for(ns, name).await?.len();
+        poll_until(WAIT, &format!("{ns}/{name}: Events settled"), async || {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self
+                .events_for(ns, name)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            let settled = now == last;
+            last = now;
+            if settled {
+                Ok(now)
+            } else {
+                Err(format!("{now} Events, still arriving"))
+            }
+        })
+        .await
+    }
+
     /// Events recorded for an object in a namespace.
     pub async fn events_for(&self, ns: &str, name: &str) -> Result<Vec<Event>> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
