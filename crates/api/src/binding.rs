@@ -118,7 +118,10 @@ impl WorkloadIdentityBindingSpec {
     }
 
     /// Whether the binding names its identity explicitly (`identityName`,
-    /// `roleName`, `accountId`) rather than taking wib's generated name.
+    /// `roleName`, `accountId`) rather than taking wib's generated name:
+    /// only such a binding can use another namespace's identity, so only it
+    /// is reconciled again when a binding of another namespace changes what
+    /// it shares.
     pub fn names_its_identity(&self) -> bool {
         self.azure
             .as_ref()

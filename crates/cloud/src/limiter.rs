@@ -69,11 +69,6 @@ impl Limiter {
         }
     }
 
-    /// From `WIB_<CLOUD>_CALLS_PER_SECOND` (burst twice that), else `default`.
-    pub fn from_env(cloud: &str, default: f64) -> Self {
-        Self::at(rate_from_env(cloud, default))
-    }
-
     /// `rate` calls a second, burst twice that.
     pub fn at(rate: f64) -> Self {
         Self::new(rate, rate * 2.0)

@@ -93,7 +93,7 @@ pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
                 .filter(|b| {
                     b.uid() != changed.uid()
                         && ((b.namespace() == ns && b.service_account_name() == sa)
-                            || (b.namespace() != ns && sharing::names_its_identity(b)))
+                            || (b.namespace() != ns && b.spec.names_its_identity()))
                 })
                 .map(|b| ObjectRef::from_obj(&*b))
                 .collect::<Vec<_>>()

@@ -25,7 +25,7 @@ pub fn granted_by(
     providers: &[Arc<ClusterIdentityProvider>],
 ) -> BTreeSet<String> {
     let namespace = binding.namespace().unwrap_or_default();
-    if !names_its_identity(binding) || !allows(binding, providers) {
+    if !binding.spec.names_its_identity() || !allows(binding, providers) {
         return BTreeSet::new();
     }
     bindings()
@@ -42,14 +42,6 @@ pub fn granted_by(
         })
         .filter_map(|maker| maker.uid())
         .collect()
-}
-
-/// Whether a binding names its identity explicitly (`identityName`,
-/// `roleName`, `accountId`): only such a binding can use another
-/// namespace's identity, so only it is reconciled again when a binding of
-/// another namespace changes what it shares.
-pub fn names_its_identity(binding: &WorkloadIdentityBinding) -> bool {
-    binding.spec.names_its_identity()
 }
 
 #[cfg(test)]
@@ -111,7 +103,7 @@ mod tests {
         assert!(granted_by(&sharer, || all.clone(), &[provider(false)]).is_empty());
         let unnamed = binding("team-b", "u", json!({"aws": {}}));
         assert!(granted_by(&unnamed, || all.clone(), &[provider(true)]).is_empty());
-        assert!(names_its_identity(&sharer));
-        assert!(!names_its_identity(&all[0]));
+        assert!(sharer.spec.names_its_identity());
+        assert!(!all[0].spec.names_its_identity());
     }
 }
