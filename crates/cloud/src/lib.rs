@@ -21,6 +21,8 @@ pub mod limiter;
 pub mod ownership;
 pub mod protected;
 pub mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::CloudError;
 

@@ -281,6 +281,7 @@ mod tests {
     use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
     use super::*;
+    use crate::testing;
 
     /// An identity, then a grant named after the ID the cloud gave it: two
     /// rounds, like Azure's role assignments after the principal ID.
@@ -396,18 +397,13 @@ mod tests {
 
     fn request_parts(retain: bool) -> (WorkloadIdentityBinding, ClusterIdentityProvider) {
         let policy = if retain { "Retain" } else { "Delete" };
-        let binding = serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "app", "namespace": "ns", "uid": "u1"},
-            "spec": {"gcp": {}, "deletionPolicy": policy},
-        }))
-        .expect("binding");
-        let provider = serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "p"}, "spec": {"clusterName": "c"},
-        }))
-        .expect("provider");
-        (binding, provider)
+        let binding = testing::binding(
+            "app",
+            "ns",
+            "u1",
+            json!({"gcp": {}, "deletionPolicy": policy}),
+        );
+        (binding, testing::provider("p", json!({"clusterName": "c"})))
     }
 
     #[tokio::test]

@@ -672,6 +672,7 @@ fn revoke(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> Ve
 mod tests {
     use super::*;
     use crate::steps::Next;
+    use crate::testing::{self, merged};
     use serde_json::json;
     use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
@@ -689,13 +690,6 @@ mod tests {
     const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/boundary";
     const LOGS: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]}"#;
 
-    fn merged(mut base: Value, extra: Value) -> Value {
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            base[k] = v.clone();
-        }
-        base
-    }
-
     /// A provider of cluster c1 allowing AWS's and the account's policies;
     /// `spec` and `aws` override its fields.
     fn provider(spec: Value, aws: Value) -> ClusterIdentityProvider {
@@ -711,11 +705,7 @@ mod tests {
             }),
             spec,
         );
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "aws"}, "spec": spec,
-        }))
-        .expect("provider")
+        testing::provider("aws", spec)
     }
 
     fn plain() -> ClusterIdentityProvider {
@@ -725,12 +715,13 @@ mod tests {
     /// Binding `name` (uid `uid`) of namespace ns, for ServiceAccount `sa`,
     /// naming role `app`.
     fn binding_as(name: &str, uid: &str, sa: &str, aws: Value) -> WorkloadIdentityBinding {
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid},
-            "spec": {"serviceAccount": {"name": sa}, "aws": merged(json!({"roleName": ROLE}), aws)},
-        }))
-        .expect("binding")
+        let aws = merged(json!({"roleName": ROLE}), aws);
+        testing::binding(
+            name,
+            "ns",
+            uid,
+            json!({"serviceAccount": {"name": sa}, "aws": aws}),
+        )
     }
 
     /// The maker: binding b (u1) for ServiceAccount sa, listing `aws`.

@@ -603,6 +603,7 @@ fn is_wib_assignment(a: &Assignment, principal_id: &str) -> bool {
 mod tests {
     use super::*;
     use crate::steps::Steps;
+    use crate::testing::{self, merged};
     use serde_json::{Value, json};
     use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
@@ -624,13 +625,6 @@ mod tests {
         format!("/subscriptions/{OTHER_SUB}/resourceGroups/shared")
     }
 
-    fn merged(mut base: Value, extra: Value) -> Value {
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            base[k] = v.clone();
-        }
-        base
-    }
-
     fn provider(extra: Value) -> ClusterIdentityProvider {
         let spec = json!({
             "clusterName": "c1",
@@ -638,11 +632,7 @@ mod tests {
             "azure": {"tenantId": "tenant-1", "subscriptionId": SUB,
                       "resourceGroup": "rg", "location": "westeurope"},
         });
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "azure"}, "spec": merged(spec, extra),
-        }))
-        .expect("provider")
+        testing::provider("azure", merged(spec, extra))
     }
 
     /// A binding in `ns` for ServiceAccount `sa`, identity `app`, granted
@@ -657,12 +647,7 @@ mod tests {
             azure,
         );
         let spec = json!({"serviceAccount": {"name": "sa"}, "azure": azure});
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "b", "namespace": "ns", "uid": "u1"},
-            "spec": merged(spec, extra),
-        }))
-        .expect("binding")
+        testing::binding("b", "ns", "u1", merged(spec, extra))
     }
 
     fn reader_binding() -> WorkloadIdentityBinding {

@@ -394,6 +394,7 @@ fn revoke(target: &Target<'_>, observed: &Observed) -> Vec<Action> {
 mod tests {
     use super::*;
     use crate::steps::Next;
+    use crate::testing::{self, merged};
     use google_cloud_iam_admin_v1::model::ServiceAccount;
     use serde_json::{Value, json};
     use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
@@ -405,31 +406,17 @@ mod tests {
     const ACCOUNT: &str = "serviceAccount:app@p1.iam.gserviceaccount.com";
 
     fn provider(extra: Value) -> ClusterIdentityProvider {
-        let mut spec = json!({
+        let spec = json!({
             "clusterName": "c1",
             "allowedScopes": ["projects/p1"],
             "gcp": {"projectId": "p1"},
         });
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            spec[k] = v.clone();
-        }
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "gcp"}, "spec": spec,
-        }))
-        .expect("provider")
+        testing::provider("gcp", merged(spec, extra))
     }
 
     fn binding(gcp: Value, extra: Value) -> WorkloadIdentityBinding {
-        let mut spec = json!({"serviceAccount": {"name": "sa"}, "gcp": gcp});
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            spec[k] = v.clone();
-        }
-        serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": "b", "namespace": "ns", "uid": "u1"}, "spec": spec,
-        }))
-        .expect("binding")
+        let spec = json!({"serviceAccount": {"name": "sa"}, "gcp": gcp});
+        testing::binding("b", "ns", "u1", merged(spec, extra))
     }
 
     fn viewer() -> Value {
