@@ -3,18 +3,21 @@
 //! runs only as the issuer of wib's own web identity token (the file moto's
 //! STS exchanges), so each case is a few calls, and many fit in one test.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::Wib;
+
 use aws_sdk_iam::Client as IamClient;
 use serde_json::{Value, json};
+use wib_api::WorkloadIdentityBinding;
 use wib_api::conditions::Reason;
-use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 use wib_cloud::aws::credentials::WebIdentity;
 use wib_cloud::aws::{AwsProvider, Settings, naming, policy};
-use wib_cloud::{CloudError, CloudProvider, Outcome, Request};
+use wib_testenv::ControlPlane;
 use wib_testenv::moto::{ACCOUNT, Moto, REGION, STS_AUDIENCE};
-use wib_testenv::{ControlPlane, Options};
 
 const CLUSTER: &str = "tier";
 const NS: &str = "team";
@@ -24,11 +27,9 @@ const S3_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess";
 /// One control plane (issuer only), moto and wib's AWS cloud.
 struct Rig {
     moto: Moto,
-    cloud: AwsProvider,
-    provider: ClusterIdentityProvider,
+    wib: Wib<AwsProvider>,
     /// A client of its own, to make and read changes as someone else would.
     iam: IamClient,
-    issuer: String,
     _cp: ControlPlane,
 }
 
@@ -71,42 +72,24 @@ fn iam_client(moto: &Moto) -> IamClient {
 
 impl Rig {
     async fn start() -> Self {
-        let cp = ControlPlane::start(Options {
-            install_crds: false,
-            controller_manager: false,
-        })
-        .await
-        .expect("control plane");
+        let cp = common::issuer_only_control_plane().await;
         let moto = Moto::start(&cp).await.expect("moto");
         let cloud = AwsProvider::new(Arc::new(wib_cloud::calls::Unobserved), settings(&moto))
             .await
             .expect("AWS cloud");
-        let provider = serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "aws"},
-            "spec": {"clusterName": CLUSTER,
+        let wib = Wib::new(
+            cloud,
+            json!({"clusterName": CLUSTER,
                      "allowedScopes": ["arn:aws:iam::aws:policy", format!("arn:aws:iam::{ACCOUNT}:policy")],
-                     "aws": {"accountId": ACCOUNT, "createOidcProvider": true}},
-        }))
-        .expect("provider");
+                     "aws": {"accountId": ACCOUNT, "createOidcProvider": true}}),
+            &cp,
+        );
         Self {
             iam: iam_client(&moto),
-            issuer: cp.issuer().to_string(),
             moto,
-            cloud,
-            provider,
+            wib,
             _cp: cp,
         }
-    }
-
-    async fn reconcile(&self, binding: &WorkloadIdentityBinding) -> Result<Outcome, CloudError> {
-        let request = Request::new(binding, &self.provider, &self.issuer);
-        self.cloud.reconcile(&request).await
-    }
-
-    async fn cleanup(&self, binding: &WorkloadIdentityBinding) -> Result<(), CloudError> {
-        let request = Request::new(binding, &self.provider, &self.issuer);
-        self.cloud.cleanup(&request).await
     }
 
     /// The IAM calls moto served since `start_recording`, by action:
@@ -120,7 +103,7 @@ impl Rig {
 
     /// The issuer as IAM keys its trust conditions.
     fn issuer_key(&self) -> String {
-        naming::issuer_key(&self.issuer)
+        naming::issuer_key(&self.wib.issuer)
     }
 
     /// Roles IAM holds whose name contains `part`.
@@ -254,12 +237,7 @@ fn binding(
     if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
         spec.extend(extra);
     }
-    serde_json::from_value(json!({
-        "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-        "metadata": {"name": name, "namespace": NS, "uid": uid},
-        "spec": spec,
-    }))
-    .expect("binding")
+    common::binding(name, NS, uid, spec)
 }
 
 fn role(binding: &str) -> String {
@@ -270,12 +248,12 @@ fn role(binding: &str) -> String {
 async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     let rig = Rig::start().await;
     let b = binding("app-one", "u1", &[READ_ONLY], true, json!({}));
-    let created = rig.reconcile(&b).await.expect("created");
+    let created = rig.wib.reconcile(&b).await.expect("created");
     let name = role("app-one");
     assert_eq!(
         created.writes,
         [
-            format!("created IAM OIDC provider for {}", rig.issuer),
+            format!("created IAM OIDC provider for {}", rig.wib.issuer),
             format!("created role {name}"),
             format!("attached {READ_ONLY}"),
             "put inline policy logs".to_string(),
@@ -292,7 +270,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     ));
 
     rig.moto.start_recording().await.expect("recording");
-    let steady = rig.reconcile(&b).await.expect("steady");
+    let steady = rig.wib.reconcile(&b).await.expect("steady");
     assert!(steady.writes.is_empty(), "{:?}", steady.writes);
     let (writes, reads) = rig.recorded().await;
     assert_eq!(writes, BTreeMap::new(), "a steady state writes nothing");
@@ -302,7 +280,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     );
 
     let edited = binding("app-one", "u1", &[S3_READ_ONLY], true, json!({}));
-    let changed = rig.reconcile(&edited).await.expect("spec changed");
+    let changed = rig.wib.reconcile(&edited).await.expect("spec changed");
     // IAM has no tags per attachment, so the role's tags mark which policies
     // are wib's: both policies before the swap, only the new one after it,
     // so a pass cut short in between still knows what to detach.
@@ -323,7 +301,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
         naming::marks([S3_READ_ONLY])
     );
 
-    rig.cleanup(&edited).await.expect("cleanup");
+    rig.wib.cleanup(&edited).await.expect("cleanup");
     assert!(rig.role_state(&name).await.is_none(), "role left behind");
 }
 
@@ -337,10 +315,10 @@ async fn retain_keeps_the_role_and_its_policies_and_drops_only_the_trust_stateme
         true,
         json!({"deletionPolicy": "Retain"}),
     );
-    rig.reconcile(&kept).await.expect("created");
+    rig.wib.reconcile(&kept).await.expect("created");
     assert_eq!(rig.allowed(&role("kept")).await.len(), 1);
 
-    rig.cleanup(&kept).await.expect("cleanup");
+    rig.wib.cleanup(&kept).await.expect("cleanup");
     let state = rig.role_state(&role("kept")).await.expect("role retained");
     assert_eq!(state.attached, [READ_ONLY]);
     assert_eq!(state.inline.keys().collect::<Vec<_>>(), ["logs"]);
@@ -356,7 +334,7 @@ async fn retain_keeps_the_role_and_its_policies_and_drops_only_the_trust_stateme
 async fn drift_made_in_iam_is_put_back_by_one_reconcile_that_names_it() {
     let rig = Rig::start().await;
     let b = binding("drifty", "u2", &[READ_ONLY], false, json!({}));
-    rig.reconcile(&b).await.expect("created");
+    rig.wib.reconcile(&b).await.expect("created");
     let name = role("drifty");
 
     // Out of band: the policy detached, the trust widened to every
@@ -374,7 +352,7 @@ async fn drift_made_in_iam_is_put_back_by_one_reconcile_that_names_it() {
         .await
         .expect("widen");
 
-    let repaired = rig.reconcile(&b).await.expect("repaired");
+    let repaired = rig.wib.reconcile(&b).await.expect("repaired");
     assert_eq!(
         repaired.writes,
         [
@@ -386,7 +364,7 @@ async fn drift_made_in_iam_is_put_back_by_one_reconcile_that_names_it() {
     assert_eq!(state.attached, [READ_ONLY]);
     let only = rig.statement_for("drifty");
     assert!(state.trusts_only(&only), "{}", state.trust);
-    let steady = rig.reconcile(&b).await.expect("steady");
+    let steady = rig.wib.reconcile(&b).await.expect("steady");
     assert!(steady.writes.is_empty(), "{:?}", steady.writes);
 }
 
@@ -399,7 +377,11 @@ async fn a_failure_between_actions_is_finished_by_the_next_pass_without_duplicat
         .await
         .expect("fault");
     let b = binding("half-made", "u3", &[READ_ONLY], true, json!({}));
-    let failed = rig.reconcile(&b).await.expect_err("the attachment fails");
+    let failed = rig
+        .wib
+        .reconcile(&b)
+        .await
+        .expect_err("the attachment fails");
     assert_eq!(failed.reason, Reason::TransientError, "{failed}");
     assert_eq!(
         rig.moto.failed("AttachRolePolicy").await.expect("faults"),
@@ -414,7 +396,7 @@ async fn a_failure_between_actions_is_finished_by_the_next_pass_without_duplicat
         "{state:?}"
     );
 
-    let outcome = rig.reconcile(&b).await.expect("finished");
+    let outcome = rig.wib.reconcile(&b).await.expect("finished");
     assert_eq!(
         outcome.writes,
         [
@@ -436,6 +418,7 @@ async fn throttling_is_reported_as_throttled_with_no_wait_named() {
         .await
         .expect("fault");
     let error = rig
+        .wib
         .reconcile(&binding("patient", "u4", &[], false, json!({})))
         .await
         .expect_err("throttled");
@@ -464,11 +447,18 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         })
         .collect();
     for b in &bindings {
-        rig.reconcile(b).await.expect("created");
+        rig.wib.reconcile(b).await.expect("created");
     }
     rig.moto.start_recording().await.expect("recording");
     for b in &bindings {
-        assert!(rig.reconcile(b).await.expect("steady").writes.is_empty());
+        assert!(
+            rig.wib
+                .reconcile(b)
+                .await
+                .expect("steady")
+                .writes
+                .is_empty()
+        );
     }
     assert_eq!(rig.recorded().await.0, BTreeMap::new(), "steady writes");
     assert_eq!(
@@ -480,7 +470,7 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         let state = rig.role_state(&name).await.expect("role");
         assert_eq!(state.attached.len(), 1 + i % 2, "{name}");
         assert_eq!(state.inline.len(), usize::from(i % 3 == 0), "{name}");
-        rig.cleanup(b).await.expect("cleanup");
+        rig.wib.cleanup(b).await.expect("cleanup");
         assert!(rig.role_state(&name).await.is_none(), "{name}");
     }
     assert_eq!(rig.roles_named(&format!("wib-{CLUSTER}-{NS}-")).await, 0);

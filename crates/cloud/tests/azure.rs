@@ -3,17 +3,20 @@
 //! control plane runs only as the OIDC issuer of wib's own token (the fake's
 //! Entra verifies it), so each case is a few calls, and many fit in one test.
 
+mod common;
+
 use std::time::Duration;
 
+use common::Wib;
+
 use serde_json::{Value, json};
+use wib_api::WorkloadIdentityBinding;
 use wib_api::conditions::Reason;
-use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 use wib_cloud::azure::credential::WorkloadIdentity;
 use wib_cloud::azure::naming::{federated_credential_name, identity_name};
 use wib_cloud::azure::{AUDIENCE, AzureProvider, Settings};
-use wib_cloud::{CloudError, CloudProvider, Outcome, Request};
+use wib_testenv::ControlPlane;
 use wib_testenv::azure::{AZURE_TENANT, AzureFake};
-use wib_testenv::{ControlPlane, Options};
 
 const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
 const CLUSTER: &str = "tier";
@@ -31,52 +34,28 @@ fn vault() -> String {
 /// One control plane (issuer only), the Azure fake and wib's Azure cloud.
 struct Rig {
     fake: AzureFake,
-    cloud: AzureProvider,
-    provider: ClusterIdentityProvider,
-    issuer: String,
+    wib: Wib<AzureProvider>,
     _cp: ControlPlane,
 }
 
 impl Rig {
     async fn start() -> Self {
-        let cp = ControlPlane::start(Options {
-            install_crds: false,
-            controller_manager: false,
-        })
-        .await
-        .expect("control plane");
+        let cp = common::issuer_only_control_plane().await;
         let fake = AzureFake::start(&cp).await.expect("Azure fake");
         let cloud = AzureProvider::from_settings(
             std::sync::Arc::new(wib_cloud::calls::Unobserved),
             settings(&fake),
         )
         .expect("Azure cloud");
-        let provider = serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "azure"},
-            "spec": {"clusterName": CLUSTER,
+        let wib = Wib::new(
+            cloud,
+            json!({"clusterName": CLUSTER,
                      "allowedScopes": [format!("/subscriptions/{SUB}/resourceGroups/qa-rg")],
                      "azure": {"tenantId": AZURE_TENANT, "subscriptionId": SUB,
-                               "resourceGroup": "qa-identities", "location": "westeurope"}},
-        }))
-        .expect("provider");
-        Self {
-            fake,
-            cloud,
-            provider,
-            issuer: cp.issuer().to_string(),
-            _cp: cp,
-        }
-    }
-
-    async fn reconcile(&self, binding: &WorkloadIdentityBinding) -> Result<Outcome, CloudError> {
-        let request = Request::new(binding, &self.provider, &self.issuer);
-        self.cloud.reconcile(&request).await
-    }
-
-    async fn cleanup(&self, binding: &WorkloadIdentityBinding) -> Result<(), CloudError> {
-        let request = Request::new(binding, &self.provider, &self.issuer);
-        self.cloud.cleanup(&request).await
+                               "resourceGroup": "qa-identities", "location": "westeurope"}}),
+            &cp,
+        );
+        Self { fake, wib, _cp: cp }
     }
 
     async fn writes(&self) -> u64 {
@@ -173,12 +152,13 @@ fn binding(name: &str, uid: &str, sa: &str, roles: &[(&str, &str)]) -> WorkloadI
         .iter()
         .map(|(role, _)| json!({"role": role, "scope": vault()}))
         .collect();
-    serde_json::from_value(json!({
-        "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-        "metadata": {"name": name, "namespace": NS, "uid": uid},
-        "spec": {"serviceAccount": {"name": sa}, "azure": {"roleAssignments": roles}},
-    }))
-    .expect("binding")
+    let azure = json!({"roleAssignments": roles});
+    common::binding(
+        name,
+        NS,
+        uid,
+        json!({"serviceAccount": {"name": sa}, "azure": azure}),
+    )
 }
 
 fn retained(mut b: WorkloadIdentityBinding) -> WorkloadIdentityBinding {
@@ -232,7 +212,7 @@ fn only_assignment(assigned: &[(String, String, String)], role: (&str, &str)) ->
 async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     let rig = Rig::start().await;
     let b = binding("app1", "u1", "app1-sa", &[SECRETS_USER]);
-    let created = rig.reconcile(&b).await.expect("created");
+    let created = rig.wib.reconcile(&b).await.expect("created");
     let (name, fic) = (identity_of("app1"), credential_of("app1-sa"));
     assert_eq!(
         created.writes,
@@ -248,7 +228,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
         credentials(&identity),
         [(
             fic.clone(),
-            rig.issuer.clone(),
+            rig.wib.issuer.clone(),
             format!("system:serviceaccount:{NS}:app1-sa"),
             json!([AUDIENCE])
         )]
@@ -259,13 +239,13 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     assert_eq!(azure.resource_id.as_deref(), identity["id"].as_str());
 
     let before = rig.writes().await;
-    let steady = rig.reconcile(&b).await.expect("steady");
+    let steady = rig.wib.reconcile(&b).await.expect("steady");
     assert!(steady.writes.is_empty(), "{:?}", steady.writes);
     assert_eq!(rig.writes().await, before, "a steady state writes nothing");
     assert_eq!(steady.status, created.status);
 
     let swapped = binding("app1", "u1", "app1-sa", &[VAULT_READER]);
-    let changed = rig.reconcile(&swapped).await.expect("spec changed");
+    let changed = rig.wib.reconcile(&swapped).await.expect("spec changed");
     assert_eq!(
         changed.writes,
         [
@@ -275,7 +255,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     );
     only_assignment(&rig.assignments(&principal).await, VAULT_READER);
 
-    rig.cleanup(&swapped).await.expect("cleanup");
+    rig.wib.cleanup(&swapped).await.expect("cleanup");
     assert!(rig.identities(&name).await.is_empty(), "identity deleted");
     assert!(
         rig.assignments(&principal).await.is_empty(),
@@ -287,11 +267,11 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
 async fn retain_keeps_the_identity_and_its_assignment_and_removes_only_the_credential() {
     let rig = Rig::start().await;
     let b = retained(binding("kept", "u2", "kept-sa", &[SECRETS_USER]));
-    rig.reconcile(&b).await.expect("created");
+    rig.wib.reconcile(&b).await.expect("created");
     let name = identity_of("kept");
     let principal = principal(&rig.identity(&name).await);
 
-    rig.cleanup(&b).await.expect("cleanup");
+    rig.wib.cleanup(&b).await.expect("cleanup");
     let identity = rig.identity(&name).await;
     assert!(credentials(&identity).is_empty(), "{identity}");
     only_assignment(&rig.assignments(&principal).await, SECRETS_USER);
@@ -301,7 +281,7 @@ async fn retain_keeps_the_identity_and_its_assignment_and_removes_only_the_crede
 async fn drift_made_in_azure_is_put_back_by_one_reconcile() {
     let rig = Rig::start().await;
     let b = binding("drifty", "u3", "drifty-sa", &[SECRETS_USER]);
-    rig.reconcile(&b).await.expect("created");
+    rig.wib.reconcile(&b).await.expect("created");
     let identity = rig.identity(&identity_of("drifty")).await;
     let id = identity["id"].as_str().expect("id");
     let fic = credential_of("drifty-sa");
@@ -320,7 +300,7 @@ async fn drift_made_in_azure_is_put_back_by_one_reconcile() {
     rig.arm_delete(&assignment, "2022-04-01").await;
     assert!(rig.assignments(&principal).await.is_empty(), "drift made");
 
-    let repaired = rig.reconcile(&b).await.expect("repaired");
+    let repaired = rig.wib.reconcile(&b).await.expect("repaired");
     assert_eq!(
         repaired.writes,
         [
@@ -346,12 +326,16 @@ async fn a_failure_between_actions_is_finished_by_the_next_pass_without_duplicat
         .await
         .expect("fault");
     let b = binding("half-made", "u4", "half-made-sa", &[SECRETS_USER]);
-    let failed = rig.reconcile(&b).await.expect_err("the assignment fails");
+    let failed = rig
+        .wib
+        .reconcile(&b)
+        .await
+        .expect_err("the assignment fails");
     assert_eq!(failed.reason, Reason::TransientError, "{failed}");
     let principal = principal(&rig.identity(&identity_of("half-made")).await);
     assert!(rig.assignments(&principal).await.is_empty());
 
-    let outcome = rig.reconcile(&b).await.expect("finished");
+    let outcome = rig.wib.reconcile(&b).await.expect("finished");
     assert_eq!(
         outcome.writes,
         [format!("assigned {} on {}", SECRETS_USER.0, vault())],
@@ -371,6 +355,7 @@ async fn throttling_reports_the_wait_arm_names() {
         .await
         .expect("fault");
     let error = rig
+        .wib
         .reconcile(&binding("patient", "u5", "patient-sa", &[]))
         .await
         .expect_err("throttled");
@@ -391,18 +376,25 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         })
         .collect();
     for b in &bindings {
-        rig.reconcile(b).await.expect("created");
+        rig.wib.reconcile(b).await.expect("created");
     }
     let before = rig.writes().await;
     for b in &bindings {
-        assert!(rig.reconcile(b).await.expect("steady").writes.is_empty());
+        assert!(
+            rig.wib
+                .reconcile(b)
+                .await
+                .expect("steady")
+                .writes
+                .is_empty()
+        );
     }
     assert_eq!(rig.writes().await, before);
     for (i, b) in bindings.iter().enumerate() {
         let name = identity_of(&format!("app-{i:02}"));
         let principal = principal(&rig.identity(&name).await);
         assert_eq!(rig.assignments(&principal).await.len(), 1 + i % 2, "{name}");
-        rig.cleanup(b).await.expect("cleanup");
+        rig.wib.cleanup(b).await.expect("cleanup");
         assert!(rig.identities(&name).await.is_empty(), "{name}");
         assert!(rig.assignments(&principal).await.is_empty(), "{name}");
     }

@@ -3,34 +3,31 @@
 //! plane runs only as the OIDC issuer of wib's own token (the fake's STS
 //! verifies it), so each case is a few calls, and many fit in one test.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::Wib;
+
 use serde_json::{Value, json};
+use wib_api::WorkloadIdentityBinding;
 use wib_api::conditions::Reason;
-use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 use wib_cloud::gcp::{GcpProvider, Settings};
-use wib_cloud::{CloudError, CloudProvider, Outcome, Request};
+use wib_testenv::ControlPlane;
 use wib_testenv::gcp::GcpFake;
-use wib_testenv::{ControlPlane, Options};
 
 const PROJECT: &str = "wib-tier";
 
 /// One control plane (issuer only), the GCP fake and wib's GCP cloud.
 struct Rig {
     fake: GcpFake,
-    cloud: GcpProvider,
-    provider: ClusterIdentityProvider,
+    wib: Wib<GcpProvider>,
     _cp: ControlPlane,
 }
 
 impl Rig {
     async fn start() -> Self {
-        let cp = ControlPlane::start(Options {
-            install_crds: false,
-            controller_manager: false,
-        })
-        .await
-        .expect("control plane");
+        let cp = common::issuer_only_control_plane().await;
         let fake = GcpFake::start(&cp, PROJECT).await.expect("GCP fake");
         let credentials = fake
             .operator_env
@@ -48,29 +45,13 @@ impl Rig {
                 calls_per_second: 1000.0,
             },
         );
-        let provider = serde_json::from_value(json!({
-            "apiVersion": "wib.dev/v1alpha1", "kind": "ClusterIdentityProvider",
-            "metadata": {"name": "gcp"},
-            "spec": {"clusterName": "tier", "allowedScopes": [format!("projects/{PROJECT}")],
-                     "gcp": {"projectId": PROJECT}},
-        }))
-        .expect("provider");
-        Self {
-            fake,
+        let wib = Wib::new(
             cloud,
-            provider,
-            _cp: cp,
-        }
-    }
-
-    async fn reconcile(&self, binding: &WorkloadIdentityBinding) -> Result<Outcome, CloudError> {
-        let request = Request::new(binding, &self.provider, "https://issuer.example");
-        self.cloud.reconcile(&request).await
-    }
-
-    async fn cleanup(&self, binding: &WorkloadIdentityBinding) -> Result<(), CloudError> {
-        let request = Request::new(binding, &self.provider, "https://issuer.example");
-        self.cloud.cleanup(&request).await
+            json!({"clusterName": "tier", "allowedScopes": [format!("projects/{PROJECT}")],
+                     "gcp": {"projectId": PROJECT}}),
+            &cp,
+        );
+        Self { fake, wib, _cp: cp }
     }
 
     async fn writes(&self) -> u64 {
@@ -124,12 +105,13 @@ fn bindings_of(policy: &Value) -> impl Iterator<Item = (String, Vec<String>)> + 
 
 fn binding(name: &str, uid: &str, roles: &[&str]) -> WorkloadIdentityBinding {
     let roles: Vec<Value> = roles.iter().map(|r| json!({"role": r})).collect();
-    serde_json::from_value(json!({
-        "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-        "metadata": {"name": name, "namespace": "team", "uid": uid},
-        "spec": {"serviceAccount": {"name": name}, "gcp": {"accountId": name, "roles": roles}},
-    }))
-    .expect("binding")
+    let gcp = json!({"accountId": name, "roles": roles});
+    common::binding(
+        name,
+        "team",
+        uid,
+        json!({"serviceAccount": {"name": name}, "gcp": gcp}),
+    )
 }
 
 fn email(account: &str) -> String {
@@ -140,7 +122,7 @@ fn email(account: &str) -> String {
 async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     let rig = Rig::start().await;
     let b = binding("app-one", "u1", &["roles/storage.objectViewer"]);
-    let outcome = rig.reconcile(&b).await.expect("created");
+    let outcome = rig.wib.reconcile(&b).await.expect("created");
     assert_eq!(outcome.writes.len(), 3, "{:?}", outcome.writes);
     assert_eq!(
         rig.grants(&email("app-one")).await,
@@ -153,12 +135,12 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
     );
 
     let before = rig.writes().await;
-    let steady = rig.reconcile(&b).await.expect("steady");
+    let steady = rig.wib.reconcile(&b).await.expect("steady");
     assert!(steady.writes.is_empty(), "{:?}", steady.writes);
     assert_eq!(rig.writes().await, before, "a steady state writes nothing");
 
     let edited = binding("app-one", "u1", &["roles/logging.viewer"]);
-    let changed = rig.reconcile(&edited).await.expect("spec changed");
+    let changed = rig.wib.reconcile(&edited).await.expect("spec changed");
     let account = format!("serviceAccount:{}", email("app-one"));
     assert_eq!(
         changed.writes,
@@ -167,7 +149,7 @@ async fn create_steady_state_spec_change_and_cleanup_through_the_steps() {
         )]
     );
 
-    rig.cleanup(&edited).await.expect("cleanup");
+    rig.wib.cleanup(&edited).await.expect("cleanup");
     assert_eq!(rig.accounts_named(&email("app-one")).await, 0);
     assert_eq!(rig.grants(&email("app-one")).await, (vec![], vec![]));
 }
@@ -180,7 +162,7 @@ async fn a_failure_between_actions_is_finished_by_the_next_pass_without_duplicat
         .await
         .expect("fault");
     let b = binding("half-made", "u2", &["roles/storage.objectViewer"]);
-    let failed = rig.reconcile(&b).await.expect_err("the grant fails");
+    let failed = rig.wib.reconcile(&b).await.expect_err("the grant fails");
     assert_eq!(failed.reason, Reason::TransientError, "{failed}");
     assert_eq!(
         rig.accounts_named(&email("half-made")).await,
@@ -188,7 +170,7 @@ async fn a_failure_between_actions_is_finished_by_the_next_pass_without_duplicat
         "created before the failure"
     );
 
-    let outcome = rig.reconcile(&b).await.expect("finished");
+    let outcome = rig.wib.reconcile(&b).await.expect("finished");
     assert_eq!(
         outcome.writes,
         [format!(
@@ -208,6 +190,7 @@ async fn throttling_reports_the_wait_gcp_names() {
         .await
         .expect("fault");
     let error = rig
+        .wib
         .reconcile(&binding("patient", "u3", &[]))
         .await
         .expect_err("throttled");
@@ -231,17 +214,24 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         })
         .collect();
     for b in &bindings {
-        rig.reconcile(b).await.expect("created");
+        rig.wib.reconcile(b).await.expect("created");
     }
     let before = rig.writes().await;
     for b in &bindings {
-        assert!(rig.reconcile(b).await.expect("steady").writes.is_empty());
+        assert!(
+            rig.wib
+                .reconcile(b)
+                .await
+                .expect("steady")
+                .writes
+                .is_empty()
+        );
     }
     assert_eq!(rig.writes().await, before);
     for (i, b) in bindings.iter().enumerate() {
         let account = email(&format!("app-{i:02}"));
         assert_eq!(rig.grants(&account).await.0.len(), 1 + i % 2, "{account}");
-        rig.cleanup(b).await.expect("cleanup");
+        rig.wib.cleanup(b).await.expect("cleanup");
         assert_eq!(rig.accounts_named(&account).await, 0, "{account}");
     }
 }
