@@ -4,12 +4,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
+
+use crate::reconcile::index::BindingIndex;
+use crate::reconcile::triggers::Controllers;
 
 use crate::metrics::Metrics;
 use crate::settings::Settings;
@@ -23,6 +30,10 @@ pub struct Context {
     pub issuer_http: reqwest::Client,
     pub providers: Store<ClusterIdentityProvider>,
     pub bindings: Store<WorkloadIdentityBinding>,
+    /// Namespaces by metadata: their labels decide admission.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Bindings by ServiceAccount, namespace, provider and sharing.
+    pub index: Arc<BindingIndex>,
     pub metrics: Metrics,
     pub clock: fn() -> Time,
     backoff: Mutex<HashMap<String, u32>>,
@@ -64,8 +75,7 @@ impl Context {
         settings: Settings,
         clouds: wib_cloud::Registry,
         issuer_http: reqwest::Client,
-        providers: Store<ClusterIdentityProvider>,
-        bindings: Store<WorkloadIdentityBinding>,
+        controllers: &Controllers,
         metrics: Metrics,
     ) -> Arc<Self> {
         let reporter = Reporter {
@@ -78,14 +88,50 @@ impl Context {
             settings,
             clouds,
             issuer_http,
-            providers,
-            bindings,
+            providers: controllers.providers.store(),
+            bindings: controllers.binding_store.clone(),
+            namespaces: controllers.namespaces.clone(),
+            index: controllers.index.clone(),
             metrics,
             clock: || Time(Timestamp::now()),
             backoff: Mutex::new(HashMap::new()),
             synced: std::sync::atomic::AtomicBool::new(false),
             not_before: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The other bindings of `binding`'s ServiceAccount.
+    pub fn claimants(
+        &self,
+        binding: &WorkloadIdentityBinding,
+    ) -> Vec<Arc<WorkloadIdentityBinding>> {
+        let namespace = binding.namespace().unwrap_or_default();
+        self.index
+            .for_service_account(&namespace, &binding.service_account_name())
+            .iter()
+            .filter_map(|r| self.bindings.get(r))
+            .filter(|other| other.uid() != binding.uid())
+            .collect()
+    }
+
+    /// The bindings that list `binding`'s namespace in `spec.sharing`.
+    pub fn makers_sharing_with(
+        &self,
+        binding: &WorkloadIdentityBinding,
+    ) -> Vec<Arc<WorkloadIdentityBinding>> {
+        self.index
+            .sharing_with(&binding.namespace().unwrap_or_default())
+            .iter()
+            .filter_map(|r| self.bindings.get(r))
+            .collect()
+    }
+
+    /// A namespace's labels from the metadata cache (empty when it is gone).
+    pub fn namespace_labels(&self, name: &str) -> std::collections::BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default()
     }
 
     /// The next wait after a transient failure of `key`: 1 s doubling to 5 min,

@@ -46,18 +46,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::new(&mut registry);
 
-    let providers = provider::controller(client.clone());
-    let bindings = reconcile::controller(client.clone());
-    registry.register_collector(Box::new(metrics::BindingsByReady(bindings.store())));
+    let controllers = reconcile::triggers::controllers(client.clone());
+    registry.register_collector(Box::new(metrics::BindingsByReady(
+        controllers.binding_store.clone(),
+    )));
     let ctx = context::Context::new(
         client,
         settings.clone(),
         wib_cloud::Registry::with_defaults(std::sync::Arc::new(metrics.clone())).await,
         issuer_http,
-        providers.store(),
-        bindings.store(),
+        &controllers,
         metrics,
     );
+    let reconcile::triggers::Controllers {
+        bindings,
+        providers,
+        ..
+    } = controllers;
 
     // One stop signal for everything: SIGTERM/Ctrl-C, or lost leadership.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -118,10 +123,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let readiness = {
         let (providers, bindings) = (ctx.providers.clone(), ctx.bindings.clone());
+        let namespaces = ctx.namespaces.clone();
         let (ready, ctx) = (ready.clone(), ctx.clone());
         async move {
             if providers.wait_until_ready().await.is_ok()
                 && bindings.wait_until_ready().await.is_ok()
+                && namespaces.wait_until_ready().await.is_ok()
             {
                 ctx.mark_caches_synced();
                 ready.store(true, Ordering::Relaxed);

@@ -15,14 +15,13 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tracing::{Instrument, info_span};
 use wib_api::conditions::{
     self, CLOUD_CREDENTIALS_READY, Desired, ISSUER_READY, READY, RECONCILING, Reason, STALLED,
 };
 use wib_api::keys::PROVIDER_FINALIZER;
-use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus, WorkloadIdentityBinding};
+use wib_api::{ClusterIdentityProvider, ClusterIdentityProviderStatus};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -30,24 +29,11 @@ use crate::publish;
 
 const CONTROLLER: &str = "clusteridentityprovider";
 
-/// The provider controller; a binding that changes or goes wakes the
-/// providers waiting for their users to leave.
+/// The provider controller. Bindings wake the providers waiting for their
+/// users to leave through the shared binding watch (see
+/// `reconcile::triggers`).
 pub fn controller(client: kube::Client) -> Controller<ClusterIdentityProvider> {
-    let providers: Api<ClusterIdentityProvider> = Api::all(client.clone());
-    let controller = Controller::new(providers, watcher::Config::default());
-    let store = controller.store();
-    controller.watches(
-        Api::<WorkloadIdentityBinding>::all(client),
-        watcher::Config::default(),
-        move |_binding| {
-            store
-                .state()
-                .into_iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_some())
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        },
-    )
+    Controller::new(Api::all(client), watcher::Config::default())
 }
 
 pub async fn run(

@@ -3,26 +3,25 @@
 //! what Apply made.
 
 pub mod execute;
+pub mod index;
 pub mod observe;
 pub mod plan;
 pub mod revoke;
 pub mod sharing;
 pub mod status;
+pub mod triggers;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span};
+use wib_api::WorkloadIdentityBinding;
 use wib_api::keys::FINALIZER;
-use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -31,74 +30,6 @@ use status::{CloudStep, Progress};
 use wib_cloud::Lookup;
 
 const CONTROLLER: &str = "workloadidentitybinding";
-
-/// Builds the controller and its triggers: the bindings themselves, their
-/// ServiceAccounts, their namespaces (labels decide admission), providers,
-/// and sibling bindings (a conflict clears when the holder goes away).
-pub fn controller(client: kube::Client) -> Controller<WorkloadIdentityBinding> {
-    let bindings: Api<WorkloadIdentityBinding> = Api::all(client.clone());
-    let controller = Controller::new(bindings.clone(), watcher::Config::default());
-    let store = controller.store();
-    let by_sa = store.clone();
-    let all = store.clone();
-    let in_namespace = store.clone();
-    let siblings = store;
-    controller
-        .watches(
-            Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default(),
-            move |sa| {
-                let (ns, name) = (sa.namespace(), sa.name_any());
-                by_sa
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == ns && b.service_account_name() == name)
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
-        // A namespace relabelled out of (or into) a provider's selector
-        // revokes (or restores) its bindings at once, not at the next resync.
-        .watches(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-            move |ns| {
-                let name = ns.name_any();
-                in_namespace
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace().as_deref() == Some(name.as_str()))
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            Api::<ClusterIdentityProvider>::all(client),
-            watcher::Config::default(),
-            move |_provider| {
-                all.state()
-                    .into_iter()
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
-        // Siblings for the same ServiceAccount (a conflict clears when the
-        // holder goes), and bindings of other namespaces that name their
-        // identity (what a maker shares may have changed).
-        .watches(bindings, watcher::Config::default(), move |changed| {
-            let (ns, sa) = (changed.namespace(), changed.service_account_name());
-            siblings
-                .state()
-                .into_iter()
-                .filter(|b| {
-                    b.uid() != changed.uid()
-                        && ((b.namespace() == ns && b.service_account_name() == sa)
-                            || (b.namespace() != ns && b.spec.names_its_identity()))
-                })
-                .map(|b| ObjectRef::from_obj(&*b))
-                .collect::<Vec<_>>()
-        })
-}
 
 /// Runs the controller until shutdown.
 pub async fn run(
@@ -338,8 +269,11 @@ async fn cloud_step(
         return Ok(issuer_not_resolved(&admitted.provider));
     };
     let mut request = wib_cloud::Request::new(binding, &admitted.provider, &issuer);
-    request.granted_by =
-        sharing::granted_by(binding, || ctx.bindings.state(), &ctx.providers.state());
+    request.granted_by = sharing::granted_by(
+        binding,
+        || ctx.makers_sharing_with(binding),
+        &ctx.providers.state(),
+    );
     let outcome = cloud.reconcile(&request).await?;
     Ok(CloudStep::Done(Box::new(outcome)))
 }
@@ -440,7 +374,11 @@ async fn cleanup_cloud(binding: &WorkloadIdentityBinding, ctx: &Context) -> Resu
     let observed = observe::observe(binding, ctx).await?;
     let mut request = wib_cloud::Request::new(binding, &chosen, &issuer);
     request.admitted = plan::admit(binding, &observed).is_ok();
-    request.granted_by = sharing::granted_by(binding, || ctx.bindings.state(), &observed.providers);
+    request.granted_by = sharing::granted_by(
+        binding,
+        || ctx.makers_sharing_with(binding),
+        &observed.providers,
+    );
     implementation.cleanup(&request).await?;
     if binding.spec.custom_audience().is_some() {
         crate::provider::prune::prune(&chosen, ctx, binding.uid().as_deref()).await;

@@ -1,11 +1,11 @@
-//! Observe: every read a reconcile needs, and nothing else. Providers and
-//! sibling bindings come from the controller's caches; the namespace and the
-//! ServiceAccount are read live so plan sees their current resourceVersion.
+//! Observe: every read a reconcile needs, and nothing else. Providers,
+//! sibling bindings and namespace labels come from the controller's caches;
+//! the ServiceAccount is read live so plan sees its current resourceVersion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
 use kube::api::Api;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
@@ -30,24 +30,10 @@ pub async fn observe(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let sa_name = binding.service_account_name();
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let namespace_labels = namespaces
-        .get_opt(&namespace)
-        .await?
-        .map(|ns| ns.labels().clone())
-        .unwrap_or_default();
+    let namespace_labels = ctx.namespace_labels(&namespace);
     let service_accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let service_account = service_accounts.get_opt(&sa_name).await?;
-    let claimants = ctx
-        .bindings
-        .state()
-        .into_iter()
-        .filter(|other| {
-            other.namespace().as_deref() == Some(namespace.as_str())
-                && other.uid() != binding.uid()
-                && other.service_account_name() == sa_name
-        })
-        .collect();
+    let claimants = ctx.claimants(binding);
     Ok(Observed {
         providers: ctx.providers.state(),
         namespace_labels,
