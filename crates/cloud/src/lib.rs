@@ -20,6 +20,7 @@ pub mod http;
 pub mod limiter;
 pub mod ownership;
 pub mod protected;
+pub mod recent;
 pub mod steps;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -51,7 +51,7 @@ fn settings(moto: &Moto) -> Settings {
             session_name: var("AWS_ROLE_SESSION_NAME"),
         }),
         // moto has no quota; the cases are many.
-        calls_per_second: 1000.0,
+        limits: wib_cloud::limiter::Limits::flat(1000.0),
         trust_policy_max_chars: policy::TRUST_POLICY_MAX_CHARS,
     }
 }

@@ -138,7 +138,7 @@ fn settings(fake: &AzureFake) -> Settings {
             token_file: env("AZURE_FEDERATED_TOKEN_FILE").into(),
         }),
         // The fake has no quota; the cases are many.
-        calls_per_second: 1000.0,
+        limits: wib_cloud::limiter::Limits::flat(1000.0),
     }
 }
 

@@ -42,7 +42,7 @@ impl Rig {
                 projects_endpoint: fake.url.clone(),
                 credentials,
                 // The fake has no quota; the cases are many.
-                calls_per_second: 1000.0,
+                limits: wib_cloud::limiter::Limits::flat(1000.0),
             },
         );
         let wib = Wib::new(

@@ -42,6 +42,7 @@ pub struct Injected {
 #[derive(Default)]
 pub struct Faults {
     inner: Mutex<Inner>,
+    limits: Mutex<crate::quotas::Limits>,
 }
 
 #[derive(Default)]
@@ -78,6 +79,9 @@ pub struct Calls {
     /// The latest calls, oldest first.
     #[serde(default)]
     pub log: Vec<Served>,
+    /// Calls refused by an enforced quota (see `/admin/quotas`).
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl Faults {
@@ -124,10 +128,17 @@ impl Faults {
     pub async fn serve(
         &self,
         operation: &str,
+        write: bool,
         error: impl FnOnce(axum::http::StatusCode, Option<u64>) -> axum::response::Response,
         serve: impl std::future::Future<Output = axum::response::Response>,
     ) -> axum::response::Response {
-        let injected = self.record(operation);
+        let mut injected = self.record(operation);
+        if injected.status.is_none()
+            && let Some(wait) = self.limits().exceeded(write)
+        {
+            injected.status = Some(429);
+            injected.retry_after = Some(wait);
+        }
         if let Some(latency) = injected.latency {
             tokio::time::sleep(latency).await;
         }
@@ -143,6 +154,16 @@ impl Faults {
             response.headers_mut().insert("retry-after", value);
         }
         response
+    }
+
+    fn limits(&self) -> std::sync::MutexGuard<'_, crate::quotas::Limits> {
+        self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enforces the cloud's rate limits from now on (`Quotas::default()`
+    /// lifts them).
+    pub fn set_quotas(&self, quotas: crate::quotas::Quotas) {
+        self.limits().set(quotas);
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -165,6 +186,7 @@ impl Faults {
                 .sum(),
             operations: inner.calls.clone(),
             log: inner.log.iter().cloned().collect(),
+            throttled: self.limits().throttled,
         }
     }
 
@@ -174,6 +196,7 @@ impl Faults {
         inner.calls.clear();
         inner.faults.clear();
         inner.log.clear();
+        *self.limits() = Default::default();
     }
 
     /// Clears counters (not faults).
@@ -181,6 +204,7 @@ impl Faults {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.calls.clear();
         inner.log.clear();
+        self.limits().throttled = 0;
     }
 }
 
@@ -211,6 +235,16 @@ pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
         .route("/admin/faults", post(admin_fault::<F>))
         .route("/admin/reset", post(admin_reset::<F>))
         .route("/admin/clock", post(admin_clock::<F>))
+        .route("/admin/quotas", post(admin_quotas::<F>))
+}
+
+/// `{"reads": {"perSecond", "burst"}, "writes": {…}}`: the limits to enforce.
+async fn admin_quotas<F: Faulty>(
+    axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>,
+    axum::Json(quotas): axum::Json<crate::quotas::Quotas>,
+) -> axum::http::StatusCode {
+    fake.faults().set_quotas(quotas);
+    axum::http::StatusCode::NO_CONTENT
 }
 
 /// `{"advanceSeconds": n}`: moves the fake's time forward; answers `{"now"}`.

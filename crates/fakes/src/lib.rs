@@ -7,5 +7,6 @@ pub mod clock;
 pub mod faults;
 pub mod gcp;
 pub mod oidc;
+pub mod quotas;
 pub mod serve;
 pub mod tls;

@@ -13,6 +13,7 @@ use wib_api::conditions::Reason;
 use super::policy;
 use crate::CloudError;
 use crate::calls::{self, Observer};
+use crate::recent::{CLUSTER_READ_TTL, Recent};
 
 /// A role as wib reads it.
 #[derive(Clone, Debug)]
@@ -42,6 +43,9 @@ pub struct Iam {
     limiter: std::sync::Arc<crate::limiter::Limiter>,
     /// Raised on `ExpiredToken`: wib's credentials fetch a new session.
     stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// OIDC providers read in the last minute (one per cluster, named by
+    /// every binding's trust policy); every OIDC provider write clears it.
+    oidc_providers: std::sync::Arc<Recent<Option<OidcProvider>>>,
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
@@ -135,20 +139,19 @@ fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>, CloudError> {
 }
 
 impl Iam {
-    /// IAM's documented control-plane quota is in the tens of calls per
-    /// second per account; wib stays well below it by default
-    /// (`WIB_AWS_CALLS_PER_SECOND`, see [`super::Settings`]).
+    /// `limits`: see [`super::Settings::limits`].
     pub fn new(
         client: aws_sdk_iam::Client,
         observer: Observer,
         stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-        calls_per_second: f64,
+        limits: &crate::limiter::Limits,
     ) -> Self {
         Self {
             client,
             observer,
-            limiter: std::sync::Arc::new(crate::limiter::Limiter::at(calls_per_second)),
+            limiter: std::sync::Arc::new(crate::limiter::Limiter::new(limits)),
             stale,
+            oidc_providers: std::sync::Arc::new(Recent::new(CLUSTER_READ_TTL)),
         }
     }
 
@@ -160,8 +163,17 @@ impl Iam {
     where
         E: ProvideErrorMetadata,
     {
-        self.limiter.acquire().await;
+        let classes = crate::limiter::read_or_write(operation);
+        self.limiter.acquire(classes).await;
         let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
+        if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
+            self.limiter.throttled(classes);
+        }
+        // Whatever a write did (even a failed one may have landed), the
+        // next read goes to IAM.
+        if classes == [crate::limiter::WRITE] && operation.ends_with("OpenIDConnectProvider") {
+            self.oidc_providers.clear();
+        }
         if let Err(e) = &result
             && code(e) == Some("ExpiredToken")
             && let Some(stale) = &self.stale
@@ -478,6 +490,15 @@ impl Iam {
 
     /// An IAM OIDC provider's client IDs (audiences) and tags, if it exists.
     pub async fn get_oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
+        if let Some(known) = self.oidc_providers.get(arn) {
+            return Ok(known);
+        }
+        let read = self.read_oidc_provider(arn).await?;
+        self.oidc_providers.put(arn, read.clone());
+        Ok(read)
+    }
+
+    async fn read_oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
         match self
             .call(
                 "GetOpenIDConnectProvider",

@@ -46,8 +46,9 @@ pub struct Settings {
     /// `None`: aws-config's default credentials chain (web identity in a
     /// cluster, `AWS_*` variables elsewhere).
     pub web_identity: Option<credentials::WebIdentity>,
-    /// wib's own pace: IAM's quota is in the tens of calls per second.
-    pub calls_per_second: f64,
+    /// wib's pace, adaptive: IAM publishes no rate, so wib starts high
+    /// (100 reads, 20 writes a second) and slows at the first throttling.
+    pub limits: crate::limiter::Limits,
     /// The account's trust-policy quota (AWS raises it on request).
     pub trust_policy_max_chars: usize,
 }
@@ -79,7 +80,7 @@ impl Settings {
             region,
             endpoint: None,
             web_identity: None,
-            calls_per_second: crate::limiter::rate_from_env("aws", 10.0),
+            limits: crate::limiter::Limits::reads_writes(100.0, 20.0).from_env("aws"),
             trust_policy_max_chars,
         })
     }
@@ -138,7 +139,7 @@ async fn iam_client(settings: &Settings, observer: Observer) -> Result<Iam, Clou
         None => None,
     };
     let client = aws_sdk_iam::Client::from_conf(iam.build());
-    Ok(Iam::new(client, observer, stale, settings.calls_per_second))
+    Ok(Iam::new(client, observer, stale, &settings.limits))
 }
 
 /// rustls on ring (the crypto the rest of wib uses), system roots plus

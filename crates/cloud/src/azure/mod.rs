@@ -40,9 +40,9 @@ pub struct Settings {
     /// wib's own workload identity; `None` means the default chain
     /// (managed identity).
     pub workload_identity: Option<credential::WorkloadIdentity>,
-    /// wib's own pace: ARM allows a few identity writes a second per
-    /// subscription.
-    pub calls_per_second: f64,
+    /// wib's pace, adaptive from ARM's documented limits per subscription
+    /// and principal (see [`observed::arm_limits`]).
+    pub limits: crate::limiter::Limits,
 }
 
 impl Settings {
@@ -74,7 +74,7 @@ impl Settings {
             arm_endpoint,
             extra_roots,
             workload_identity,
-            calls_per_second: crate::limiter::rate_from_env("azure", 10.0),
+            limits: observed::arm_limits().from_env("azure"),
         })
     }
 }
@@ -107,8 +107,7 @@ impl AzureProvider {
         settings: Settings,
     ) -> Result<Self, CloudError> {
         let client = crate::http::client_trusting(&settings.extra_roots)?;
-        let observed =
-            observed::ObservedHttp::new(Arc::new(client), observer, settings.calls_per_second);
+        let observed = observed::ObservedHttp::new(Arc::new(client), observer, &settings.limits);
         let refused = observed.refused.clone();
         let http: Arc<dyn azure_core::HttpClient> = Arc::new(observed);
         // The kubelet rotates the projected token file (default every hour):

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::calls::{Call, Observer};
-use crate::limiter::Limiter;
+use crate::limiter::{Class, Limiter, Limits, READ, WRITE};
 
 tokio::task_local! {
     /// The `Retry-After` of the last throttled answer ARM gave this
@@ -60,18 +60,56 @@ impl std::fmt::Debug for ObservedHttp {
 }
 
 impl ObservedHttp {
-    /// At most `calls_per_second` ARM calls (burst twice that).
     pub fn new(
         inner: Arc<dyn azure_core::HttpClient>,
         observer: Observer,
-        calls_per_second: f64,
+        limits: &crate::limiter::Limits,
     ) -> Self {
         Self {
             inner,
             observer,
-            limiter: Arc::new(Limiter::at(calls_per_second)),
+            limiter: Arc::new(Limiter::new(limits)),
             refused: Arc::new(AtomicBool::new(false)),
         }
+    }
+}
+
+/// Creating or deleting a user-assigned identity: the managed-identity
+/// resource provider's own, lower limit applies on top of ARM's writes.
+pub const IDENTITY_WRITE: &str = "identity-write";
+
+/// ARM's documented token buckets per subscription and principal (reads:
+/// 250, refilled 25 a second; writes: 200, refilled 10 a second), and about
+/// two identity writes a second per subscription.
+pub fn arm_limits() -> Limits {
+    Limits(vec![
+        Class {
+            name: READ,
+            per_second: 25.0,
+            burst: 250.0,
+        },
+        Class {
+            name: WRITE,
+            per_second: 10.0,
+            burst: 200.0,
+        },
+        Class {
+            name: IDENTITY_WRITE,
+            per_second: 2.0,
+            burst: 10.0,
+        },
+    ])
+}
+
+/// The classes an ARM operation counts against; Entra's token endpoint
+/// (wib's own sign-in) counts against none.
+pub fn classes(operation: &str) -> &'static [&'static str] {
+    match operation {
+        "Token" => &[],
+        "UserAssignedIdentities_CreateOrUpdate" | "UserAssignedIdentities_Delete" => {
+            &[WRITE, IDENTITY_WRITE]
+        }
+        _ => crate::limiter::read_or_write(operation),
     }
 }
 
@@ -128,8 +166,9 @@ impl azure_core::HttpClient for ObservedHttp {
         &self,
         request: &azure_core::Request,
     ) -> azure_core::Result<azure_core::Response> {
-        self.limiter.acquire().await;
         let operation = operation(request.method().as_ref(), request.url().path());
+        let classes = classes(&operation);
+        self.limiter.acquire(classes).await;
         let started = Instant::now();
         let response = self.inner.execute_request(request).await;
         let result = match &response {
@@ -141,6 +180,9 @@ impl azure_core::HttpClient for ObservedHttp {
             },
             Err(_) => "error",
         };
+        if result == "throttled" {
+            self.limiter.throttled(classes);
+        }
         if let Ok(r) = &response {
             let status = u16::from(r.status());
             if status == 401 {

@@ -98,8 +98,13 @@ impl Clients {
         operation: &str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        self.limiter.acquire().await;
-        calls::observed(&self.observer, "gcp", operation, classify, call).await
+        let classes = crate::limiter::read_or_write(operation);
+        self.limiter.acquire(classes).await;
+        let result = calls::observed(&self.observer, "gcp", operation, classify, call).await;
+        if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
+            self.limiter.throttled(classes);
+        }
+        result
     }
 
     pub async fn get_account(&self, name: &str) -> Result<Option<ServiceAccount>, CloudError> {

@@ -41,8 +41,9 @@ pub struct Settings {
     /// An `external_account` credential configuration; `None` means
     /// Application Default Credentials.
     pub credentials: Option<serde_json::Value>,
-    /// wib's own pace: GCP allows about 600 IAM writes a minute per project.
-    pub calls_per_second: f64,
+    /// wib's pace, adaptive from IAM's documented quotas per project:
+    /// 6,000 reads and 600 writes a minute.
+    pub limits: crate::limiter::Limits,
 }
 
 impl Settings {
@@ -57,7 +58,7 @@ impl Settings {
             projects_endpoint: std::env::var("WIB_GCP_RESOURCE_MANAGER_ENDPOINT")
                 .unwrap_or_else(|_| "https://cloudresourcemanager.googleapis.com".into()),
             credentials: None,
-            calls_per_second: crate::limiter::rate_from_env("gcp", 8.0),
+            limits: crate::limiter::Limits::reads_writes(100.0, 10.0).from_env("gcp"),
         }
     }
 }
@@ -86,7 +87,7 @@ pub struct GcpProvider {
 impl GcpProvider {
     pub fn new(observer: Observer, settings: Settings) -> Self {
         Self {
-            limiter: Arc::new(crate::limiter::Limiter::at(settings.calls_per_second)),
+            limiter: Arc::new(crate::limiter::Limiter::new(&settings.limits)),
             observer,
             settings,
             clients: tokio::sync::Mutex::new(None),

@@ -12,7 +12,7 @@ pub mod roles;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -62,7 +62,7 @@ struct StateData {
     /// Identities with a federated credential write in flight.
     fic_busy: HashSet<String>,
     /// Recent identity writes per subscription, for rate limiting.
-    identity_writes: BTreeMap<String, Vec<Instant>>,
+    identity_writes: BTreeMap<String, crate::quotas::Bucket>,
     /// Access tokens the token endpoint issued: the client ID they are
     /// for and when they expire (the fake's clock).
     tokens: BTreeMap<String, (String, u64)>,
@@ -275,7 +275,9 @@ where
         };
         cloud_error(status, code, format!("Injected {status} for {operation}."))
     };
-    fake.faults.serve(operation, error, serve()).await
+    fake.faults
+        .serve(operation, is_write(operation), error, serve())
+        .await
 }
 
 fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
@@ -375,17 +377,37 @@ pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
         return false;
     };
     let mut state = fake.state();
-    let writes = state
+    let now = Instant::now();
+    let quota = crate::quotas::Quota {
+        per_second: f64::from(limit),
+        burst: f64::from(limit),
+    };
+    state
         .identity_writes
         .entry(subscription.to_ascii_lowercase())
-        .or_default();
-    let now = Instant::now();
-    writes.retain(|t| now.duration_since(*t) < Duration::from_secs(1));
-    if writes.len() >= limit as usize {
-        return true;
-    }
-    writes.push(now);
-    false
+        .or_insert_with(|| crate::quotas::Bucket::new(quota, now))
+        .take(now)
+        .is_err()
+}
+
+/// ARM's documented limits per subscription and principal (reads: 250,
+/// refilled 25 a second; writes: 200, refilled 10 a second) and about two
+/// managed-identity writes a second.
+pub fn documented_limits(fake: &AzureCloud) {
+    fake.faults.set_quotas(crate::quotas::Quotas {
+        reads: Some(crate::quotas::Quota {
+            per_second: 25.0,
+            burst: 250.0,
+        }),
+        writes: Some(crate::quotas::Quota {
+            per_second: 10.0,
+            burst: 200.0,
+        }),
+    });
+    fake.config
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .identity_writes_per_second = Some(2);
 }
 
 impl Faulty for AzureCloud {

@@ -96,6 +96,20 @@ pub(crate) fn rpc_error(status: StatusCode, code: &str, message: impl Into<Strin
 }
 
 /// Operations that change state.
+/// IAM's documented quotas per project: 6,000 reads and 600 writes a minute.
+pub fn documented_limits(fake: &GcpCloud) {
+    fake.faults.set_quotas(crate::quotas::Quotas {
+        reads: Some(crate::quotas::Quota {
+            per_second: 100.0,
+            burst: 100.0,
+        }),
+        writes: Some(crate::quotas::Quota {
+            per_second: 10.0,
+            burst: 10.0,
+        }),
+    });
+}
+
 pub fn is_write(operation: &str) -> bool {
     ["create", "patch", "delete", "setIamPolicy", "undelete"]
         .iter()
@@ -203,7 +217,9 @@ pub(crate) async fn with_faults(
         }
         (status, axum::Json(body)).into_response()
     };
-    fake.faults.serve(operation, error, serve).await
+    fake.faults
+        .serve(operation, is_write(operation), error, serve)
+        .await
 }
 
 async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
