@@ -1,6 +1,7 @@
 //! Helpers for the e2e scenarios: a control plane with the operator binary
 //! running against it, and waits on what users see (conditions, objects).
 
+pub mod bench;
 mod cleanup;
 pub mod scenarios;
 

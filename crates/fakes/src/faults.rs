@@ -221,6 +221,9 @@ pub trait Faulty: Send + Sync + 'static {
     fn reset(&self);
     /// The fake's clock, moved by `POST /admin/clock`.
     fn clock(&self) -> &crate::clock::Clock;
+    /// Enforces the cloud's documented rate limits (`POST
+    /// /admin/quotas/documented`; the benchmark's "real limits" runs).
+    fn documented_limits(&self);
 }
 
 /// `GET`/`DELETE /admin/calls`, `POST /admin/faults` and `POST
@@ -236,6 +239,15 @@ pub fn admin_routes<F: Faulty>() -> axum::Router<std::sync::Arc<F>> {
         .route("/admin/reset", post(admin_reset::<F>))
         .route("/admin/clock", post(admin_clock::<F>))
         .route("/admin/quotas", post(admin_quotas::<F>))
+        .route(
+            "/admin/quotas/documented",
+            post(
+                |axum::extract::State(fake): axum::extract::State<std::sync::Arc<F>>| async move {
+                    fake.documented_limits();
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
 }
 
 /// `{"reads": {"perSecond", "burst"}, "writes": {…}}`: the limits to enforce.

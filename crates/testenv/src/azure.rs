@@ -136,6 +136,15 @@ impl AzureFake {
         self.admin_post("/admin/faults", fault).await
     }
 
+    /// Enforces ARM's documented rate limits from now on; `quotas` given,
+    /// these instead (`{"reads"|"writes": {"perSecond", "burst"}}`).
+    pub async fn enforce_limits(&self, quotas: Option<Value>) -> Result<()> {
+        match quotas {
+            Some(quotas) => self.admin_post("/admin/quotas", quotas).await,
+            None => self.admin_post("/admin/quotas/documented", json!({})).await,
+        }
+    }
+
     /// Changes behaviour: `{"principalReplicationSeconds", "identityWritesPerSecond", "ficWriteMillis"}`.
     pub async fn configure(&self, config: Value) -> Result<()> {
         self.admin_post("/admin/config", config).await

@@ -1,127 +1,284 @@
-//! `make bench`: many bindings against the local control plane and the cloud
-//! fakes. Reports time until all are Ready, cloud calls per binding, writes
-//! in a steady state, and the operator's memory, as a Markdown table.
-//!   wib-bench [bindings per cloud, default 30]
+//! `make bench`: N bindings of one cloud against the local control plane and
+//! that cloud's fake, measured the way a peer controller can be measured on
+//! the same fake (see `wib_e2e::bench`). One run per cloud and size; each
+//! starts a fresh control plane and fakes.
+//!
+//!   wib-bench [--clouds azure,aws,gcp] [--bindings 100,1000] [--resync 120]
+//!             [--windows 3] [--quotas none|documented] [--markdown FILE]
+//!
+//! The AWS workload is the peer table's: one role per binding with a
+//! web-identity trust policy and one attached customer-managed policy.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use wib_api::conditions::READY;
+use wib_e2e::bench::{self, HEADER, Row, Sample};
 use wib_e2e::{Env, provider_yaml};
 
 const NS: &str = "bench";
+const POLICY: &str = "bench-policy";
 
-fn binding(cloud: &str, i: usize) -> String {
-    let spec = match cloud {
-        "azure" => {
-            "azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps\n"
+struct Options {
+    clouds: Vec<String>,
+    sizes: Vec<usize>,
+    resync: u64,
+    windows: u32,
+    quotas: String,
+    markdown: Option<std::path::PathBuf>,
+}
+
+fn options() -> Result<Options> {
+    let mut options = Options {
+        clouds: vec!["azure".into(), "aws".into(), "gcp".into()],
+        sizes: vec![100],
+        resync: 120,
+        windows: 3,
+        quotas: "none".into(),
+        markdown: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--clouds" => options.clouds = value.split(',').map(str::to_string).collect(),
+            "--bindings" => {
+                options.sizes = value
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--bindings")?
+            }
+            "--resync" => options.resync = value.parse().context("--resync")?,
+            "--windows" => options.windows = value.parse().context("--windows")?,
+            "--quotas" => options.quotas = value,
+            "--markdown" => options.markdown = Some(value.into()),
+            other => bail!("unknown flag {other}"),
         }
-        "aws" => "aws:\n    managedPolicyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n",
-        _ => "gcp:\n    roles:\n      - role: roles/storage.objectViewer\n",
+    }
+    Ok(options)
+}
+
+fn binding(cloud: &str, i: usize, policy_arn: &str) -> String {
+    let spec = match cloud {
+        "azure" => "azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps\n".to_string(),
+        "aws" => format!("aws:\n    managedPolicyArns: [{policy_arn}]\n"),
+        _ => "gcp:\n    roles:\n      - role: roles/storage.objectViewer\n".to_string(),
     };
     format!(
         "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {cloud}-{i}\n  namespace: {NS}\nspec:\n  {spec}"
     )
 }
 
-/// wib's calls to one cloud so far, split into (reads, writes).
-fn calls(metrics: &str, cloud: &str) -> (u64, u64) {
-    wib_e2e::cloud_calls(metrics, cloud).into_iter().fold(
-        (0, 0),
-        |(reads, writes), (operation, n)| {
-            if wib_cloud::calls::is_write(&operation) {
-                (reads, writes + n)
-            } else {
-                (reads + n, writes)
+/// The fake's own count of 429s, and asks it to enforce the documented
+/// limits when `quotas` says so. moto enforces none.
+async fn fake_admin(env: &Env, cloud: &str, quotas: &str) -> Result<Option<String>> {
+    let url = match cloud {
+        "azure" => env.azure().url.clone(),
+        "gcp" => env.gcp().url.clone(),
+        _ => return Ok(None),
+    };
+    if quotas == "documented" {
+        reqwest::Client::new()
+            .post(format!("{url}/admin/quotas/documented"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    Ok(Some(url))
+}
+
+async fn fake_throttled(url: &Option<String>) -> Result<Option<u64>> {
+    let Some(url) = url else { return Ok(None) };
+    let calls: serde_json::Value = reqwest::get(format!("{url}/admin/calls"))
+        .await?
+        .json()
+        .await?;
+    Ok(calls["throttled"].as_u64())
+}
+
+async fn ready_count(env: &Env) -> Result<usize> {
+    let list = env.bindings(NS).list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|b| {
+            wib_e2e::condition(b, READY).is_some_and(|c| {
+                c.status == "True" && c.observed_generation == b.metadata.generation
+            })
+        })
+        .count())
+}
+
+/// Bindings and ServiceAccounts of the namespace, by kind/name.
+async fn snapshot(env: &Env) -> Result<std::collections::BTreeMap<String, String>> {
+    let bindings = env.bindings(NS).list(&ListParams::default()).await?;
+    let accounts = Api::<ServiceAccount>::namespaced(env.admin.client.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    let names: Vec<(String, Option<String>)> = bindings
+        .items
+        .iter()
+        .map(|b| (format!("wib/{}", b.name_any()), b.resource_version()))
+        .chain(
+            accounts
+                .items
+                .iter()
+                .map(|s| (format!("sa/{}", s.name_any()), s.resource_version())),
+        )
+        .collect();
+    Ok(bench::versions(
+        names.iter().map(|(n, rv)| (n.as_str(), rv.as_deref())),
+    ))
+}
+
+async fn pause(progress: String) -> String {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    progress
+}
+
+fn reconciles(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("controller_runtime_reconcile_total{")
+                && l.contains("controller=\"workloadidentitybinding\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
+    let mut env = Env::start_with_resync(&options.resync.to_string()).await?;
+    let fake = fake_admin(&env, cloud, &options.quotas).await?;
+    env.namespace(NS, &[]).await?;
+    env.apply(&provider_yaml("default", true, None)).await?;
+    let policy_arn = match cloud {
+        "aws" => env
+            .iam()
+            .create_policy()
+            .policy_name(POLICY)
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
+            .send()
+            .await?
+            .policy()
+            .and_then(|p| p.arn())
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    };
+    let pid = env.operator().pid();
+    let start = Sample::take(&env.metrics().await?, cloud, pid);
+    let started = Instant::now();
+    let manifests: Vec<String> = (0..n).map(|i| binding(cloud, i, &policy_arn)).collect();
+    env.apply(&manifests.join("---\n")).await?;
+    let to_ready = wib_e2e::poll_until(
+        Duration::from_secs(3600),
+        "every binding Ready",
+        async || match ready_count(&env).await {
+            Ok(ready) if ready == n => Ok(started.elapsed()),
+            // Listing thousands of bindings competes with the operator for
+            // the same cores: once a second is enough.
+            Ok(ready) => Err(pause(format!("{ready} of {n} Ready")).await),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await?;
+    let ready_sample = Sample::take(&env.metrics().await?, cloud, pid);
+    let rss_at_ready_mib = pid.and_then(bench::rss_mib).unwrap_or_default();
+    let before = snapshot(&env).await?;
+    tokio::time::sleep(Duration::from_secs(options.resync) * options.windows).await;
+    let steady_sample = Sample::take(&env.metrics().await?, cloud, pid);
+    let rewritten = bench::changed(&before, &snapshot(&env).await?);
+    let rss_steady_mib = pid.and_then(bench::rss_mib).unwrap_or_default();
+    let fake_throttled = fake_throttled(&fake).await?;
+
+    // A restart: every binding is verified again, from a cold cache.
+    env.operator_mut().restart()?;
+    let restarted = Instant::now();
+    let reverify = wib_e2e::poll_until(
+        Duration::from_secs(3600),
+        "every binding reconciled after the restart",
+        async || {
+            let metrics = env.metrics().await.map_err(|e| e.to_string())?;
+            match reconciles(&metrics) as usize {
+                done if done >= n => Ok((restarted.elapsed(), metrics)),
+                done => Err(pause(format!("{done} of {n} reconciled")).await),
             }
         },
     )
+    .await?;
+    let reverify_reads = Sample::take(&reverify.1, cloud, None).reads;
+    Ok(Row {
+        cloud: cloud.into(),
+        bindings: n,
+        quotas: options.quotas.clone(),
+        to_ready,
+        at_ready: ready_sample.since(&start),
+        steady: steady_sample.since(&ready_sample),
+        resync: Duration::from_secs(options.resync),
+        windows: options.windows,
+        rewritten,
+        fake_throttled,
+        rss_at_ready_mib,
+        rss_steady_mib,
+        reverify: Some(reverify.0),
+        reverify_reads,
+    })
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or_else(String::new, |kib| {
+            format!(", {:.0} GiB", kib / 1024.0 / 1024.0)
+        });
+    format!("{cores} cores{memory}")
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let per_cloud: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()
-        .context("bindings per cloud")?
-        .unwrap_or(30);
-    // A resync every 20 s (production default: 600 s) keeps the steady
-    // state's reads within the client-side rate limits while showing several
-    // resyncs in the window.
-    let resync = 20;
-    let env = Env::start_with_resync(&resync.to_string()).await?;
-    env.namespace(NS, &[]).await?;
-    env.apply(&provider_yaml("default", true, None)).await?;
-    let clouds = ["azure", "aws", "gcp"];
-    let started = Instant::now();
-    let manifests: Vec<String> = (0..per_cloud)
-        .flat_map(|i| clouds.iter().map(move |c| binding(c, i)))
-        .collect();
-    env.apply(&manifests.join("---\n")).await?;
-    let total = manifests.len();
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let ready_after = loop {
-        let list = env.bindings(NS).list(&Default::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|b| {
-                wib_e2e::condition(b, READY).is_some_and(|c| {
-                    c.status == "True" && c.observed_generation == b.metadata.generation
-                })
-            })
-            .count();
-        if ready == total {
-            break started.elapsed();
+    let options = options()?;
+    let mut rows = Vec::new();
+    println!("{HEADER}");
+    for &n in &options.sizes {
+        for cloud in &options.clouds {
+            let row = run(&options, cloud, n).await?;
+            println!("{}", row.markdown());
+            rows.push(row);
         }
-        if Instant::now() > deadline {
-            bail!("only {ready} of {total} bindings Ready after 15 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let settled = env.metrics().await?;
-    // A steady state: two resyncs of every binding.
-    let window = Duration::from_secs(2 * resync);
-    tokio::time::sleep(window).await;
-    let steady = env.metrics().await?;
-    let rss = env.operator().pid().and_then(rss_kib).unwrap_or_default();
-
-    println!("| bindings | time to all Ready | operator RSS |");
-    println!("|---|---|---|");
-    println!(
-        "| {total} ({per_cloud} per cloud) | {:.1} s | {} MiB |",
-        ready_after.as_secs_f64(),
-        rss / 1024
-    );
-    println!();
-    println!(
-        "| cloud | calls per binding to Ready (reads / writes) | writes in {} s of steady state | reads per binding per resync |",
-        window.as_secs()
-    );
-    println!("|---|---|---|---|");
-    for cloud in clouds {
-        let (reads, writes) = calls(&settled, cloud);
-        let (later_reads, later_writes) = calls(&steady, cloud);
-        let resyncs = window.as_secs_f64() / resync as f64;
-        println!(
-            "| {cloud} | {:.1} / {:.1} | {} | {:.1} |",
-            reads as f64 / per_cloud as f64,
-            writes as f64 / per_cloud as f64,
-            later_writes - writes,
-            (later_reads - reads) as f64 / per_cloud as f64 / resyncs
+    }
+    if let Some(path) = &options.markdown {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let mut out = format!(
+            "# Benchmarks\n\nGenerated by `make bench BENCH_ARGS=\"{}\"` ({profile} build) on {}, {}; local control plane (kube-apiserver + etcd from the pinned Go modules), the Azure and GCP fakes, moto. Resync {} s, steady state measured over {} resyncs.\n\n{HEADER}\n",
+            command.join(" "),
+            machine(),
+            k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d"),
+            options.resync,
+            options.windows,
         );
+        for row in &rows {
+            out.push_str(&row.markdown());
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -393,7 +393,7 @@ pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
 /// ARM's documented limits per subscription and principal (reads: 250,
 /// refilled 25 a second; writes: 200, refilled 10 a second) and about two
 /// managed-identity writes a second.
-pub fn documented_limits(fake: &AzureCloud) {
+fn documented_limits(fake: &AzureCloud) {
     fake.faults.set_quotas(crate::quotas::Quotas {
         reads: Some(crate::quotas::Quota {
             per_second: 25.0,
@@ -417,6 +417,10 @@ impl Faulty for AzureCloud {
 
     fn is_write(operation: &str) -> bool {
         is_write(operation)
+    }
+
+    fn documented_limits(&self) {
+        documented_limits(self);
     }
 
     fn clock(&self) -> &crate::clock::Clock {

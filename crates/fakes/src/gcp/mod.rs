@@ -97,7 +97,7 @@ pub(crate) fn rpc_error(status: StatusCode, code: &str, message: impl Into<Strin
 
 /// Operations that change state.
 /// IAM's documented quotas per project: 6,000 reads and 600 writes a minute.
-pub fn documented_limits(fake: &GcpCloud) {
+fn documented_limits(fake: &GcpCloud) {
     fake.faults.set_quotas(crate::quotas::Quotas {
         reads: Some(crate::quotas::Quota {
             per_second: 100.0,
@@ -296,6 +296,10 @@ impl Faulty for GcpCloud {
 
     fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    fn documented_limits(&self) {
+        documented_limits(self);
     }
 
     fn is_write(operation: &str) -> bool {

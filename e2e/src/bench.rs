@@ -1,0 +1,191 @@
+//! What `wib-bench` measures of one run, and how it prints it: the figures
+//! of a peer comparison (time to all Ready, cloud calls per binding to Ready
+//! and per steady-state resync, steady-state writes, Kubernetes objects
+//! rewritten in steady state, RSS, CPU seconds), plus throttling answers and
+//! the time to re-verify every binding after a restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Counters read at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub reads: u64,
+    pub writes: u64,
+    /// Calls wib saw answered "throttled".
+    pub throttled: u64,
+    pub cpu_seconds: f64,
+}
+
+impl Sample {
+    /// `metrics`: the operator's /metrics text; `pid`: its process.
+    pub fn take(metrics: &str, cloud: &str, pid: Option<u32>) -> Self {
+        let mut sample = Self {
+            cpu_seconds: pid.and_then(cpu_seconds).unwrap_or_default(),
+            ..Self::default()
+        };
+        for line in metrics
+            .lines()
+            .filter(|l| l.starts_with("wib_cloud_api_calls_total{"))
+            .filter(|l| l.contains(&format!("cloud=\"{cloud}\"")))
+        {
+            let Some(n) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+                continue;
+            };
+            let n = n as u64;
+            let operation = label(line, "operation").unwrap_or_default();
+            if label(line, "result") == Some("throttled") {
+                sample.throttled += n;
+            }
+            if wib_cloud::calls::is_write(operation) {
+                sample.writes += n;
+            } else {
+                sample.reads += n;
+            }
+        }
+        sample
+    }
+
+    pub fn since(&self, earlier: &Sample) -> Sample {
+        Sample {
+            reads: self.reads.saturating_sub(earlier.reads),
+            writes: self.writes.saturating_sub(earlier.writes),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+            cpu_seconds: (self.cpu_seconds - earlier.cpu_seconds).max(0.0),
+        }
+    }
+}
+
+fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// User plus system CPU time of a process (`/proc/<pid>/stat`, in clock
+/// ticks of 1/100 s on Linux).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let kib: f64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One run's figures.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub cloud: String,
+    pub bindings: usize,
+    /// `none`, or `documented` when the fake enforced the cloud's limits.
+    pub quotas: String,
+    pub to_ready: Duration,
+    pub at_ready: Sample,
+    pub steady: Sample,
+    pub resync: Duration,
+    pub windows: u32,
+    /// Bindings and ServiceAccounts whose resourceVersion moved in steady state.
+    pub rewritten: usize,
+    /// 429s the fake served (its own count), over the whole run.
+    pub fake_throttled: Option<u64>,
+    pub rss_at_ready_mib: f64,
+    pub rss_steady_mib: f64,
+    pub reverify: Option<Duration>,
+    pub reverify_reads: u64,
+}
+
+pub const HEADER: &str = "| cloud | bindings | fake limits | time to all Ready | reads / writes per binding to Ready | reads per binding per steady-state resync | writes in steady state | Kubernetes objects rewritten in steady state | 429s (wib saw / fake served) | RSS at Ready / steady | CPU s to Ready / steady | re-verify after restart (reads per binding) |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+
+impl Row {
+    pub fn markdown(&self) -> String {
+        let n = self.bindings.max(1) as f64;
+        let resyncs = f64::from(self.windows.max(1));
+        format!(
+            "| {} | {} | {} | {:.1} s | {:.1} / {:.1} | {:.2} | {} | {} | {} / {} | {:.0} / {:.0} MiB | {:.1} / {:.1} | {} |",
+            self.cloud,
+            self.bindings,
+            self.quotas,
+            self.to_ready.as_secs_f64(),
+            self.at_ready.reads as f64 / n,
+            self.at_ready.writes as f64 / n,
+            self.steady.reads as f64 / n / resyncs,
+            self.steady.writes,
+            self.rewritten,
+            self.at_ready.throttled + self.steady.throttled,
+            self.fake_throttled
+                .map_or_else(|| "n/a".to_string(), |t| t.to_string()),
+            self.rss_at_ready_mib,
+            self.rss_steady_mib,
+            self.at_ready.cpu_seconds,
+            self.steady.cpu_seconds,
+            match self.reverify {
+                Some(d) => format!(
+                    "{:.1} s ({:.2})",
+                    d.as_secs_f64(),
+                    self.reverify_reads as f64 / n
+                ),
+                None => "not measured".into(),
+            },
+        )
+    }
+}
+
+/// The resourceVersion of every object of a list, by name.
+pub fn versions<'a>(
+    objects: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> BTreeMap<String, String> {
+    objects
+        .into_iter()
+        .map(|(name, rv)| (name.to_string(), rv.unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// How many objects changed (or appeared, or went) between two snapshots.
+pub fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> usize {
+    let moved = after
+        .iter()
+        .filter(|(name, rv)| before.get(*name) != Some(*rv))
+        .count();
+    moved
+        + before
+            .keys()
+            .filter(|name| !after.contains_key(*name))
+            .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_split_by_cloud_read_write_and_throttling() {
+        let metrics = "\
+wib_cloud_api_calls_total{cloud=\"aws\",operation=\"GetRole\",result=\"success\"} 10
+wib_cloud_api_calls_total{cloud=\"aws\",operation=\"CreateRole\",result=\"success\"} 2
+wib_cloud_api_calls_total{cloud=\"aws\",operation=\"GetRole\",result=\"throttled\"} 1
+wib_cloud_api_calls_total{cloud=\"gcp\",operation=\"GetServiceAccount\",result=\"success\"} 7
+";
+        let sample = Sample::take(metrics, "aws", None);
+        assert_eq!((sample.reads, sample.writes, sample.throttled), (11, 2, 1));
+    }
+
+    #[test]
+    fn a_snapshot_diff_counts_rewritten_created_and_deleted_objects() {
+        let before = versions([("a", Some("1")), ("b", Some("2")), ("gone", Some("3"))]);
+        let after = versions([("a", Some("1")), ("b", Some("5")), ("new", Some("6"))]);
+        assert_eq!(changed(&before, &after), 3);
+        assert_eq!(changed(&before, &before), 0);
+    }
+}
