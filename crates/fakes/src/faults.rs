@@ -160,6 +160,12 @@ impl Faults {
         self.limits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts a 429 a fake's own limit served (Azure's managed-identity
+    /// writes), with the quotas' own.
+    pub fn count_throttled(&self) {
+        self.limits().throttled += 1;
+    }
+
     /// Enforces the cloud's rate limits from now on (`Quotas::default()`
     /// lifts them).
     pub fn set_quotas(&self, quotas: crate::quotas::Quotas) {

@@ -382,12 +382,17 @@ pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
         per_second: f64::from(limit),
         burst: f64::from(limit),
     };
-    state
+    let refused = state
         .identity_writes
         .entry(subscription.to_ascii_lowercase())
         .or_insert_with(|| crate::quotas::Bucket::new(quota, now))
         .take(now)
-        .is_err()
+        .is_err();
+    drop(state);
+    if refused {
+        fake.faults.count_throttled();
+    }
+    refused
 }
 
 /// ARM's documented limits per subscription and principal (reads: 250,
