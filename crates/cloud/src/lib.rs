@@ -216,14 +216,22 @@ pub enum Lookup<'a> {
 impl Registry {
     /// Every cloud implemented in this build, configured from the
     /// environment; each reports its API calls to `observer`.
-    pub async fn with_defaults(observer: calls::Observer) -> Self {
+    /// `fleet_snapshot_ttl`: how old a cloud's fleet-wide read may be for a
+    /// steady-state check (see [`steps::Observe::recall`]).
+    pub async fn with_defaults(
+        observer: calls::Observer,
+        fleet_snapshot_ttl: std::time::Duration,
+    ) -> Self {
         let mut registry = Self::default();
-        match azure::from_env(observer.clone()) {
+        match azure::from_env(observer.clone(), fleet_snapshot_ttl) {
             Ok(cloud) => registry.register(Arc::new(cloud)),
             Err(error) => registry.unavailable(Cloud::Azure, &error),
         }
-        registry.register(Arc::new(gcp::from_env(observer.clone())));
-        match aws::from_env(observer).await {
+        registry.register(Arc::new(gcp::from_env(
+            observer.clone(),
+            fleet_snapshot_ttl,
+        )));
+        match aws::from_env(observer, fleet_snapshot_ttl).await {
             Ok(cloud) => registry.register(Arc::new(cloud)),
             Err(error) => registry.unavailable(Cloud::Aws, &error),
         }

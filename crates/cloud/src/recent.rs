@@ -1,14 +1,12 @@
-//! Reads of objects a whole cluster shares (the IAM OIDC provider every
-//! binding's trust policy names), kept for a minute: a resync of 10,000
-//! bindings reads such an object a handful of times instead of 10,000. wib's
-//! own writes to one forget it, so the next reconcile reads what they made;
-//! a change made by someone else is seen within [`CLUSTER_READ_TTL`].
+//! Reads of objects a whole fleet shares (the IAM OIDC provider every
+//! binding's trust policy names, a GCP project's policy), kept for a while:
+//! a steady-state resync of 10,000 bindings reads such an object a handful
+//! of times instead of 10,000. Used only to confirm a steady state; a
+//! reconcile that writes reads live (see [`crate::steps::Observe::recall`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-pub const CLUSTER_READ_TTL: Duration = Duration::from_secs(60);
 
 pub struct Recent<V> {
     ttl: Duration,
@@ -55,9 +53,6 @@ impl<V: Clone> Recent<V> {
         self.entries().remove(key);
     }
 
-    pub fn clear(&self) {
-        self.entries().clear();
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Self {
+        Self::with_fleet_ttl(std::time::Duration::ZERO).await
+    }
+
+    async fn with_fleet_ttl(ttl: std::time::Duration) -> Self {
         let cp = common::issuer_only_control_plane().await;
         let fake = GcpFake::start(&cp, PROJECT).await.expect("GCP fake");
         let credentials = fake
@@ -43,6 +47,9 @@ impl Rig {
                 credentials,
                 // The fake has no quota; the cases are many.
                 limits: wib_cloud::limiter::Limits::flat(1000.0),
+                // Zero: every pass lists afresh, so drift made a moment ago
+                // is seen.
+                fleet_snapshot_ttl: ttl,
             },
         );
         let wib = Wib::new(
@@ -57,6 +64,15 @@ impl Rig {
     async fn writes(&self) -> u64 {
         self.fake.calls().await.expect("calls")["writes"]
             .as_u64()
+            .unwrap_or_default()
+    }
+
+    /// Every call the fake served so far.
+    async fn served(&self) -> u64 {
+        let calls = self.fake.calls().await.expect("calls");
+        calls["operations"]
+            .as_object()
+            .map(|ops| ops.values().filter_map(serde_json::Value::as_u64).sum())
             .unwrap_or_default()
     }
 
@@ -202,7 +218,10 @@ async fn throttling_reports_the_wait_gcp_names() {
 /// grants, a second pass writes nothing, and cleanup leaves nothing.
 #[tokio::test]
 async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
-    let rig = Rig::start().await;
+    // A fleet read lasts two seconds: the steady pass after it is served
+    // by one listing and one read of the project's policy.
+    let ttl = std::time::Duration::from_secs(2);
+    let rig = Rig::with_fleet_ttl(ttl).await;
     let roles = ["roles/storage.objectViewer", "roles/logging.viewer"];
     let bindings: Vec<WorkloadIdentityBinding> = (0..50)
         .map(|i| {
@@ -216,7 +235,9 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
     for b in &bindings {
         rig.wib.reconcile(b).await.expect("created");
     }
+    tokio::time::sleep(ttl).await;
     let before = rig.writes().await;
+    let calls_before = rig.served().await;
     for b in &bindings {
         assert!(
             rig.wib
@@ -228,6 +249,10 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         );
     }
     assert_eq!(rig.writes().await, before);
+    // Each account's own policy (who may act as it: no list returns it),
+    // one page of accounts and the project's policy: at most 1.1 a binding.
+    let reads = rig.served().await - calls_before;
+    assert!(reads <= 55, "steady-state reads of 50 bindings: {reads}");
     for (i, b) in bindings.iter().enumerate() {
         let account = email(&format!("app-{i:02}"));
         assert_eq!(rig.grants(&account).await.0.len(), 1 + i % 2, "{account}");

@@ -53,7 +53,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context::Context::new(
         client,
         settings.clone(),
-        wib_cloud::Registry::with_defaults(std::sync::Arc::new(metrics.clone())).await,
+        wib_cloud::Registry::with_defaults(
+            std::sync::Arc::new(metrics.clone()),
+            settings.resync() / 2,
+        )
+        .await,
         issuer_http,
         &controllers,
         metrics,

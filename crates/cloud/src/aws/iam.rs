@@ -13,7 +13,6 @@ use wib_api::conditions::Reason;
 use super::policy;
 use crate::CloudError;
 use crate::calls::{self, Observer};
-use crate::recent::{CLUSTER_READ_TTL, Recent};
 
 /// A role as wib reads it.
 #[derive(Clone, Debug)]
@@ -43,9 +42,6 @@ pub struct Iam {
     limiter: std::sync::Arc<crate::limiter::Limiter>,
     /// Raised on `ExpiredToken`: wib's credentials fetch a new session.
     stale: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    /// OIDC providers read in the last minute (one per cluster, named by
-    /// every binding's trust policy); every OIDC provider write clears it.
-    oidc_providers: std::sync::Arc<Recent<Option<OidcProvider>>>,
 }
 
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
@@ -151,7 +147,6 @@ impl Iam {
             observer,
             limiter: std::sync::Arc::new(crate::limiter::Limiter::new(limits)),
             stale,
-            oidc_providers: std::sync::Arc::new(Recent::new(CLUSTER_READ_TTL)),
         }
     }
 
@@ -168,11 +163,6 @@ impl Iam {
         let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
         if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
             self.limiter.throttled(classes);
-        }
-        // Whatever a write did (even a failed one may have landed), the
-        // next read goes to IAM.
-        if classes == [crate::limiter::WRITE] && operation.ends_with("OpenIDConnectProvider") {
-            self.oidc_providers.clear();
         }
         if let Err(e) = &result
             && code(e) == Some("ExpiredToken")
@@ -379,6 +369,61 @@ impl Iam {
         }
     }
 
+    /// One page of every role of the account with its policies, tags and
+    /// boundary (see [`super::fleet`]).
+    pub async fn authorization_details(
+        &self,
+        marker: Option<String>,
+    ) -> Result<
+        aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsOutput,
+        SdkError<
+            aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    > {
+        self.call(
+            "GetAccountAuthorizationDetails",
+            self.client
+                .get_account_authorization_details()
+                .filter(aws_sdk_iam::types::EntityType::Role)
+                .max_items(1000)
+                .set_marker(marker)
+                .send(),
+        )
+        .await
+    }
+
+    /// Every role's maximum session length (`GetAccountAuthorizationDetails`
+    /// leaves it out), by role name.
+    pub async fn max_session_durations(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i32>, CloudError> {
+        let mut sessions = std::collections::HashMap::new();
+        let mut marker = None;
+        loop {
+            let out = self
+                .call(
+                    "ListRoles",
+                    self.client
+                        .list_roles()
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await
+                .map_err(|e| error("listing the account's roles", e))?;
+            for role in out.roles() {
+                if let Some(seconds) = role.max_session_duration() {
+                    sessions.insert(role.role_name().to_string(), seconds);
+                }
+            }
+            match out.marker() {
+                Some(next) if out.is_truncated() => marker = Some(next.to_string()),
+                _ => return Ok(sessions),
+            }
+        }
+    }
+
     /// Whether a managed policy exists (AWS managed or customer managed).
     pub async fn policy_exists(&self, arn: &str) -> Result<bool, CloudError> {
         match self
@@ -490,15 +535,6 @@ impl Iam {
 
     /// An IAM OIDC provider's client IDs (audiences) and tags, if it exists.
     pub async fn get_oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
-        if let Some(known) = self.oidc_providers.get(arn) {
-            return Ok(known);
-        }
-        let read = self.read_oidc_provider(arn).await?;
-        self.oidc_providers.put(arn, read.clone());
-        Ok(read)
-    }
-
-    async fn read_oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
         match self
             .call(
                 "GetOpenIDConnectProvider",

@@ -11,6 +11,7 @@
 
 pub mod credentials;
 pub mod execute;
+pub mod fleet;
 pub mod iam;
 pub mod inline_policy;
 pub mod naming;
@@ -51,6 +52,10 @@ pub struct Settings {
     pub limits: crate::limiter::Limits,
     /// The account's trust-policy quota (AWS raises it on request).
     pub trust_policy_max_chars: usize,
+    /// How old the fleet snapshot may be before a steady-state check reads
+    /// it again (the operator passes half its resync interval): drift made
+    /// in IAM is seen within this plus one resync.
+    pub fleet_snapshot_ttl: std::time::Duration,
 }
 
 impl Settings {
@@ -59,7 +64,7 @@ impl Settings {
     /// credentials through `aws-config`'s default chain,
     /// `WIB_AWS_CALLS_PER_SECOND` and `WIB_AWS_TRUST_POLICY_MAX_CHARS`
     /// (for accounts where AWS raised the quota).
-    pub fn from_env() -> Result<Self, CloudError> {
+    pub fn from_env(fleet_snapshot_ttl: std::time::Duration) -> Result<Self, CloudError> {
         // The region from the environment (EKS's webhook sets it), never
         // probed from EC2 metadata: IAM is global, and off AWS the probe
         // only warns.
@@ -82,6 +87,7 @@ impl Settings {
             web_identity: None,
             limits: crate::limiter::Limits::reads_writes(100.0, 20.0).from_env("aws"),
             trust_policy_max_chars,
+            fleet_snapshot_ttl,
         })
     }
 }
@@ -89,8 +95,11 @@ impl Settings {
 /// The AWS provider as configured by the environment (see
 /// [`Settings::from_env`]). Extra CAs for a private endpoint come from
 /// `WIB_CLOUD_CA_FILE`.
-pub async fn from_env(observer: Observer) -> Result<AwsProvider, CloudError> {
-    AwsProvider::new(observer, Settings::from_env()?).await
+pub async fn from_env(
+    observer: Observer,
+    fleet_snapshot_ttl: std::time::Duration,
+) -> Result<AwsProvider, CloudError> {
+    AwsProvider::new(observer, Settings::from_env(fleet_snapshot_ttl)?).await
 }
 
 /// The credentials provider explicit settings name: wib's web identity
@@ -166,6 +175,8 @@ pub fn http_client() -> Result<aws_smithy_runtime_api::client::http::SharedHttpC
 pub struct Clients {
     pub iam: Iam,
     pub trust_policy_max_chars: usize,
+    /// Every role of the account, read at most once per TTL.
+    pub fleet: fleet::Fleet,
 }
 
 pub struct AwsProvider {
@@ -187,6 +198,7 @@ impl AwsProvider {
             clients: Arc::new(Clients {
                 iam,
                 trust_policy_max_chars: settings.trust_policy_max_chars,
+                fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),
             }),
             locks: Locks::default(),
         })

@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use std::future::Future;
+
 use super::Clients;
-use super::iam::{OidcProvider, Role};
+use super::fleet::Recalled;
+use super::iam::{Iam, OidcProvider, Role};
 use super::target::{self, Target};
 use crate::ownership::Claim;
 use crate::steps::{Intent, Observe};
@@ -35,38 +38,113 @@ pub struct Observed {
     pub trust_policy_max_chars: usize,
 }
 
+/// The reads observe makes: live from IAM, or recalled from the fleet
+/// snapshot (see [`super::fleet`]). One list of reads for both, so a
+/// recalled observation is what a live one would have read then.
+pub trait Reads: Send + Sync {
+    fn role(&self, name: &str) -> impl Future<Output = Result<Option<Role>, CloudError>> + Send;
+    fn attached(&self, name: &str) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+    fn inline_names(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>> + Send;
+    fn inline(
+        &self,
+        name: &str,
+        policy: &str,
+    ) -> impl Future<Output = Result<Option<Value>, CloudError>> + Send;
+    fn oidc_provider(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<OidcProvider>, CloudError>> + Send;
+    fn policy_exists(&self, arn: &str) -> impl Future<Output = Result<bool, CloudError>> + Send;
+}
+
+impl Reads for Iam {
+    async fn role(&self, name: &str) -> Result<Option<Role>, CloudError> {
+        self.get_role(name).await
+    }
+
+    async fn attached(&self, name: &str) -> Result<Vec<String>, CloudError> {
+        self.list_attached(name).await
+    }
+
+    async fn inline_names(&self, name: &str) -> Result<Vec<String>, CloudError> {
+        self.list_inline(name).await
+    }
+
+    async fn inline(&self, name: &str, policy: &str) -> Result<Option<Value>, CloudError> {
+        self.get_inline(name, policy).await
+    }
+
+    async fn oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
+        self.get_oidc_provider(arn).await
+    }
+
+    async fn policy_exists(&self, arn: &str) -> Result<bool, CloudError> {
+        Iam::policy_exists(self, arn).await
+    }
+}
+
 impl Observe<Clients> for Observed {
     async fn observe(
         clients: &Clients,
         request: &Request<'_>,
         intent: Intent,
     ) -> Result<Observed, CloudError> {
+        gather(&clients.iam, clients, request, intent).await
+    }
+
+    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
         let target = Target::of(request)?;
-        let mut observed = Observed {
-            role: clients.iam.get_role(&target.role).await?,
-            trust_policy_max_chars: clients.trust_policy_max_chars,
-            ..Observed::default()
+        let snapshot = clients.fleet.snapshot(&clients.iam).await?;
+        // A role the snapshot does not hold is new, or was deleted: a
+        // live pass will create it.
+        let Some(detail) = snapshot.role(&target.role) else {
+            return Ok(None);
         };
-        match intent {
-            Intent::Revoke => {}
-            Intent::Cleanup => {
-                let touches = observed
-                    .role
-                    .as_ref()
-                    .is_some_and(|role| target::leaving(request, &target, role).touches_policies());
-                if touches {
-                    observed.attached = clients.iam.list_attached(&target.role).await?;
-                    observed.inline_names = clients.iam.list_inline(&target.role).await?;
-                }
-            }
-            Intent::Reconcile => reconcile(clients, request, &target, &mut observed).await?,
-        }
-        Ok(observed)
+        let recalled = Recalled {
+            detail: Some(detail),
+            iam: &clients.iam,
+            fleet: &clients.fleet,
+        };
+        gather(&recalled, clients, request, Intent::Reconcile)
+            .await
+            .map(Some)
     }
 }
 
-async fn reconcile(
+async fn gather(
+    reads: &impl Reads,
     clients: &Clients,
+    request: &Request<'_>,
+    intent: Intent,
+) -> Result<Observed, CloudError> {
+    let target = Target::of(request)?;
+    let mut observed = Observed {
+        role: reads.role(&target.role).await?,
+        trust_policy_max_chars: clients.trust_policy_max_chars,
+        ..Observed::default()
+    };
+    match intent {
+        Intent::Revoke => {}
+        Intent::Cleanup => {
+            let touches = observed
+                .role
+                .as_ref()
+                .is_some_and(|role| target::leaving(request, &target, role).touches_policies());
+            if touches {
+                observed.attached = reads.attached(&target.role).await?;
+                observed.inline_names = reads.inline_names(&target.role).await?;
+            }
+        }
+        Intent::Reconcile => reconcile(reads, request, &target, &mut observed).await?,
+    }
+    Ok(observed)
+}
+
+async fn reconcile(
+    reads: &impl Reads,
     request: &Request<'_>,
     target: &Target<'_>,
     observed: &mut Observed,
@@ -75,16 +153,15 @@ async fn reconcile(
     let Ok(claim) = target::claim(request, target, observed.role.as_ref()) else {
         return Ok(());
     };
-    let iam = &clients.iam;
-    observed.oidc_provider = iam
-        .get_oidc_provider(&target.federation.provider_arn)
+    observed.oidc_provider = reads
+        .oidc_provider(&target.federation.provider_arn)
         .await?;
     if observed.role.is_some() && claim != Claim::Shared {
-        observed.attached = iam.list_attached(&target.role).await?;
-        observed.inline_names = iam.list_inline(&target.role).await?;
+        observed.attached = reads.attached(&target.role).await?;
+        observed.inline_names = reads.inline_names(&target.role).await?;
         for inline in &target.spec.inline_policies {
             if observed.inline_names.contains(&inline.name)
-                && let Some(document) = iam.get_inline(&target.role, &inline.name).await?
+                && let Some(document) = reads.inline(&target.role, &inline.name).await?
             {
                 observed
                     .inline_documents
@@ -102,7 +179,7 @@ async fn reconcile(
         new.push(boundary.clone());
     }
     for arn in new {
-        if !iam.policy_exists(&arn).await? {
+        if !reads.policy_exists(&arn).await? {
             observed.missing_policies.insert(arn);
         }
     }

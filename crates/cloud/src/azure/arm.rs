@@ -290,27 +290,72 @@ impl Clients {
         scope: &str,
         principal_id: &str,
     ) -> Result<Vec<Assignment>, CloudError> {
-        let mut stream = self
+        let all = self
+            .list_assignments_of(scope, Some(principal_id))
+            .await?;
+        Ok(all.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// Every role assignment for `scope`, by principal ID (see
+    /// [`super::fleet`]), and, given a principal, only its.
+    pub async fn list_assignments_of(
+        &self,
+        scope: &str,
+        principal_id: Option<&str>,
+    ) -> Result<Vec<(String, Assignment)>, CloudError> {
+        let mut list = self
             .authz
             .role_assignments_client()
-            .list_for_scope(sdk_scope(scope))
-            .filter(format!("principalId eq '{principal_id}'"))
-            .into_stream();
+            .list_for_scope(sdk_scope(scope));
+        if let Some(principal_id) = principal_id {
+            list = list.filter(format!("principalId eq '{principal_id}'"));
+        }
+        let mut stream = list.into_stream();
         let mut out = Vec::new();
         while let Some(page) = stream.next().await {
             let page = page.map_err(|e| error("listing role assignments", e))?;
             for a in page.value {
                 let props = a.properties;
-                out.push(Assignment {
-                    id: a.id.unwrap_or_default(),
-                    name: a.name.unwrap_or_default(),
-                    scope: props
-                        .as_ref()
-                        .and_then(|p| p.scope.clone())
-                        .unwrap_or_default(),
-                    role_definition_id: props.map(|p| p.role_definition_id).unwrap_or_default(),
-                });
+                let principal = props
+                    .as_ref()
+                    .map(|p| p.principal_id.to_ascii_lowercase())
+                    .unwrap_or_default();
+                out.push((
+                    principal,
+                    Assignment {
+                        id: a.id.unwrap_or_default(),
+                        name: a.name.unwrap_or_default(),
+                        scope: props
+                            .as_ref()
+                            .and_then(|p| p.scope.clone())
+                            .unwrap_or_default(),
+                        role_definition_id: props
+                            .map(|p| p.role_definition_id)
+                            .unwrap_or_default(),
+                    },
+                ));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every user-assigned identity of a resource group.
+    pub async fn list_identities(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+    ) -> Result<Vec<Identity>, CloudError> {
+        let mut stream = self
+            .msi
+            .user_assigned_identities_client()
+            .list_by_resource_group(subscription, resource_group)
+            .into_stream();
+        let mut out = Vec::new();
+        while let Some(page) = stream.next().await {
+            let page = page.map_err(|e| {
+                error(&format!("listing the identities of {resource_group}"), e)
+            })?;
+            out.extend(page.value.into_iter().map(to_identity));
         }
         Ok(out)
     }

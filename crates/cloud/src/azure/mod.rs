@@ -11,6 +11,7 @@
 pub mod arm;
 pub mod credential;
 pub mod execute;
+pub mod fleet;
 pub mod naming;
 pub mod observe;
 pub mod observed;
@@ -43,6 +44,9 @@ pub struct Settings {
     /// wib's pace, adaptive from ARM's documented limits per subscription
     /// and principal (see [`observed::arm_limits`]).
     pub limits: crate::limiter::Limits,
+    /// How old the fleet snapshot may be (see [`fleet`]); the operator
+    /// passes half its resync interval.
+    pub fleet_snapshot_ttl: std::time::Duration,
 }
 
 impl Settings {
@@ -50,10 +54,11 @@ impl Settings {
     /// extra CAs for it (`WIB_CLOUD_CA_FILE`), wib's own ambient credential
     /// — workload identity when `AZURE_FEDERATED_TOKEN_FILE` is set (its
     /// authority from `AZURE_AUTHORITY_HOST`), else the default chain — and
-    /// its pace (`WIB_AZURE_CALLS_PER_SECOND`, default 10). Endpoint, CA
+    /// its pace (adaptive from ARM's limits, `WIB_AZURE_CALLS_PER_SECOND`
+    /// to replace them). Endpoint, CA
     /// file and credential are read in the order they were always reported
     /// in, each failing with the same reason and message.
-    pub fn from_env() -> Result<Self, CloudError> {
+    pub fn from_env(fleet_snapshot_ttl: std::time::Duration) -> Result<Self, CloudError> {
         let endpoint = std::env::var("WIB_AZURE_ARM_ENDPOINT")
             .unwrap_or_else(|_| "https://management.azure.com".into());
         let arm_endpoint = azure_core::Url::parse(&endpoint).map_err(|e| {
@@ -75,13 +80,17 @@ impl Settings {
             extra_roots,
             workload_identity,
             limits: observed::arm_limits().from_env("azure"),
+            fleet_snapshot_ttl,
         })
     }
 }
 
 /// The Azure provider as configured by the environment (see [`Settings::from_env`]).
-pub fn from_env(observer: crate::calls::Observer) -> Result<AzureProvider, CloudError> {
-    AzureProvider::from_settings(observer, Settings::from_env()?)
+pub fn from_env(
+    observer: crate::calls::Observer,
+    fleet_snapshot_ttl: std::time::Duration,
+) -> Result<AzureProvider, CloudError> {
+    AzureProvider::from_settings(observer, Settings::from_env(fleet_snapshot_ttl)?)
 }
 
 /// What the steps reach Azure with.
@@ -89,6 +98,8 @@ pub struct Clients {
     pub arm: arm::Clients,
     /// Outlives every request: built-in roles never change.
     pub roles: observe::BuiltInRoles,
+    /// Identities and role assignments read for the whole fleet.
+    pub fleet: fleet::Fleet,
 }
 
 pub struct AzureProvider {
@@ -134,6 +145,7 @@ impl AzureProvider {
             clients: Arc::new(Clients {
                 arm,
                 roles: observe::BuiltInRoles::default(),
+                fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),
             }),
             locks: Locks::default(),
         }

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use std::future::Future;
+
 use super::Clients;
-use super::arm::{Assignment, Credential, Identity, RoleDefinition};
+use super::arm::{Assignment, Credential, Identity, IdentityRef, RoleDefinition};
+use super::fleet::Recalled;
 use super::plan;
 use super::target::Target;
 use crate::ownership::Release;
@@ -49,6 +52,38 @@ impl BuiltInRoles {
     }
 }
 
+/// The reads observe makes of the binding's identity: live, or recalled
+/// from the fleet snapshot (see [`super::fleet`]); one list for both.
+pub trait Reads: Send + Sync {
+    fn identity(
+        &self,
+        at: &IdentityRef,
+    ) -> impl Future<Output = Result<Option<Identity>, CloudError>> + Send;
+    fn credentials(
+        &self,
+        at: &IdentityRef,
+    ) -> impl Future<Output = Result<Vec<Credential>, CloudError>> + Send;
+    fn assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> impl Future<Output = Result<Vec<Assignment>, CloudError>> + Send;
+}
+
+impl Reads for Clients {
+    async fn identity(&self, at: &IdentityRef) -> Result<Option<Identity>, CloudError> {
+        self.arm.get_identity(at).await
+    }
+
+    async fn credentials(&self, at: &IdentityRef) -> Result<Vec<Credential>, CloudError> {
+        self.arm.list_credentials(at).await
+    }
+
+    async fn assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<Assignment>, CloudError> {
+        self.arm.list_assignments(scope, principal_id).await
+    }
+}
+
 /// Each read's error carries the `Retry-After` ARM last asked for.
 impl Observe<Clients> for Observed {
     async fn observe(
@@ -56,11 +91,26 @@ impl Observe<Clients> for Observed {
         request: &Request<'_>,
         intent: Intent,
     ) -> Result<Observed, CloudError> {
-        super::observed::with_retry_after(read(clients, request, intent)).await
+        super::observed::with_retry_after(read(clients, clients, request, intent)).await
+    }
+
+    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
+        let recalled = Recalled(clients);
+        let observed = super::observed::with_retry_after(read(
+            &recalled,
+            clients,
+            request,
+            Intent::Reconcile,
+        ))
+        .await?;
+        // An identity the listing does not hold is new, or was deleted: a
+        // live pass will create it.
+        Ok(observed.identity.is_some().then_some(observed))
     }
 }
 
 async fn read(
+    reads: &impl Reads,
     clients: &Clients,
     request: &Request<'_>,
     intent: Intent,
@@ -73,7 +123,7 @@ async fn read(
             roles.push(resolve_role(clients, &wanted.role, &target.at.subscription).await?);
         }
     }
-    let Some(identity) = clients.arm.get_identity(&target.at).await? else {
+    let Some(identity) = reads.identity(&target.at).await? else {
         return Ok(Observed {
             roles,
             ..Observed::default()
@@ -84,12 +134,12 @@ async fn read(
     let release = (intent == Intent::Cleanup).then(|| plan::release(request, &identity));
     let credentials = match release {
         Some(Release::Nothing) => Vec::new(),
-        _ => clients.arm.list_credentials(&target.at).await?,
+        _ => reads.credentials(&target.at).await?,
     };
     let assignments_at_stake =
         grants_at_stake || matches!(release, Some(Release::Maker | Release::Survivor));
     let assignments = if assignments_at_stake {
-        Some(list_assignments(clients, request, &target, &identity).await?)
+        Some(list_assignments(reads, request, &target, &identity).await?)
     } else {
         None
     };
@@ -127,16 +177,15 @@ async fn resolve_role(
 /// The identity's role assignments under every root they may lie in (see
 /// [`Target::assignment_roots`]), each once.
 async fn list_assignments(
-    clients: &Clients,
+    reads: &impl Reads,
     request: &Request<'_>,
     target: &Target<'_>,
     identity: &Identity,
 ) -> Result<Vec<Assignment>, CloudError> {
     let mut found: Vec<Assignment> = Vec::new();
     for root in target.assignment_roots(request) {
-        for a in clients
-            .arm
-            .list_assignments(&root, &identity.principal_id)
+        for a in reads
+            .assignments(&root, &identity.principal_id)
             .await?
         {
             if !found.iter().any(|f| f.id.eq_ignore_ascii_case(&a.id)) {

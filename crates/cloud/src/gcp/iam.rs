@@ -27,9 +27,10 @@ pub struct Clients {
     pub iam: Iam,
     pub projects: Projects,
     pub observer: Observer,
-    /// GCP allows about 600 IAM writes a minute per project; wib stays
-    /// below that by default (`WIB_GCP_CALLS_PER_SECOND`).
+    /// Adaptive, from IAM's documented quotas (see [`super::Settings`]).
     pub limiter: std::sync::Arc<crate::limiter::Limiter>,
+    /// Accounts and project policies read for the whole fleet.
+    pub fleet: std::sync::Arc<super::fleet::Fleet>,
 }
 
 /// Which IAM policy: a project's (Resource Manager) or a service account's (IAM).
@@ -105,6 +106,31 @@ impl Clients {
             self.limiter.throttled(classes);
         }
         result
+    }
+
+    /// Every service account of `project`, a hundred a page.
+    pub async fn list_accounts(&self, project: &str) -> Result<Vec<ServiceAccount>, CloudError> {
+        let mut accounts = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .call(
+                    "ListServiceAccounts",
+                    self.iam
+                        .list_service_accounts()
+                        .set_name(format!("projects/{project}"))
+                        .set_page_size(100)
+                        .set_page_token(token.clone())
+                        .send(),
+                )
+                .await
+                .map_err(|e| error(&format!("listing the service accounts of {project}"), e))?;
+            accounts.extend(page.accounts);
+            if page.next_page_token.is_empty() {
+                return Ok(accounts);
+            }
+            token = page.next_page_token;
+        }
     }
 
     pub async fn get_account(&self, name: &str) -> Result<Option<ServiceAccount>, CloudError> {
@@ -293,7 +319,9 @@ impl Clients {
             if !edit(&mut policy) {
                 return Ok(false);
             }
-            if self.set_policy(resource, policy).await? {
+            let written = self.set_policy(resource, policy).await;
+            self.fleet.forget(resource);
+            if written? {
                 return Ok(true);
             }
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;

@@ -10,6 +10,7 @@
 //! helpers.
 
 pub mod execute;
+pub mod fleet;
 pub mod iam;
 pub mod naming;
 pub mod observe;
@@ -44,6 +45,9 @@ pub struct Settings {
     /// wib's pace, adaptive from IAM's documented quotas per project:
     /// 6,000 reads and 600 writes a minute.
     pub limits: crate::limiter::Limits,
+    /// How old the fleet snapshot may be (see [`fleet`]); the operator
+    /// passes half its resync interval.
+    pub fleet_snapshot_ttl: std::time::Duration,
 }
 
 impl Settings {
@@ -51,7 +55,7 @@ impl Settings {
     /// `external_account` file in `GOOGLE_APPLICATION_CREDENTIALS` for
     /// workload identity federation) and endpoints `WIB_GCP_IAM_ENDPOINT` /
     /// `WIB_GCP_RESOURCE_MANAGER_ENDPOINT` (default Google's).
-    pub fn from_env() -> Self {
+    pub fn from_env(fleet_snapshot_ttl: std::time::Duration) -> Self {
         Self {
             iam_endpoint: std::env::var("WIB_GCP_IAM_ENDPOINT")
                 .unwrap_or_else(|_| "https://iam.googleapis.com".into()),
@@ -59,13 +63,14 @@ impl Settings {
                 .unwrap_or_else(|_| "https://cloudresourcemanager.googleapis.com".into()),
             credentials: None,
             limits: crate::limiter::Limits::reads_writes(100.0, 10.0).from_env("gcp"),
+            fleet_snapshot_ttl,
         }
     }
 }
 
 /// The GCP cloud configured from the environment (see [`Settings::from_env`]).
-pub fn from_env(observer: Observer) -> GcpProvider {
-    GcpProvider::new(observer, Settings::from_env())
+pub fn from_env(observer: Observer, fleet_snapshot_ttl: std::time::Duration) -> GcpProvider {
+    GcpProvider::new(observer, Settings::from_env(fleet_snapshot_ttl))
 }
 
 pub struct GcpProvider {
@@ -79,6 +84,8 @@ pub struct GcpProvider {
     clients: tokio::sync::Mutex<Option<Arc<Clients>>>,
     /// Outlives rebuilt clients: GCP's quota does not reset with them.
     limiter: Arc<crate::limiter::Limiter>,
+    /// Outlives rebuilt clients too.
+    fleet: Arc<fleet::Fleet>,
     /// One request at a time per service account (its policy is shared by
     /// every binding that names it).
     locks: Locks,
@@ -88,6 +95,7 @@ impl GcpProvider {
     pub fn new(observer: Observer, settings: Settings) -> Self {
         Self {
             limiter: Arc::new(crate::limiter::Limiter::new(&settings.limits)),
+            fleet: Arc::new(fleet::Fleet::new(settings.fleet_snapshot_ttl)),
             observer,
             settings,
             clients: tokio::sync::Mutex::new(None),
@@ -138,6 +146,7 @@ impl GcpProvider {
             projects,
             observer: self.observer.clone(),
             limiter: self.limiter.clone(),
+            fleet: self.fleet.clone(),
         })
     }
 }

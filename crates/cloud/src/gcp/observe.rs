@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 use google_cloud_iam_v1::model::Policy;
 
+use std::future::Future;
+
+use super::fleet::Recalled;
 use super::iam::{Clients, Resource};
 use super::target::Target;
 use crate::steps::{Intent, Observe};
@@ -23,37 +26,70 @@ pub struct Observed {
     pub projects: BTreeMap<String, Policy>,
 }
 
+/// The reads observe makes: live, or recalled from the fleet snapshot
+/// (see [`super::fleet`]); one list of reads for both.
+pub trait Reads: Send + Sync {
+    fn account(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ServiceAccount>, CloudError>> + Send;
+    fn policy(&self, resource: &Resource) -> impl Future<Output = Result<Policy, CloudError>> + Send;
+}
+
+impl Reads for Clients {
+    async fn account(&self, name: &str) -> Result<Option<ServiceAccount>, CloudError> {
+        self.get_account(name).await
+    }
+
+    async fn policy(&self, resource: &Resource) -> Result<Policy, CloudError> {
+        self.get_policy(resource).await
+    }
+}
+
 impl Observe<Clients> for Observed {
     async fn observe(
         clients: &Clients,
         request: &Request<'_>,
         intent: Intent,
     ) -> Result<Observed, CloudError> {
-        let target = Target::of(request)?;
-        let Some(account) = clients.get_account(&target.name).await? else {
-            return Ok(Observed::default());
-        };
-        let account_policy = clients
-            .get_policy(&Resource::Account(target.name.clone()))
-            .await?;
-        let grants_at_stake = match intent {
-            Intent::Revoke => false,
-            Intent::Cleanup => true,
-            Intent::Reconcile => target.judge_grants(request)?.is_none(),
-        };
-        let mut projects = BTreeMap::new();
-        if grants_at_stake {
-            for resource in target.role_resources(request) {
-                let policy = clients
-                    .get_policy(&Resource::Project(resource.clone()))
-                    .await?;
-                projects.insert(resource, policy);
-            }
-        }
-        Ok(Observed {
-            account: Some(account),
-            account_policy: Some(account_policy),
-            projects,
-        })
+        gather(clients, request, intent).await
     }
+
+    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
+        let observed = gather(&Recalled(clients), request, Intent::Reconcile).await?;
+        // An account the listing does not hold is new, or was deleted: a
+        // live pass will create it.
+        Ok(observed.account.is_some().then_some(observed))
+    }
+}
+
+async fn gather(
+    reads: &impl Reads,
+    request: &Request<'_>,
+    intent: Intent,
+) -> Result<Observed, CloudError> {
+    let target = Target::of(request)?;
+    let Some(account) = reads.account(&target.name).await? else {
+        return Ok(Observed::default());
+    };
+    let account_policy = reads
+        .policy(&Resource::Account(target.name.clone()))
+        .await?;
+    let grants_at_stake = match intent {
+        Intent::Revoke => false,
+        Intent::Cleanup => true,
+        Intent::Reconcile => target.judge_grants(request)?.is_none(),
+    };
+    let mut projects = BTreeMap::new();
+    if grants_at_stake {
+        for resource in target.role_resources(request) {
+            let policy = reads.policy(&Resource::Project(resource.clone())).await?;
+            projects.insert(resource, policy);
+        }
+    }
+    Ok(Observed {
+        account: Some(account),
+        account_policy: Some(account_policy),
+        projects,
+    })
 }

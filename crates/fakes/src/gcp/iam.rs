@@ -121,6 +121,35 @@ fn not_found(what: &str) -> Response {
     )
 }
 
+/// `serviceAccounts.list`: a project's accounts by email, `pageSize`
+/// (default 20, at most 100) at a time, `nextPageToken` naming the next
+/// page's first email.
+fn list(fake: &GcpCloud, project: &str, request: &Request) -> Response {
+    let query = |key: &str| {
+        request.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then(|| crate::azure::percent_decode(v)).flatten()
+        })
+    };
+    let size = query("pageSize")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20)
+        .min(100);
+    let after = query("pageToken").unwrap_or_default();
+    let state = fake.state();
+    let mut accounts = state
+        .accounts
+        .values()
+        .filter(|a| a.project == project && a.email.as_str() >= after.as_str());
+    let page: Vec<Value> = accounts.by_ref().take(size).map(Account::to_json).collect();
+    let mut body = json!({ "accounts": page });
+    if let Some(next) = accounts.next() {
+        body["nextPageToken"] = json!(next.email);
+    }
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
 pub(crate) async fn handle(fake: &GcpCloud, request: Request) -> Response {
     let path = request.path.clone();
     if let Some(rest) = path.strip_prefix("/v3/") {
@@ -145,6 +174,12 @@ pub(crate) async fn handle(fake: &GcpCloud, request: Request) -> Response {
     };
     let segments: Vec<&str> = rest.split('/').collect();
     match (request.method.clone(), segments.as_slice()) {
+        (Method::GET, ["projects", project, "serviceAccounts"]) => {
+            with_faults(fake, "iam.projects.serviceAccounts.list", async {
+                list(fake, project, &request)
+            })
+            .await
+        }
         (Method::POST, ["projects", project, "serviceAccounts"]) => {
             with_faults(fake, "iam.projects.serviceAccounts.create", async {
                 create(fake, project, &request)
