@@ -134,19 +134,27 @@ impl Bucket {
         }
     }
 
-    /// The cloud answered "slow down": halve the rate (once per signal,
-    /// never below the floor) and spend what the burst had left.
-    pub fn throttled(&mut self, now: Instant) {
+    /// The cloud answered "slow down" (and maybe for how long): halve the
+    /// rate (once per signal, never below the floor), spend what the burst
+    /// had left, and keep the class quiet for the wait it named.
+    pub fn throttled(&mut self, now: Instant, wait: Option<Duration>) {
         self.advance(now);
+        let pause = wait.map_or(0.0, |w| w.as_secs_f64() * self.rate);
         if self
             .slowed_at
             .is_some_and(|at| now.saturating_duration_since(at) < ONE_SIGNAL)
         {
+            self.tokens = self.tokens.min(-pause);
             return;
         }
         self.slowed_at = Some(now);
         self.rate = (self.rate / 2.0).max(self.ceiling * FLOOR);
-        self.tokens = self.tokens.min(0.0);
+        self.tokens = self.tokens.min(0.0) - pause;
+    }
+
+    /// When the class was last slowed down.
+    pub fn slowed_at(&self) -> Option<Instant> {
+        self.slowed_at
     }
 }
 
@@ -177,23 +185,34 @@ impl Limiter {
     }
 
     /// Waits for this call's turn in every class it belongs to.
+    /// A caller that waited through a throttling answer queues again at
+    /// the slower rate: its turn was given out at the old one.
     pub async fn acquire(&self, classes: &[&str]) {
-        let now = Instant::now();
-        let wait = self
-            .buckets(classes)
-            .map(|mut b| b.take(now))
-            .max()
-            .unwrap_or_default();
-        if !wait.is_zero() {
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .buckets(classes)
+                .map(|mut b| b.take(now))
+                .max()
+                .unwrap_or_default();
+            if wait.is_zero() {
+                return;
+            }
             tokio::time::sleep(wait).await;
+            let slowed_meanwhile = self
+                .buckets(classes)
+                .any(|b| b.slowed_at().is_some_and(|at| at > now));
+            if !slowed_meanwhile {
+                return;
+            }
         }
     }
 
-    /// The cloud throttled a call of these classes.
-    pub fn throttled(&self, classes: &[&str]) {
+    /// The cloud throttled a call of these classes, naming a wait or not.
+    pub fn throttled(&self, classes: &[&str], wait: Option<Duration>) {
         let now = Instant::now();
         for mut bucket in self.buckets(classes) {
-            bucket.throttled(now);
+            bucket.throttled(now, wait);
         }
     }
 
@@ -238,11 +257,11 @@ mod tests {
     fn throttling_halves_the_rate_once_per_signal_down_to_the_floor_and_it_climbs_back() {
         let start = Instant::now();
         let mut bucket = Bucket::new(16.0, 16.0);
-        bucket.throttled(start);
+        bucket.throttled(start, None);
         assert_eq!(bucket.rate, 8.0);
         // Ten calls in flight throttled together are one signal.
         for _ in 0..10 {
-            bucket.throttled(start + Duration::from_millis(100));
+            bucket.throttled(start + Duration::from_millis(100), None);
         }
         assert!(
             (bucket.rate - 8.0).abs() < 0.1,
@@ -252,7 +271,7 @@ mod tests {
         let mut at = start;
         for _ in 0..10 {
             at += ONE_SIGNAL;
-            bucket.throttled(at);
+            bucket.throttled(at, None);
         }
         assert_eq!(bucket.rate, 1.0, "the floor is a sixteenth");
         // The burst is spent: the next call waits.
@@ -260,6 +279,15 @@ mod tests {
         // Quiet for the recovery period: back at the documented rate.
         bucket.take(at + RECOVERY);
         assert_eq!(bucket.rate, 16.0);
+    }
+
+    #[test]
+    fn a_wait_the_cloud_names_keeps_the_class_quiet_that_long() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(10.0, 10.0);
+        bucket.throttled(start, Some(Duration::from_secs(2)));
+        // Halved to 5 a second, and two seconds' worth of turns spent.
+        assert!(bucket.take(start) >= Duration::from_secs(2));
     }
 
     #[test]
@@ -288,7 +316,7 @@ mod tests {
             })
             .collect();
         assert_eq!(waits, [Duration::ZERO, Duration::from_secs(1)]);
-        limiter.throttled(&["identity-write"]);
+        limiter.throttled(&["identity-write"], None);
         assert_eq!(limiter.rate("identity-write"), Some(0.5));
         assert_eq!(limiter.rate(WRITE), Some(100.0));
     }

@@ -52,7 +52,6 @@ impl<V: Clone> Recent<V> {
     pub fn forget(&self, key: &str) {
         self.entries().remove(key);
     }
-
 }
 
 #[cfg(test)]

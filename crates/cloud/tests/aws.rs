@@ -6,8 +6,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Wib;
 

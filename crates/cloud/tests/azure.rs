@@ -438,7 +438,7 @@ async fn a_cloud_busier_than_documented_slows_wib_down_and_no_binding_sees_throt
         .enforce_limits(Some(json!({"writes": {"perSecond": 2.0, "burst": 2.0}})))
         .await
         .expect("limits");
-    let bindings: Vec<WorkloadIdentityBinding> = (0..12)
+    let bindings: Vec<WorkloadIdentityBinding> = (0..8)
         .map(|i| {
             binding(
                 &format!("busy-{i:02}"),

@@ -65,7 +65,11 @@ impl Fleet {
 
     /// The OIDC provider every binding of the cluster names, as read less
     /// than a TTL ago.
-    async fn oidc_provider(&self, iam: &Iam, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
+    async fn oidc_provider(
+        &self,
+        iam: &Iam,
+        arn: &str,
+    ) -> Result<Option<OidcProvider>, CloudError> {
         if let Some(known) = self.oidc_providers.get(arn) {
             return Ok(known);
         }

@@ -162,7 +162,7 @@ impl Iam {
         self.limiter.acquire(classes).await;
         let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
         if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
-            self.limiter.throttled(classes);
+            self.limiter.throttled(classes, None);
         }
         if let Err(e) = &result
             && code(e) == Some("ExpiredToken")
@@ -380,7 +380,7 @@ impl Iam {
             aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsError,
             aws_smithy_runtime_api::client::orchestrator::HttpResponse,
         >,
-    > {
+    >{
         self.call(
             "GetAccountAuthorizationDetails",
             self.client

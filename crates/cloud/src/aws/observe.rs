@@ -95,7 +95,10 @@ impl Observe<Clients> for Observed {
         gather(&clients.iam, clients, request, intent).await
     }
 
-    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
+    async fn recall(
+        clients: &Clients,
+        request: &Request<'_>,
+    ) -> Result<Option<Observed>, CloudError> {
         let target = Target::of(request)?;
         let snapshot = clients.fleet.snapshot(&clients.iam).await?;
         // A role the snapshot does not hold is new, or was deleted: a
@@ -153,9 +156,7 @@ async fn reconcile(
     let Ok(claim) = target::claim(request, target, observed.role.as_ref()) else {
         return Ok(());
     };
-    observed.oidc_provider = reads
-        .oidc_provider(&target.federation.provider_arn)
-        .await?;
+    observed.oidc_provider = reads.oidc_provider(&target.federation.provider_arn).await?;
     if observed.role.is_some() && claim != Claim::Shared {
         observed.attached = reads.attached(&target.role).await?;
         observed.inline_names = reads.inline_names(&target.role).await?;

@@ -290,9 +290,7 @@ impl Clients {
         scope: &str,
         principal_id: &str,
     ) -> Result<Vec<Assignment>, CloudError> {
-        let all = self
-            .list_assignments_of(scope, Some(principal_id))
-            .await?;
+        let all = self.list_assignments_of(scope, Some(principal_id)).await?;
         Ok(all.into_iter().map(|(_, a)| a).collect())
     }
 
@@ -329,9 +327,7 @@ impl Clients {
                             .as_ref()
                             .and_then(|p| p.scope.clone())
                             .unwrap_or_default(),
-                        role_definition_id: props
-                            .map(|p| p.role_definition_id)
-                            .unwrap_or_default(),
+                        role_definition_id: props.map(|p| p.role_definition_id).unwrap_or_default(),
                     },
                 ));
             }
@@ -352,9 +348,8 @@ impl Clients {
             .into_stream();
         let mut out = Vec::new();
         while let Some(page) = stream.next().await {
-            let page = page.map_err(|e| {
-                error(&format!("listing the identities of {resource_group}"), e)
-            })?;
+            let page =
+                page.map_err(|e| error(&format!("listing the identities of {resource_group}"), e))?;
             out.extend(page.value.into_iter().map(to_identity));
         }
         Ok(out)

@@ -85,7 +85,9 @@ impl Reads for Recalled<'_> {
             .fleet
             .identities
             .get(&group, async {
-                let all = arm.list_identities(&at.subscription, &at.resource_group).await?;
+                let all = arm
+                    .list_identities(&at.subscription, &at.resource_group)
+                    .await?;
                 Ok(all
                     .into_iter()
                     .filter_map(|i| {
@@ -102,7 +104,11 @@ impl Reads for Recalled<'_> {
         self.0.arm.list_credentials(at).await
     }
 
-    async fn assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<Assignment>, CloudError> {
+    async fn assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<Assignment>, CloudError> {
         let arm = &self.0.arm;
         let listing = self
             .0

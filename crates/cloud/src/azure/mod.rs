@@ -133,19 +133,18 @@ impl AzureProvider {
                 None => azure_identity::create_default_credential()
                     .map_err(|e| arm::error("configuring Azure credentials", e))?,
             };
-        Ok(Self::new(arm::Clients::new(
-            credential,
-            settings.arm_endpoint,
-            http,
-        )?))
+        Ok(Self::new(
+            arm::Clients::new(credential, settings.arm_endpoint, http)?,
+            settings.fleet_snapshot_ttl,
+        ))
     }
 
-    pub fn new(arm: arm::Clients) -> Self {
+    pub fn new(arm: arm::Clients, fleet_snapshot_ttl: std::time::Duration) -> Self {
         Self {
             clients: Arc::new(Clients {
                 arm,
                 roles: observe::BuiltInRoles::default(),
-                fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),
+                fleet: fleet::Fleet::new(fleet_snapshot_ttl),
             }),
             locks: Locks::default(),
         }

@@ -79,7 +79,11 @@ impl Reads for Clients {
         self.arm.list_credentials(at).await
     }
 
-    async fn assignments(&self, scope: &str, principal_id: &str) -> Result<Vec<Assignment>, CloudError> {
+    async fn assignments(
+        &self,
+        scope: &str,
+        principal_id: &str,
+    ) -> Result<Vec<Assignment>, CloudError> {
         self.arm.list_assignments(scope, principal_id).await
     }
 }
@@ -94,15 +98,14 @@ impl Observe<Clients> for Observed {
         super::observed::with_retry_after(read(clients, clients, request, intent)).await
     }
 
-    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
+    async fn recall(
+        clients: &Clients,
+        request: &Request<'_>,
+    ) -> Result<Option<Observed>, CloudError> {
         let recalled = Recalled(clients);
-        let observed = super::observed::with_retry_after(read(
-            &recalled,
-            clients,
-            request,
-            Intent::Reconcile,
-        ))
-        .await?;
+        let observed =
+            super::observed::with_retry_after(read(&recalled, clients, request, Intent::Reconcile))
+                .await?;
         // An identity the listing does not hold is new, or was deleted: a
         // live pass will create it.
         Ok(observed.identity.is_some().then_some(observed))
@@ -184,10 +187,7 @@ async fn list_assignments(
 ) -> Result<Vec<Assignment>, CloudError> {
     let mut found: Vec<Assignment> = Vec::new();
     for root in target.assignment_roots(request) {
-        for a in reads
-            .assignments(&root, &identity.principal_id)
-            .await?
-        {
+        for a in reads.assignments(&root, &identity.principal_id).await? {
             if !found.iter().any(|f| f.id.eq_ignore_ascii_case(&a.id)) {
                 found.push(a);
             }

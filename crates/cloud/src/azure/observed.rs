@@ -183,7 +183,8 @@ impl azure_core::HttpClient for ObservedHttp {
             Err(_) => "error",
         };
         if result == "throttled" {
-            self.limiter.throttled(classes);
+            self.limiter
+                .throttled(classes, response.as_ref().ok().and_then(retry_after));
         }
         if let Ok(r) = &response {
             let status = u16::from(r.status());

@@ -76,7 +76,11 @@ impl Fleet {
         Ok(listing.by_name.get(name).cloned())
     }
 
-    async fn project_policy(&self, clients: &Clients, resource: &str) -> Result<Policy, CloudError> {
+    async fn project_policy(
+        &self,
+        clients: &Clients,
+        resource: &str,
+    ) -> Result<Policy, CloudError> {
         if let Some(policy) = self.policies.get(resource) {
             return Ok(policy);
         }

@@ -103,7 +103,7 @@ impl Clients {
         self.limiter.acquire(classes).await;
         let result = calls::observed(&self.observer, "gcp", operation, classify, call).await;
         if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
-            self.limiter.throttled(classes);
+            self.limiter.throttled(classes, None);
         }
         result
     }

@@ -33,7 +33,10 @@ pub trait Reads: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<ServiceAccount>, CloudError>> + Send;
-    fn policy(&self, resource: &Resource) -> impl Future<Output = Result<Policy, CloudError>> + Send;
+    fn policy(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<Policy, CloudError>> + Send;
 }
 
 impl Reads for Clients {
@@ -55,7 +58,10 @@ impl Observe<Clients> for Observed {
         gather(clients, request, intent).await
     }
 
-    async fn recall(clients: &Clients, request: &Request<'_>) -> Result<Option<Observed>, CloudError> {
+    async fn recall(
+        clients: &Clients,
+        request: &Request<'_>,
+    ) -> Result<Option<Observed>, CloudError> {
         let observed = gather(&Recalled(clients), request, Intent::Reconcile).await?;
         // An account the listing does not hold is new, or was deleted: a
         // live pass will create it.

@@ -128,7 +128,9 @@ fn list(fake: &GcpCloud, project: &str, request: &Request) -> Response {
     let query = |key: &str| {
         request.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
-            (k == key).then(|| crate::azure::percent_decode(v)).flatten()
+            (k == key)
+                .then(|| crate::azure::percent_decode(v))
+                .flatten()
         })
     };
     let size = query("pageSize")
