@@ -20,6 +20,17 @@ use wib_e2e::bench::{self, HEADER, Row, Sample};
 use wib_e2e::{Env, provider_yaml};
 
 const NS: &str = "bench";
+
+/// What the columns mean, under the table `--markdown` writes.
+const LEGEND: &str = "
+- *time to all Ready*: from the first `apply` until every binding reports `Ready=True` for its generation.
+- *reads / writes per binding to Ready*: wib's cloud calls (its own metrics) over that time, divided by the bindings.
+- *reads per binding per steady-state resync*: calls in the steady window divided by bindings and by resyncs in it; the fleet snapshot is read at most every half resync.
+- *Kubernetes objects rewritten*: bindings and ServiceAccounts whose resourceVersion moved during the steady window.
+- *429s*: throttling answers wib's metrics saw, and the ones the fake served (`n/a` for moto, which enforces no limit).
+- *re-verify after restart*: from restarting the operator until it has reconciled every binding once, and the cloud reads that took per binding.
+- AWS runs the peer table's workload (one role per binding, a web-identity trust policy, one customer-managed policy attached).
+";
 const POLICY: &str = "bench-policy";
 
 struct Options {
@@ -278,6 +289,7 @@ async fn main() -> Result<()> {
             out.push_str(&row.markdown());
             out.push('\n');
         }
+        out.push_str(LEGEND);
         std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
