@@ -297,8 +297,17 @@ subjects:
         .await?;
         let kubeconfig = kube::config::Kubeconfig::read_from(cp.user_kubeconfig(user)?)?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let client = Client::try_from(config)?;
+        // The authorizer learns of a new RoleBinding from its own watch: a
+        // request in the same instant can still be refused.
+        poll_until(
+            Duration::from_secs(20),
+            "the tenant's RoleBinding in force",
+            async || may_apply_bindings(&client, namespace).await,
+        )
+        .await?;
         Ok(Admin {
-            client: Client::try_from(config)?,
+            client,
             logs: Logs::Dir(cp.dir().to_path_buf()),
         })
     }
@@ -860,4 +869,33 @@ spec:
     projectId: wib-e2e
 "#
     )
+}
+
+/// Whether `client`'s user may patch bindings in `namespace` yet (a
+/// SelfSubjectAccessReview, the authorizer's own answer).
+async fn may_apply_bindings(client: &Client, namespace: &str) -> std::result::Result<(), String> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("wib.dev".into()),
+                resource: Some("workloadidentitybindings".into()),
+                verb: Some("patch".into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&Default::default(), &review)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer.status.is_some_and(|s| s.allowed) {
+        true => Ok(()),
+        false => Err("not yet allowed".into()),
+    }
 }

@@ -142,10 +142,16 @@ pub fn operation(method: &str, path: &str) -> String {
         .next()
         .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
         .unwrap_or_default();
+    let in_group = segments
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case("resourceGroups"));
     let verb = match (kind.as_str(), method, item) {
         // Authorization names these two after what they do at a scope.
         ("RoleAssignments", "PUT", _) => "Create",
         ("RoleAssignments", "GET", false) => "ListForScope",
+        // Managed identities are listed by resource group or subscription.
+        ("UserAssignedIdentities", "GET", false) if in_group => "ListByResourceGroup",
+        ("UserAssignedIdentities", "GET", false) => "ListBySubscription",
         _ => "",
     };
     if !verb.is_empty() {
@@ -243,6 +249,11 @@ mod tests {
                 "GET",
                 "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments".into(),
                 "RoleAssignments_ListForScope",
+            ),
+            (
+                "GET",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities".into(),
+                "UserAssignedIdentities_ListByResourceGroup",
             ),
             ("POST", "/tenant/oauth2/v2.0/token".into(), "Token"),
         ];
