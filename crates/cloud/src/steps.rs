@@ -191,17 +191,23 @@ async fn run_rounds<S: Steps>(
     let clients = steps.clients().await?;
     let lock = steps.locks().get(&key);
     let _serialized = lock.lock().await;
-    if intent == Intent::Reconcile
-        && let Some(recalled) = S::Observed::recall(&clients, request).await?
-    {
-        let plan = recalled.plan(request, intent)?;
-        if plan.actions.is_empty()
-            && let Next::Done(outcome) = plan.next
-        {
-            return Ok(Ran {
-                writes: Vec::new(),
-                outcome: Some(*outcome),
-            });
+    if intent == Intent::Reconcile {
+        match S::Observed::recall(&clients, request).await {
+            Ok(Some(recalled)) => {
+                if let Some(outcome) = steady(recalled.plan(request, intent)) {
+                    return Ok(Ran {
+                        writes: Vec::new(),
+                        outcome: Some(outcome),
+                    });
+                }
+            }
+            Ok(None) => {}
+            // A fleet read wib may not make (a role without the list
+            // permission) or that failed costs the binding its own reads,
+            // not its reconcile.
+            Err(error) => {
+                tracing::debug!(%error, "no fleet snapshot; observing the binding itself")
+            }
         }
     }
     let mut writes = Vec::new();
@@ -235,6 +241,21 @@ async fn run_rounds<S: Steps>(
             S::CLOUD
         ),
     ))
+}
+
+/// The outcome of a plan made from a fleet snapshot, when it confirms a
+/// steady state. A plan that would write, wants another round or refuses
+/// is not acted on: the runner observes live and plans again, so neither a
+/// write nor a refusal (and the revocation a refusal may bring) rests on a
+/// snapshot.
+fn steady<A>(plan: Result<Plan<A>, CloudError>) -> Option<Outcome> {
+    match plan {
+        Ok(Plan {
+            actions,
+            next: Next::Done(outcome),
+        }) if actions.is_empty() => Some(*outcome),
+        _ => None,
+    }
 }
 
 impl<S: Steps> CloudProvider for S {
@@ -307,6 +328,23 @@ mod tests {
 
     use super::*;
     use crate::testing;
+
+    #[test]
+    fn only_a_snapshot_plan_without_writes_or_refusal_is_taken() {
+        let done = |actions: Vec<u8>| Ok(Plan::done(actions, Outcome::default()));
+        assert_eq!(steady(done(Vec::new())), Some(Outcome::default()));
+        assert_eq!(steady(done(vec![1])), None, "it would write");
+        let again: Result<Plan<u8>, CloudError> = Ok(Plan {
+            actions: Vec::new(),
+            next: Next::ObserveAgain,
+        });
+        assert_eq!(steady(again), None);
+        let refused: Result<Plan<u8>, CloudError> = Err(CloudError::new(
+            Reason::FederationConflict,
+            "someone else's",
+        ));
+        assert_eq!(steady(refused), None, "a refusal is judged live");
+    }
 
     /// An identity, then a grant named after the ID the cloud gave it: two
     /// rounds, like Azure's role assignments after the principal ID.

@@ -25,6 +25,17 @@ pub struct Quotas {
     pub writes: Option<Quota>,
 }
 
+impl Quotas {
+    /// Reads and writes, each as (per second, burst).
+    pub fn of(reads: (f64, f64), writes: (f64, f64)) -> Self {
+        let quota = |(per_second, burst)| Some(Quota { per_second, burst });
+        Self {
+            reads: quota(reads),
+            writes: quota(writes),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Bucket {
     quota: Quota,

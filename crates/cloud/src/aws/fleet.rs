@@ -36,14 +36,6 @@ impl Snapshot {
     pub fn role(&self, name: &str) -> Option<Arc<RoleDetail>> {
         self.roles.get(name).cloned()
     }
-
-    pub fn len(&self) -> usize {
-        self.roles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-    }
 }
 
 /// The current snapshot, refreshed on demand once it is older than `ttl`,

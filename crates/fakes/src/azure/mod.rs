@@ -399,16 +399,8 @@ pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
 /// refilled 25 a second; writes: 200, refilled 10 a second) and about two
 /// managed-identity writes a second.
 fn documented_limits(fake: &AzureCloud) {
-    fake.faults.set_quotas(crate::quotas::Quotas {
-        reads: Some(crate::quotas::Quota {
-            per_second: 25.0,
-            burst: 250.0,
-        }),
-        writes: Some(crate::quotas::Quota {
-            per_second: 10.0,
-            burst: 200.0,
-        }),
-    });
+    fake.faults
+        .set_quotas(crate::quotas::Quotas::of((25.0, 250.0), (10.0, 200.0)));
     fake.config
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -95,21 +95,13 @@ pub(crate) fn rpc_error(status: StatusCode, code: &str, message: impl Into<Strin
         .into_response()
 }
 
-/// Operations that change state.
 /// IAM's documented quotas per project: 6,000 reads and 600 writes a minute.
 fn documented_limits(fake: &GcpCloud) {
-    fake.faults.set_quotas(crate::quotas::Quotas {
-        reads: Some(crate::quotas::Quota {
-            per_second: 100.0,
-            burst: 100.0,
-        }),
-        writes: Some(crate::quotas::Quota {
-            per_second: 10.0,
-            burst: 10.0,
-        }),
-    });
+    fake.faults
+        .set_quotas(crate::quotas::Quotas::of((100.0, 100.0), (10.0, 10.0)));
 }
 
+/// Operations that change state.
 pub fn is_write(operation: &str) -> bool {
     ["create", "patch", "delete", "setIamPolicy", "undelete"]
         .iter()
