@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ use super::iam::{Iam, OidcProvider, Role, error};
 use super::observe::Reads;
 use super::policy;
 use crate::CloudError;
-use crate::recent::Recent;
+use crate::recent::{Listings, Recent};
 
 /// One role and its policies, as the snapshot read them.
 #[derive(Clone, Debug)]
@@ -27,30 +27,27 @@ pub struct RoleDetail {
     pub inline: BTreeMap<String, Value>,
 }
 
-pub struct Snapshot {
-    taken: Instant,
-    roles: HashMap<String, Arc<RoleDetail>>,
-}
+/// Every role of the account, by name.
+pub struct Snapshot(HashMap<String, Arc<RoleDetail>>);
 
 impl Snapshot {
     pub fn role(&self, name: &str) -> Option<Arc<RoleDetail>> {
-        self.roles.get(name).cloned()
+        self.0.get(name).cloned()
     }
 }
 
 /// The current snapshot, refreshed on demand once it is older than `ttl`,
 /// and the cluster's IAM OIDC providers, read once per TTL too.
 pub struct Fleet {
-    ttl: Duration,
-    current: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// One listing: the account's.
+    roles: Listings<Snapshot>,
     oidc_providers: Recent<Option<OidcProvider>>,
 }
 
 impl Fleet {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            current: tokio::sync::Mutex::new(None),
+            roles: Listings::new(ttl),
             oidc_providers: Recent::new(ttl),
         }
     }
@@ -62,31 +59,18 @@ impl Fleet {
         iam: &Iam,
         arn: &str,
     ) -> Result<Option<OidcProvider>, CloudError> {
-        if let Some(known) = self.oidc_providers.get(arn) {
-            return Ok(known);
-        }
-        let read = iam.get_oidc_provider(arn).await?;
-        self.oidc_providers.put(arn, read.clone());
-        Ok(read)
+        self.oidc_providers
+            .get_or_read(arn, iam.get_oidc_provider(arn))
+            .await
     }
 
     /// The snapshot, read again when older than the TTL. One refresh at a
     /// time: callers meanwhile wait for it rather than read IAM themselves
     /// (after a restart, a thousand bindings are re-verified from one).
     pub async fn snapshot(&self, iam: &Iam) -> Result<Arc<Snapshot>, CloudError> {
-        let mut current = self.current.lock().await;
-        if let Some(snapshot) = current.as_ref()
-            && snapshot.taken.elapsed() < self.ttl
-        {
-            return Ok(snapshot.clone());
-        }
-        let taken = Instant::now();
-        let fresh = Arc::new(Snapshot {
-            taken,
-            roles: read_roles(iam).await?,
-        });
-        *current = Some(fresh.clone());
-        Ok(fresh)
+        self.roles
+            .get("account", async { Ok(Snapshot(read_roles(iam).await?)) })
+            .await
     }
 }
 

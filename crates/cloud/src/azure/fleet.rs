@@ -6,52 +6,13 @@
 //! [`crate::steps::Observe::recall`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Clients;
 use super::arm::{Assignment, Credential, Identity, IdentityRef};
 use super::observe::Reads;
 use crate::CloudError;
-
-struct Listing<T> {
-    taken: Instant,
-    items: T,
-}
-
-/// One listing per key, read again when older than the TTL; one read at a
-/// time per kind, so a thousand bindings re-verified together make one.
-struct Listings<T> {
-    ttl: Duration,
-    by_key: tokio::sync::Mutex<HashMap<String, Arc<Listing<T>>>>,
-}
-
-impl<T> Listings<T> {
-    fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            by_key: tokio::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn get<F>(&self, key: &str, read: F) -> Result<Arc<Listing<T>>, CloudError>
-    where
-        F: std::future::Future<Output = Result<T, CloudError>>,
-    {
-        let key = key.to_ascii_lowercase();
-        let mut by_key = self.by_key.lock().await;
-        if let Some(listing) = by_key.get(&key).filter(|l| l.taken.elapsed() < self.ttl) {
-            return Ok(listing.clone());
-        }
-        let taken = Instant::now();
-        let listing = Arc::new(Listing {
-            taken,
-            items: read.await?,
-        });
-        by_key.insert(key, listing.clone());
-        Ok(listing)
-    }
-}
+use crate::recent::Listings;
 
 pub struct Fleet {
     /// By resource group ID; identities by lower-cased name.
@@ -97,7 +58,7 @@ impl Reads for Recalled<'_> {
                     .collect())
             })
             .await?;
-        Ok(listing.items.get(&at.name.to_ascii_lowercase()).cloned())
+        Ok(listing.get(&at.name.to_ascii_lowercase()).cloned())
     }
 
     async fn credentials(&self, at: &IdentityRef) -> Result<Vec<Credential>, CloudError> {
@@ -123,7 +84,6 @@ impl Reads for Recalled<'_> {
             })
             .await?;
         Ok(listing
-            .items
             .get(&principal_id.to_ascii_lowercase())
             .cloned()
             .unwrap_or_default())

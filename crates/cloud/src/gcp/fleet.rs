@@ -5,8 +5,7 @@
 //! confirms a steady state (see [`crate::steps::Observe::recall`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use google_cloud_iam_admin_v1::model::ServiceAccount;
 use google_cloud_iam_v1::model::Policy;
@@ -14,17 +13,11 @@ use google_cloud_iam_v1::model::Policy;
 use super::iam::{Clients, Resource};
 use super::observe::Reads;
 use crate::CloudError;
-use crate::recent::Recent;
-
-struct Accounts {
-    taken: Instant,
-    by_name: HashMap<String, ServiceAccount>,
-}
+use crate::recent::{Listings, Recent};
 
 pub struct Fleet {
-    ttl: Duration,
-    /// By project.
-    accounts: tokio::sync::Mutex<HashMap<String, Arc<Accounts>>>,
+    /// By project; accounts by resource name.
+    accounts: Listings<HashMap<String, ServiceAccount>>,
     /// Project policies, by resource (`projects/<p>`); wib's own writes to
     /// one forget it.
     policies: Recent<Policy>,
@@ -33,8 +26,7 @@ pub struct Fleet {
 impl Fleet {
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            accounts: tokio::sync::Mutex::new(HashMap::new()),
+            accounts: Listings::new(ttl),
             policies: Recent::new(ttl),
         }
     }
@@ -53,27 +45,18 @@ impl Fleet {
         else {
             return Ok(None);
         };
-        let mut accounts = self.accounts.lock().await;
-        let fresh = accounts
-            .get(project)
-            .filter(|a| a.taken.elapsed() < self.ttl)
-            .cloned();
-        let listing = match fresh {
-            Some(listing) => listing,
-            None => {
-                let taken = Instant::now();
-                let by_name = clients
+        let listing = self
+            .accounts
+            .get(project, async {
+                Ok(clients
                     .list_accounts(project)
                     .await?
                     .into_iter()
                     .map(|a| (a.name.clone(), a))
-                    .collect();
-                let listing = Arc::new(Accounts { taken, by_name });
-                accounts.insert(project.to_string(), listing.clone());
-                listing
-            }
-        };
-        Ok(listing.by_name.get(name).cloned())
+                    .collect())
+            })
+            .await?;
+        Ok(listing.get(name).cloned())
     }
 
     async fn project_policy(
@@ -81,14 +64,12 @@ impl Fleet {
         clients: &Clients,
         resource: &str,
     ) -> Result<Policy, CloudError> {
-        if let Some(policy) = self.policies.get(resource) {
-            return Ok(policy);
-        }
-        let policy = clients
-            .get_policy(&Resource::Project(resource.to_string()))
-            .await?;
-        self.policies.put(resource, policy.clone());
-        Ok(policy)
+        self.policies
+            .get_or_read(
+                resource,
+                clients.get_policy(&Resource::Project(resource.to_string())),
+            )
+            .await
     }
 
     /// wib wrote this project's policy: the next read goes to GCP.
