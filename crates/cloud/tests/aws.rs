@@ -458,21 +458,9 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
             )
         })
         .collect();
-    for b in &bindings {
-        rig.wib.reconcile(b).await.expect("created");
-    }
-    tokio::time::sleep(ttl).await;
+    rig.wib.create_all(&bindings, ttl).await;
     rig.moto.start_recording().await.expect("recording");
-    for b in &bindings {
-        assert!(
-            rig.wib
-                .reconcile(b)
-                .await
-                .expect("steady")
-                .writes
-                .is_empty()
-        );
-    }
+    rig.wib.steady_pass(&bindings).await;
     let (writes, reads) = rig.recorded().await;
     assert_eq!(writes, BTreeMap::new(), "steady writes");
     // One fleet read (a page of roles, a page of session lengths) for all

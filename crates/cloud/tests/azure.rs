@@ -476,22 +476,10 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
             binding(&name, &format!("uid-{i}"), &name, &roles[..1 + i % 2])
         })
         .collect();
-    for b in &bindings {
-        rig.wib.reconcile(b).await.expect("created");
-    }
-    tokio::time::sleep(ttl).await;
+    rig.wib.create_all(&bindings, ttl).await;
     let reads_before = rig.reads().await;
     let before = rig.writes().await;
-    for b in &bindings {
-        assert!(
-            rig.wib
-                .reconcile(b)
-                .await
-                .expect("steady")
-                .writes
-                .is_empty()
-        );
-    }
+    rig.wib.steady_pass(&bindings).await;
     assert_eq!(rig.writes().await, before);
     // Each identity's federated credentials (no list returns them across
     // identities) and the fleet's listings: at most 1.1 reads a binding.

@@ -232,22 +232,10 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
             )
         })
         .collect();
-    for b in &bindings {
-        rig.wib.reconcile(b).await.expect("created");
-    }
-    tokio::time::sleep(ttl).await;
+    rig.wib.create_all(&bindings, ttl).await;
     let before = rig.writes().await;
     let calls_before = rig.served().await;
-    for b in &bindings {
-        assert!(
-            rig.wib
-                .reconcile(b)
-                .await
-                .expect("steady")
-                .writes
-                .is_empty()
-        );
-    }
+    rig.wib.steady_pass(&bindings).await;
     assert_eq!(rig.writes().await, before);
     // Each account's own policy (who may act as it: no list returns it),
     // one page of accounts and the project's policy: at most 1.1 a binding.

@@ -2,6 +2,8 @@
 //! only issues wib's own token (no CRDs, no controller), and wib's cloud
 //! called as the controller calls it, for one provider and issuer.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 use wib_cloud::{CloudError, CloudProvider, Outcome, Request};
@@ -49,6 +51,29 @@ impl<C: CloudProvider> Wib<C> {
     pub async fn cleanup(&self, binding: &WorkloadIdentityBinding) -> Result<(), CloudError> {
         let request = Request::new(binding, &self.provider, &self.issuer);
         self.cloud.cleanup(&request).await
+    }
+
+    /// One pass creating every binding, then a wait until the fleet
+    /// snapshot those reads filled has expired, so the steady pass after it
+    /// pays for one fresh fleet read.
+    pub async fn create_all(&self, bindings: &[WorkloadIdentityBinding], snapshot_ttl: Duration) {
+        for b in bindings {
+            self.reconcile(b).await.expect("created");
+        }
+        tokio::time::sleep(snapshot_ttl).await;
+    }
+
+    /// One pass over settled bindings: each reports no write.
+    pub async fn steady_pass(&self, bindings: &[WorkloadIdentityBinding]) {
+        for b in bindings {
+            let outcome = self.reconcile(b).await.expect("steady");
+            assert!(
+                outcome.writes.is_empty(),
+                "{:?} wrote in a steady state: {:?}",
+                b.metadata.name,
+                outcome.writes
+            );
+        }
     }
 }
 
