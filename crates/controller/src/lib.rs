@@ -4,6 +4,7 @@
 //!   step (observe, plan, execute, status).
 //! - [`provider`]: the ClusterIdentityProvider controller and provider resolution.
 //! - [`serviceaccount`]: what a binding applies to its ServiceAccount.
+//! - [`webhook`]: the pod side, injecting what pods need to use them.
 
 pub mod context;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod serviceaccount;
 pub mod settings;
 pub mod telemetry;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +94,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    // Every replica admits pods, leader or standby.
+    let webhook = tokio::spawn(webhook::serve(
+        ctx.client.clone(),
+        settings.webhook.clone(),
+        settings.lease_namespace.clone(),
+        shutdown.clone(),
+    ));
+
     let election = settings.leader_elect.then(|| {
         leader::LeaderElection::new(
             ctx.client.clone(),
@@ -155,6 +165,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = stop.send(true);
     server.await??;
+    webhook.await??;
     tracing::info!("stopped");
     Ok(())
 }

@@ -58,6 +58,9 @@ pub struct Settings {
     /// reading the OIDC issuer.
     #[arg(long, env = "WIB_ISSUER_CA_FILE")]
     pub issuer_ca_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub webhook: crate::webhook::WebhookSettings,
 }
 
 impl Settings {

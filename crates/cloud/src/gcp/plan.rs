@@ -287,11 +287,17 @@ fn outcome(target: &Target<'_>, standing: &Standing, refused: Option<GrantsRefus
             .collect(),
         false => Vec::new(),
     };
+    let mut annotations = BTreeMap::from([(
+        "iam.gke.io/gcp-service-account".to_string(),
+        target.email.clone(),
+    )]);
+    if let Some(provider) = target.pool_provider() {
+        // What the pod webhook builds the credential configuration from
+        // outside GKE.
+        annotations.insert("wib.dev/gcp-workload-identity-provider".into(), provider);
+    }
     Outcome {
-        annotations: BTreeMap::from([(
-            "iam.gke.io/gcp-service-account".to_string(),
-            target.email.clone(),
-        )]),
+        annotations,
         labels: BTreeMap::new(),
         status: wib_api::WorkloadIdentityBindingStatus {
             identity: Some(target.email.clone()),

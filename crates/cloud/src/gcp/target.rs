@@ -70,6 +70,22 @@ impl<'a> Target<'a> {
         })
     }
 
+    /// `projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`
+    /// when the cluster federates through a pool (not GKE's own).
+    pub fn pool_provider(&self) -> Option<String> {
+        let d = self.defaults;
+        match (
+            &d.project_number,
+            &d.workload_identity_pool,
+            &d.workload_identity_provider,
+        ) {
+            (Some(number), Some(pool), Some(provider)) => Some(format!(
+                "projects/{number}/locations/global/workloadIdentityPools/{pool}/providers/{provider}"
+            )),
+            _ => None,
+        }
+    }
+
     /// The account as a member of project policies.
     pub fn account_member(&self) -> String {
         format!("serviceAccount:{}", self.email)
