@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod cleanup;
+pub mod pods;
 pub mod scenarios;
 
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Env {
     operator: Option<Operator>,
     /// The operator's /metrics, /healthz and /readyz.
     pub metrics_url: String,
+    /// Where the operator serves the pod webhook (local only).
+    pub webhook_url: Option<String>,
     pub azure: Option<AzureFake>,
     pub moto: Option<Moto>,
     pub gcp: Option<GcpFake>,
@@ -213,11 +216,24 @@ impl Env {
             .chain(moto.iter().flat_map(|m| m.operator_env.clone()))
             .chain(gcp.iter().flat_map(|g| g.operator_env.clone()))
             .collect();
+        let mut envs = envs;
+        envs.extend(pods::webhook_env(azure.as_ref(), gcp.as_ref()));
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let free_port = || -> Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let port = free_port()?;
         let metrics_url = format!("http://127.0.0.1:{port}");
+        let webhook_port = free_port()?;
+        // Where the webhook's certificate is kept, as the chart's namespace.
+        Admin {
+            client: client.clone(),
+            logs: Logs::Dir(cp.dir().to_path_buf()),
+        }
+        .namespace(wib_testenv::fakes::OPERATOR_NAMESPACE, &[])
+        .await?;
         let operator = Operator::start(
             cp.kubeconfig(),
             cp.dir(),
@@ -225,6 +241,7 @@ impl Env {
                 &format!("--metrics-addr=127.0.0.1:{port}"),
                 &format!("--resync-seconds={resync_seconds}"),
                 &format!("--provider-resync-seconds={provider_resync_seconds}"),
+                &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
             ],
             &envs,
         )?;
@@ -235,6 +252,7 @@ impl Env {
         Ok(Self {
             operator: Some(operator),
             metrics_url,
+            webhook_url: Some(format!("https://127.0.0.1:{webhook_port}/mutate-pods")),
             azure,
             moto,
             gcp,
@@ -271,6 +289,7 @@ impl Env {
         Ok(Self {
             operator: None,
             metrics_url,
+            webhook_url: None,
             azure: Some(azure),
             moto: Some(moto),
             gcp: Some(gcp),
@@ -886,15 +905,33 @@ spec:
 /// Whether `client`'s user may patch bindings in `namespace` yet (a
 /// SelfSubjectAccessReview, the authorizer's own answer).
 async fn may_apply_bindings(client: &Client, namespace: &str) -> std::result::Result<(), String> {
+    may(
+        client,
+        namespace,
+        "wib.dev",
+        "workloadidentitybindings",
+        "patch",
+    )
+    .await
+}
+
+/// Whether `client`'s user may `verb` `resource` in `namespace` yet.
+pub(crate) async fn may(
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> std::result::Result<(), String> {
     use k8s_openapi::api::authorization::v1::{
         ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
-                group: Some("wib.dev".into()),
-                resource: Some("workloadidentitybindings".into()),
-                verb: Some("patch".into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                verb: Some(verb.into()),
                 namespace: Some(namespace.into()),
                 ..Default::default()
             }),

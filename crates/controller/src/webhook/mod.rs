@@ -26,6 +26,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::routing::post;
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 
 /// The pod label that opts a pod in.
 pub const INJECT_LABEL: &str = "wib.dev/inject";
@@ -60,6 +64,12 @@ pub struct WebhookSettings {
         default_value = "wib-webhook.wib-system.svc"
     )]
     pub webhook_names: Vec<String>,
+
+    /// How often the certificate is checked for renewal (self-managed) or
+    /// re-read (cert-manager). A change to the webhook configuration (an
+    /// upgrade resetting its `caBundle`) is answered at once.
+    #[arg(long, env = "WIB_WEBHOOK_CERT_CHECK_SECONDS", default_value_t = 60)]
+    pub webhook_cert_check_seconds: u64,
 
     /// `AZURE_AUTHORITY_HOST` given to pods.
     #[arg(
@@ -100,10 +110,6 @@ impl WebhookSettings {
         }
     }
 }
-
-/// How often the certificate is checked for renewal (self-managed) or
-/// re-read (cert-manager).
-const CERT_CHECK: Duration = Duration::from_secs(60);
 
 /// Serves the webhook until `shutdown`, once a certificate is in hand.
 pub async fn serve(
@@ -153,6 +159,7 @@ async fn keep_certificate(
         configuration: settings.webhook_configuration.clone(),
         names: settings.webhook_names.clone(),
     };
+    let mut changed = configuration_changes(&client, &settings);
     let mut current = None;
     loop {
         let round = match &settings.webhook_cert_dir {
@@ -166,23 +173,42 @@ async fn keep_certificate(
                 current = Some(pair);
             }
             Ok(_) => {}
-            Err(error) if current.is_none() => {
-                tracing::warn!(error = format!("{error:#}"), "no webhook certificate yet");
-            }
-            Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "checking the webhook certificate"
-                )
-            }
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                serving = current.is_some(),
+                "checking the webhook certificate"
+            ),
         }
-        let wait = if current.is_some() {
-            CERT_CHECK
-        } else {
-            Duration::from_secs(2)
+        let wait = match current {
+            Some(_) => Duration::from_secs(settings.webhook_cert_check_seconds.max(1)),
+            None => Duration::from_secs(2),
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = changed.next() => {}
+        }
     }
+}
+
+/// Wakes the keeper when the webhook configuration is installed or
+/// changed, so its `caBundle` is written within a moment, not a period.
+/// cert-manager's CA injector does that itself.
+fn configuration_changes(
+    client: &kube::Client,
+    settings: &WebhookSettings,
+) -> futures::stream::BoxStream<'static, ()> {
+    if settings.webhook_cert_dir.is_some() {
+        return futures::stream::pending().boxed();
+    }
+    let name = format!("metadata.name={}", settings.webhook_configuration);
+    watcher(
+        Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        watcher::Config::default().fields(&name),
+    )
+    .default_backoff()
+    .applied_objects()
+    .filter_map(|event| async move { event.ok().map(|_| ()) })
+    .boxed()
 }
 
 fn read_dir(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
