@@ -18,9 +18,9 @@ strip() {
 }
 header="# Generated from charts/wib by 'make generate'; edit the chart, not this file."
 mkdir -p "$out/rbac" "$out/manager"
-for f in serviceaccount clusterrole leader-election-role tenant-role; do
+for f in serviceaccount clusterrole leader-election-role tenant-role webhook-role; do
   { echo "$header"; strip "$tmp/wib/templates/$f.yaml"; } > "$out/rbac/$f.yaml"
 done
-for f in deployment service pdb; do
+for f in deployment service pdb webhook; do
   { echo "$header"; strip "$tmp/wib/templates/$f.yaml"; } > "$out/manager/$f.yaml"
 done

@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use std::time::Duration;
+
+use kube::Api;
+use serde_json::{Value, json};
 use wib_api::conditions::READY;
 use wib_testenv::azure::{AZURE_TENANT, AzureFake};
 use wib_testenv::{ControlPlane, Operator, Options};
@@ -153,6 +156,80 @@ fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
         NS
     );
 
+    // The pod webhook: pods only, on create, opted in by label, never in
+    // kube-system or wib's namespace; fail closed for those pods only; the
+    // certificate Secret readable and renewable by its name alone.
+    let webhooks = find(&rendered, "MutatingWebhookConfiguration", "wib")["webhooks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let labels: Vec<&Value> = webhooks
+        .iter()
+        .map(|w| &w["objectSelector"]["matchLabels"])
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            &json!({"wib.dev/inject": "true"}),
+            &json!({"azure.workload.identity/use": "true"})
+        ]
+    );
+    for webhook in &webhooks {
+        assert_eq!(webhook["failurePolicy"], "Fail");
+        assert_eq!(webhook["sideEffects"], "None");
+        assert_eq!(
+            webhook["rules"],
+            json!([{"operations": ["CREATE"], "apiGroups": [""],
+            "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}])
+        );
+        assert_eq!(
+            webhook["namespaceSelector"]["matchExpressions"][0]["values"],
+            json!(["kube-system", NS])
+        );
+        assert_eq!(webhook["clientConfig"]["service"]["name"], "wib-webhook");
+    }
+    find(&rendered, "Service", "wib-webhook");
+    assert!(container["args"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|x| x == "--webhook-names=wib-webhook.wib-system.svc")
+    }));
+    let certificate_role = find(&rendered, "Role", "wib-webhook-certificate");
+    assert_eq!(certificate_role["metadata"]["namespace"], NS);
+    assert_eq!(
+        certificate_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+               {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["wib-webhook-tls"],
+                "verbs": ["get", "update"]}])
+    );
+    // With cert-manager: its Certificate and CA injection, and no Secret or
+    // webhook configuration access for wib.
+    let cert_manager = objects(&run(
+        helm_template(&["--set", "webhook.certManager.enabled=true"]),
+        "helm template with cert-manager",
+    ));
+    find(&cert_manager, "Certificate", "wib-webhook");
+    assert_eq!(
+        find(&cert_manager, "MutatingWebhookConfiguration", "wib")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!("{NS}/wib-webhook")
+    );
+    assert!(
+        !cert_manager
+            .iter()
+            .any(|o| key(o) == ("Role".into(), "wib-webhook-certificate".into()))
+    );
+    let cert_manager_rules =
+        find(&cert_manager, "ClusterRole", "wib-controller")["rules"].to_string();
+    assert!(!cert_manager_rules.contains("mutatingwebhookconfigurations"));
+    let mounted = &find(&cert_manager, "Deployment", "wib-controller")["spec"]["template"]["spec"];
+    assert_eq!(
+        mounted["volumes"][0]["secret"]["secretName"],
+        "wib-webhook-tls"
+    );
+    assert_eq!(
+        mounted["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/wib/webhook-tls"
+    );
+
     // The cloud identity values become the ServiceAccount's annotations.
     let with_identity = objects(&run(
         helm_template(&[
@@ -205,9 +282,11 @@ fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
         "rbac/clusterrole.yaml",
         "rbac/leader-election-role.yaml",
         "rbac/tenant-role.yaml",
+        "rbac/webhook-role.yaml",
         "manager/deployment.yaml",
         "manager/service.yaml",
         "manager/pdb.yaml",
+        "manager/webhook.yaml",
     ] {
         let want = std::fs::read_to_string(fresh.join(file)).expect("rendered");
         let have = std::fs::read_to_string(root().join("config").join(file)).unwrap_or_default();
@@ -352,7 +431,7 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         })
         .map(str::to_string)
         .collect();
-    assert_eq!(rbac.len(), 6, "{rendered}");
+    assert_eq!(rbac.len(), 8, "{rendered}");
     kubectl_stdin(&cp, &["apply", "-f", "-"], &rbac.join("\n---\n"));
 
     // What the chart's ServiceAccount can and cannot do.
@@ -365,12 +444,20 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         // The provider's in-use finalizer.
         "patch clusteridentityproviders.wib.dev",
         "update leases -n wib-system",
+        // The pod webhook's certificate and configuration, by name.
+        "get secrets/wib-webhook-tls -n wib-system",
+        "update secrets/wib-webhook-tls -n wib-system",
+        "update mutatingwebhookconfigurations/wib",
     ] {
         assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
     }
     for denied in [
         "get secrets -A",
         "list secrets -n wib-system",
+        "get secrets/other -n wib-system",
+        "create secrets -n team",
+        "update mutatingwebhookconfigurations/other",
+        "create mutatingwebhookconfigurations",
         "create serviceaccounts --subresource=token -n team",
         "create pods -n team",
         "create deployments -n team",
@@ -433,6 +520,8 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
             "--resync-seconds=2",
             "--leader-elect",
             "--lease-namespace=wib-system",
+            "--webhook-addr=127.0.0.1:0",
+            "--webhook-names=127.0.0.1",
         ],
         &envs,
     )
@@ -466,6 +555,23 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         .await
         .expect("ServiceAccount");
     admin.delete_binding("team", "app").await.expect("deleted");
+    // The webhook's certificate, made with the Role's rights alone.
+    wib_e2e::poll_until(
+        Duration::from_secs(30),
+        "the webhook's Secret made",
+        async || {
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                admin.client.clone(),
+                "wib-system",
+            )
+            .get_opt("wib-webhook-tls")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\noperator:\n{}", operator.logs()));
     assert!(
         !operator.logs().contains("is forbidden"),
         "the operator hit RBAC denials:\n{}",
