@@ -242,6 +242,7 @@ impl Env {
                 &format!("--resync-seconds={resync_seconds}"),
                 &format!("--provider-resync-seconds={provider_resync_seconds}"),
                 &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
+                "--allow-workload-restarts",
             ],
             &envs,
         )?;

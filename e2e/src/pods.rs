@@ -123,10 +123,10 @@ impl Env {
         .with_context(|| self.operator_logs())
     }
 
-    /// A tenant's user who, besides the tenant role, may run pods and make
-    /// ServiceAccounts in `namespace`, as a team's developers usually may
-    /// (a Role of its own: the built-in `edit` is aggregated by a
-    /// controller the local control plane may not run).
+    /// A tenant's user who, besides the tenant role, may run pods and
+    /// Deployments and make ServiceAccounts in `namespace`, as a team's
+    /// developers usually may (a Role of its own: the built-in `edit` is
+    /// aggregated by a controller the local control plane does not run).
     pub async fn tenant_who_runs_pods(&self, user: &str, namespace: &str) -> Result<crate::Admin> {
         let tenant = self.tenant(user, namespace).await?;
         self.apply(&format!(
@@ -138,6 +138,9 @@ metadata:
 rules:
   - apiGroups: [""]
     resources: [pods, serviceaccounts]
+    verbs: [get, list, watch, create, update, patch, delete]
+  - apiGroups: [apps]
+    resources: [deployments]
     verbs: [get, list, watch, create, update, patch, delete]
 ---
 apiVersion: rbac.authorization.k8s.io/v1

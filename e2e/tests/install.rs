@@ -230,6 +230,27 @@ fn chart_lints_renders_secure_defaults_and_config_is_the_same_install() {
         "/etc/wib/webhook-tls"
     );
 
+    // Restarting workloads: three kinds patched, ReplicaSets read, only
+    // when the chart says so.
+    let restarting = objects(&run(
+        helm_template(&["--set", "restartWorkloads.enabled=true"]),
+        "helm template with restarts",
+    ));
+    let restart_rules = find(&restarting, "ClusterRole", "wib-controller")["rules"].clone();
+    assert!(
+        restart_rules
+            .as_array()
+            .is_some_and(|rules| rules.contains(&json!({
+            "apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+            "verbs": ["patch"]}))),
+        "{restart_rules}"
+    );
+    assert!(
+        !find(&rendered, "ClusterRole", "wib-controller")["rules"]
+            .to_string()
+            .contains("deployments")
+    );
+
     // The cloud identity values become the ServiceAccount's annotations.
     let with_identity = objects(&run(
         helm_template(&[
@@ -448,6 +469,8 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "get secrets/wib-webhook-tls -n wib-system",
         "update secrets/wib-webhook-tls -n wib-system",
         "update mutatingwebhookconfigurations/wib",
+        // Pods the webhook admitted, by metadata, to report restarts.
+        "watch pods -A",
     ] {
         assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
     }
@@ -457,6 +480,10 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "get secrets/other -n wib-system",
         "create secrets -n team",
         "update mutatingwebhookconfigurations/other",
+        "get pods -n team",
+        // Restarting workloads is the chart's opt-in.
+        "patch deployments -n team",
+        "get replicasets -n team",
         "create mutatingwebhookconfigurations",
         "create serviceaccounts --subresource=token -n team",
         "create pods -n team",

@@ -33,14 +33,14 @@ fn binding(namespace: &str, name: &str, cloud: &str) -> String {
     )
 }
 
-fn azure_binding(namespace: &str, name: &str) -> String {
-    binding(
-        namespace,
-        name,
-        &format!(
-            "  azure:\n    roleAssignments:\n      - role: {KEY_VAULT_SECRETS_USER}\n        scope: /subscriptions/{SUB}/resourceGroups/wib-e2e\n"
-        ),
+fn azure_block() -> String {
+    format!(
+        "  azure:\n    roleAssignments:\n      - role: {KEY_VAULT_SECRETS_USER}\n        scope: /subscriptions/{SUB}/resourceGroups/wib-e2e\n"
     )
+}
+
+fn azure_binding(namespace: &str, name: &str) -> String {
+    binding(namespace, name, &azure_block())
 }
 
 async fn env_with_webhook() -> Env {
@@ -513,5 +513,190 @@ async fn a_tenant_cannot_borrow_another_teams_identity_or_reach_the_webhooks_key
     assert!(
         matches!(&patched, Err(kube::Error::Api(e)) if e.code == 403),
         "{patched:?}"
+    );
+}
+
+fn status_of(binding: &wib_api::WorkloadIdentityBinding) -> wib_api::WorkloadIdentityBindingStatus {
+    binding.status.clone().unwrap_or_default()
+}
+
+async fn service_account_as(client: &kube::Client, namespace: &str, name: &str) {
+    let sa: ServiceAccount = serde_json::from_value(json!({
+        "metadata": {"name": name}, "automountServiceAccountToken": false,
+    }))
+    .expect("sa");
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("ServiceAccount");
+}
+
+fn opted(name: &str, account: &str) -> Pod {
+    pod(
+        name,
+        json!({"wib.dev/inject": "true"}),
+        json!({"serviceAccountName": account, "containers": [{"name": "app", "image": "x"}]}),
+    )
+}
+
+#[tokio::test]
+async fn pods_started_before_their_identity_are_reported_and_clear_as_they_are_replaced() {
+    let env = env_with_webhook().await;
+    let tenant = env.tenant_who_runs_pods("dev", NS).await.expect("tenant");
+    service_account_as(&tenant.client, NS, "late").await;
+    for name in ["early-1", "early-2"] {
+        create(&tenant.client, NS, &opted(name, "late"))
+            .await
+            .expect("admitted without an identity");
+    }
+    env.apply(&azure_binding(NS, "late"))
+        .await
+        .expect("binding");
+    ready(&env, NS, "late").await;
+    let reported = env
+        .wait_condition(
+            NS,
+            "late",
+            wib_api::conditions::PODS_READY,
+            "False",
+            "PodsNeedRestart",
+        )
+        .await
+        .expect("reported");
+    let status = status_of(&reported);
+    assert_eq!(status.pods_needing_restart, Some(2));
+    assert_eq!(status.pods_needing_restart_names, ["early-1", "early-2"]);
+    env.wait_events(NS, "late", &["PodsNeedRestart"])
+        .await
+        .expect("an Event");
+    assert_eq!(
+        wib_e2e::condition(&reported, READY).map(|c| c.status.as_str()),
+        Some("True"),
+        "the cloud side is Ready all the same"
+    );
+
+    let pods = Api::<Pod>::namespaced(tenant.client.clone(), NS);
+    for name in ["early-1", "early-2"] {
+        pods.delete(name, &DeleteParams::default())
+            .await
+            .expect("deleted");
+    }
+    create(&tenant.client, NS, &opted("replaced", "late"))
+        .await
+        .expect("admitted with the identity");
+    let cleared = env
+        .wait_condition(
+            NS,
+            "late",
+            wib_api::conditions::PODS_READY,
+            "True",
+            "PodsCurrent",
+        )
+        .await
+        .expect("cleared");
+    assert_eq!(status_of(&cleared).pods_needing_restart, Some(0));
+    assert!(status_of(&cleared).pods_needing_restart_names.is_empty());
+}
+
+/// The opt-in restart, as a tenant: the Deployment whose pod started
+/// before the identity is rolled once (its new pod carries the identity);
+/// a Deployment of a same-named ServiceAccount in another namespace is not
+/// touched.
+#[tokio::test]
+async fn the_opt_in_restart_rolls_the_teams_deployment_once_and_nothing_elsewhere() {
+    let env = env_with_webhook().await;
+    env.namespace("team-b", &[]).await.expect("namespace");
+    let tenant = env.tenant_who_runs_pods("dev", NS).await.expect("tenant");
+    let deployment = |namespace: &str| {
+        serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(json!({
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web", "wib.dev/inject": "true"}},
+                    "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "x"}]},
+                },
+            },
+        }))
+        .expect("deployment")
+    };
+    service_account_as(&tenant.client, NS, "web").await;
+    service_account_as(&env.client, "team-b", "web").await;
+    let ours = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(tenant.client.clone(), NS);
+    let theirs =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.client.clone(), "team-b");
+    ours.create(&PostParams::default(), &deployment(NS))
+        .await
+        .expect("ours");
+    theirs
+        .create(&PostParams::default(), &deployment("team-b"))
+        .await
+        .expect("theirs");
+    for namespace in [NS, "team-b"] {
+        let pods = Api::<Pod>::namespaced(env.client.clone(), namespace);
+        poll_until(
+            Duration::from_secs(30),
+            "the Deployment's pod",
+            async || {
+                let list = pods
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match list.items.len() {
+                    1 => Ok(()),
+                    n => Err(format!("{n} pods")),
+                }
+            },
+        )
+        .await
+        .expect("pod");
+    }
+
+    tenant
+        .apply(&binding(
+            NS,
+            "web",
+            &format!("  restartWorkloads: OnIdentityChange\n{}", azure_block()),
+        ))
+        .await
+        .expect("binding as the tenant");
+    let settled = env
+        .wait_condition(
+            NS,
+            "web",
+            wib_api::conditions::PODS_READY,
+            "True",
+            "PodsCurrent",
+        )
+        .await
+        .expect("the rolled pod carries the identity");
+    let restarted = status_of(&settled).workloads_restarted.expect("recorded");
+    assert_eq!(restarted.workloads, ["Deployment/web"]);
+    assert_eq!(
+        Some(restarted.identity.as_str()),
+        status_of(&settled).identity.as_deref()
+    );
+    env.wait_events(NS, "web", &["PodsNeedRestart", "WorkloadsRestarted"])
+        .await
+        .expect("Events");
+    // Several resyncs later: still one roll.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rolled = ours.get("web").await.expect("ours");
+    assert_eq!(rolled.metadata.generation, Some(2), "rolled once");
+    assert!(
+        rolled
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_some_and(|a| a.contains_key("kubectl.kubernetes.io/restartedAt"))
+    );
+    let untouched = theirs.get("web").await.expect("theirs");
+    assert_eq!(
+        untouched.metadata.generation,
+        Some(1),
+        "another namespace's Deployment"
     );
 }

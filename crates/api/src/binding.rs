@@ -84,6 +84,15 @@ pub struct WorkloadIdentityBindingSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// `OnIdentityChange`: when the identity the ServiceAccount points at
+    /// changes (or first becomes Ready) while pods of it run without it,
+    /// wib rolls the Deployments, StatefulSets and DaemonSets of those pods
+    /// once (as `kubectl rollout restart` does). Needs the pod webhook and
+    /// the chart's `restartWorkloads.enabled`. Default `Never`: such pods
+    /// are only reported (status `podsNeedingRestart`, condition PodsReady).
+    #[serde(default)]
+    pub restart_workloads: RestartWorkloads,
+
     /// Other namespaces whose bindings may federate to the identity this
     /// binding made (each adds only its own federation; grants stay this
     /// binding's). Honoured only when both namespaces' provider sets
@@ -221,6 +230,16 @@ pub struct Sharing {
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     #[serde(default)]
     pub namespaces: Vec<String>,
+}
+
+/// Whether wib restarts workloads whose pods run without the current identity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RestartWorkloads {
+    /// Report such pods; never restart anything.
+    #[default]
+    Never,
+    /// Roll their workloads once per identity.
+    OnIdentityChange,
 }
 
 /// What happens to the cloud identity when its binding is deleted.
@@ -511,6 +530,34 @@ pub struct WorkloadIdentityBindingStatus {
     /// Each requested role assignment / policy / role binding and whether it is in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub role_assignments: Vec<RoleAssignmentStatus>,
+
+    /// Pods of the ServiceAccount admitted by wib's webhook without the
+    /// current identity (created before it was Ready, or before it
+    /// changed): they need a restart to use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_needing_restart: Option<i32>,
+
+    /// Up to five of those pods, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods_needing_restart_names: Vec<String>,
+
+    /// The last restart wib made (`restartWorkloads: OnIdentityChange`):
+    /// made once per identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads_restarted: Option<WorkloadsRestarted>,
+}
+
+/// Workloads wib restarted so their pods get the identity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadsRestarted {
+    /// The identity they were restarted for.
+    pub identity: String,
+    /// When.
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// `Kind/name` of each workload restarted.
+    #[serde(default)]
+    pub workloads: Vec<String>,
 }
 
 /// The Azure identity wib manages for this binding.

@@ -13,6 +13,9 @@ pub const IDENTITY_READY: &str = "IdentityReady";
 pub const FEDERATION_READY: &str = "FederationReady";
 pub const ROLE_ASSIGNMENTS_READY: &str = "RoleAssignmentsReady";
 pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
+/// Binding: every pod of the ServiceAccount that wib's webhook admitted
+/// carries the current identity (set only where the webhook runs).
+pub const PODS_READY: &str = "PodsReady";
 /// Provider: the issuer's discovery document and JWKS are readable anonymously.
 pub const ISSUER_READY: &str = "IssuerReady";
 /// Provider: wib's own credentials work for every cloud the provider configures.
@@ -100,12 +103,20 @@ pub enum Reason {
     DeletionBlocked,
     /// A provider's deletion waits for the bindings that still use it.
     ProviderInUse,
+    /// Every pod of the ServiceAccount admitted by the webhook carries the
+    /// current identity.
+    PodsCurrent,
+    /// Pods of the ServiceAccount run without the current identity (created
+    /// before it was Ready or before it changed) and need a restart.
+    PodsNeedRestart,
 }
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Provisioned => "Provisioned",
+            Reason::PodsCurrent => "PodsCurrent",
+            Reason::PodsNeedRestart => "PodsNeedRestart",
             Reason::Progressing => "Progressing",
             Reason::Applied => "Applied",
             Reason::AsExpected => "AsExpected",

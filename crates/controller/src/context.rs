@@ -34,6 +34,8 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Bindings by ServiceAccount, namespace, provider and sharing.
     pub index: Arc<BindingIndex>,
+    /// Pods the webhook admitted, by namespace and ServiceAccount.
+    pub pods: Arc<crate::reconcile::pods::PodIndex>,
     pub metrics: Metrics,
     pub clock: fn() -> Time,
     backoff: Mutex<HashMap<String, u32>>,
@@ -92,6 +94,7 @@ impl Context {
             bindings: controllers.binding_store.clone(),
             namespaces: controllers.namespaces.clone(),
             index: controllers.index.clone(),
+            pods: controllers.pods.clone(),
             metrics,
             clock: || Time(Timestamp::now()),
             backoff: Mutex::new(HashMap::new()),

@@ -48,7 +48,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::new(&mut registry);
 
-    let controllers = reconcile::triggers::controllers(client.clone());
+    let controllers = reconcile::triggers::controllers(client.clone(), settings.tracks_pods());
     registry.register_collector(Box::new(metrics::BindingsByReady(
         controllers.binding_store.clone(),
     )));

@@ -59,6 +59,11 @@ pub struct Settings {
     #[arg(long, env = "WIB_ISSUER_CA_FILE")]
     pub issuer_ca_file: Option<std::path::PathBuf>,
 
+    /// Let bindings with `restartWorkloads: OnIdentityChange` roll their
+    /// workloads (the chart grants the RBAC for it with this).
+    #[arg(long, env = "WIB_ALLOW_WORKLOAD_RESTARTS", default_value_t = false)]
+    pub allow_workload_restarts: bool,
+
     #[command(flatten)]
     pub webhook: crate::webhook::WebhookSettings,
 }
@@ -83,6 +88,12 @@ impl Settings {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         })
+    }
+
+    /// Pods are watched (and reported on bindings) where the webhook runs:
+    /// only its admitted pods carry what the report reads.
+    pub fn tracks_pods(&self) -> bool {
+        self.webhook.webhook_addr.is_some()
     }
 
     pub fn provider_resync(&self) -> Duration {

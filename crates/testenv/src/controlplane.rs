@@ -28,7 +28,8 @@ pub struct Options {
     /// Install wib's CRDs and wait until they are established.
     pub install_crds: bool,
     /// Start kube-controller-manager (namespace, garbage-collector,
-    /// serviceaccount and serviceaccount-token controllers).
+    /// serviceaccount, serviceaccount-token, deployment and replicaset
+    /// controllers: pods are created, never scheduled).
     pub controller_manager: bool,
 }
 
@@ -161,7 +162,7 @@ impl ControlPlane {
             let mut kcm = Command::new(bin_dir.join("kube-controller-manager"));
             kcm.args([
                 &format!("--kubeconfig={}", kcm_kubeconfig.display()),
-                "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller",
+                "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,deployment-controller,replicaset-controller",
                 &format!("--service-account-private-key-file={}", pki.sa_signing_key.display()),
                 &format!("--root-ca-file={}", pki.ca_cert.display()),
                 // Each controller with its own ServiceAccount and RBAC role,

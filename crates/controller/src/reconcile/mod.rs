@@ -6,6 +6,8 @@ pub mod execute;
 pub mod index;
 pub mod observe;
 pub mod plan;
+pub mod pods;
+pub mod restart;
 pub mod revoke;
 pub mod sharing;
 pub mod status;
@@ -163,7 +165,8 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
             }
         }
     };
-    let next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
+    let mut next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
+    restart::step(binding, &progress, &mut next, ctx).await;
     write_status(binding, &next, ctx).await?;
     tracing::debug!(ready = ?wib_api::conditions::find(&next.conditions, wib_api::conditions::READY).map(|c| &c.reason), "reconciled");
     if status::is_transient(&next) {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use futures::{Stream, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -24,6 +24,7 @@ use wib_api::keys::DEFAULT_PROVIDER_ANNOTATION;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 
 use super::index::BindingIndex;
+use super::pods::PodIndex;
 
 /// The two controllers and the caches they share.
 pub struct Controllers {
@@ -32,9 +33,13 @@ pub struct Controllers {
     pub binding_store: Store<WorkloadIdentityBinding>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub index: Arc<BindingIndex>,
+    /// Pods the webhook admitted, when it runs.
+    pub pods: Arc<PodIndex>,
 }
 
-pub fn controllers(client: kube::Client) -> Controllers {
+/// `track_pods`: watch the pods the webhook admitted (by metadata, by its
+/// label) so bindings report those needing a restart.
+pub fn controllers(client: kube::Client, track_pods: bool) -> Controllers {
     let providers = crate::provider::controller(client.clone());
     let provider_store = providers.store();
     let index = Arc::new(BindingIndex::default());
@@ -73,6 +78,7 @@ pub fn controllers(client: kube::Client) -> Controllers {
     .default_backoff()
     .touched_objects();
 
+    let client_for_pods = client.clone();
     let (by_sa, in_namespace, by_provider) = (index.clone(), index.clone(), index.clone());
     let changes = ProviderChanges::default();
     let bindings = Controller::for_stream(binding_events, binding_store.clone())
@@ -95,7 +101,17 @@ pub fn controllers(client: kube::Client) -> Controllers {
             },
         )
         .reconcile_on(sibling_refs);
+    let pods = Arc::new(PodIndex::default());
+    let bindings = match track_pods {
+        true => {
+            let events = pod_watch(client_for_pods, pods.clone());
+            let (index, store) = (index.clone(), binding_store.clone());
+            bindings.watches_stream(events, move |pod| concerned_by_pod(&pod, &index, &store))
+        }
+        false => bindings,
+    };
     Controllers {
+        pods,
         bindings,
         providers: providers.reconcile_on(provider_refs),
         binding_store,
@@ -125,6 +141,58 @@ fn binding_watch(
         .inspect_ok(move |event| notify(event, index.apply(event)))
         .applied_objects();
     (store, events)
+}
+
+/// Admitted pods by metadata (the webhook's label), followed by the pod
+/// index.
+fn pod_watch(
+    client: kube::Client,
+    pods: Arc<PodIndex>,
+) -> impl Stream<Item = Result<PartialObjectMeta<Pod>, watcher::Error>> + Send + 'static {
+    let selector = format!("{}=true", crate::webhook::stamp::ADMITTED_LABEL);
+    watcher(
+        Api::<PartialObjectMeta<Pod>>::all(client),
+        watcher::Config::default().labels(&selector),
+    )
+    .default_backoff()
+    .modify(|pod| pod.managed_fields_mut().clear())
+    .inspect_ok(move |event| {
+        pods.apply(event);
+    })
+    .touched_objects()
+}
+
+/// The bindings of a pod's ServiceAccount whose report it changes: those
+/// that gave it another identity than the pod has, and those reporting
+/// pods to restart (this one may have gone).
+fn concerned_by_pod(
+    pod: &PartialObjectMeta<Pod>,
+    index: &BindingIndex,
+    bindings: &Store<WorkloadIdentityBinding>,
+) -> Vec<ObjectRef<WorkloadIdentityBinding>> {
+    let annotations = pod.annotations();
+    let Some(account) = crate::webhook::stamp::service_account(annotations) else {
+        return Vec::new();
+    };
+    index
+        .for_service_account(&pod.namespace().unwrap_or_default(), &account)
+        .into_iter()
+        .filter(|r| {
+            let Some(binding) = bindings.get(r) else {
+                return false;
+            };
+            let Some(status) = binding.status.as_ref() else {
+                return false;
+            };
+            let given = binding
+                .spec
+                .cloud()
+                .and_then(|cloud| crate::webhook::stamp::read(annotations, cloud))
+                .and_then(|(_, given)| given);
+            status.pods_needing_restart.unwrap_or_default() > 0
+                || (status.identity.is_some() && given != status.identity)
+        })
+        .collect()
 }
 
 /// Remembers, per provider, a fingerprint of what bindings read from it, so

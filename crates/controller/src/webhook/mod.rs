@@ -7,6 +7,7 @@
 //! - [`inject`]: what a ServiceAccount's annotations call for, laid onto a
 //!   pod (pure).
 //! - [`review`]: one admission review.
+//! - [`stamp`]: what every admitted pod records for the controller.
 //! - [`accounts`]: ServiceAccounts from a cache, live on a miss.
 //! - [`certs`]: the self-managed serving certificate and `caBundle`.
 //! - [`tls`]: serving with a certificate swapped in place.
@@ -18,6 +19,7 @@ pub mod accounts;
 pub mod certs;
 pub mod inject;
 pub mod review;
+pub mod stamp;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 
 use super::accounts::Accounts;
 use super::inject::{self, Endpoints};
+use super::stamp;
 
 #[derive(Clone)]
 pub struct Shared {
@@ -54,15 +55,14 @@ async fn respond(shared: &Shared, request: &AdmissionRequest<Pod>) -> AdmissionR
         .and_then(|s| s.service_account_name.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".into());
+    let mut warnings = Vec::new();
     let annotations = match shared.accounts.annotations(&namespace, &account).await {
         Ok(Some(annotations)) => annotations,
         Ok(None) => {
-            return warn(
-                response,
-                format!(
-                    "wib: ServiceAccount {namespace}/{account} does not exist; the pod gets no cloud identity"
-                ),
-            );
+            warnings.push(format!(
+                "wib: ServiceAccount {namespace}/{account} does not exist; the pod gets no cloud identity"
+            ));
+            Default::default()
         }
         Err(error) => {
             tracing::warn!(%error, %namespace, %account, "reading a pod's ServiceAccount");
@@ -71,7 +71,8 @@ async fn respond(shared: &Shared, request: &AdmissionRequest<Pod>) -> AdmissionR
             ));
         }
     };
-    let (injections, mut warnings) = inject::injections(&annotations, &shared.endpoints);
+    let (injections, refused) = inject::injections(&annotations, &shared.endpoints);
+    warnings.extend(refused);
     if injections.is_empty() && warnings.is_empty() {
         warnings.push(format!(
             "wib: ServiceAccount {namespace}/{account} is bound to no cloud identity yet; the pod gets none and needs a restart once its binding is Ready"
@@ -79,8 +80,9 @@ async fn respond(shared: &Shared, request: &AdmissionRequest<Pod>) -> AdmissionR
     }
     let mut mutated = pod.clone();
     let clouds = inject::apply(&mut mutated, &injections);
+    stamp::stamp(&mut mutated, &account, &stamp::identities(&annotations));
     let mut response = response;
-    if !clouds.is_empty() {
+    if mutated != *pod {
         let patch = match (serde_json::to_value(pod), serde_json::to_value(&mutated)) {
             (Ok(before), Ok(after)) => json_patch::diff(&before, &after),
             (Err(e), _) | (_, Err(e)) => return response.deny(format!("wib: {e}")),
