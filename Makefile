@@ -107,11 +107,14 @@ BENCH_ARGS ?= --bindings 100,1000 --resync 120 --windows 3 --quotas documented -
 bench: controlplane moto
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/wib-bench $(BENCH_ARGS)
+	$(CARGO_TARGET_DIR)/release/wib-bench-webhook --pods 1000 --markdown BENCHMARKS-webhook.md
 
 ## What make test runs of the benchmark: 200 AWS bindings on moto with the
-## debug build and a short resync, so `make bench` cannot rot unnoticed.
+## debug build and a short resync, and 100 pod creates through the webhook,
+## so `make bench` cannot rot unnoticed.
 bench-smoke: controlplane moto lint
 	$(CARGO_TARGET_DIR)/debug/wib-bench --clouds aws --bindings 200 --resync 20 --windows 1
+	$(CARGO_TARGET_DIR)/debug/wib-bench-webhook --pods 100
 
 ## The image's build stage outside Docker: the Dockerfile's command and
 ## target (static musl), or the host target where musl cannot be installed.

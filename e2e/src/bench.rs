@@ -165,6 +165,22 @@ pub fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
             .count()
 }
 
+/// Cores and memory of the machine a benchmark ran on, for its report.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or_else(String::new, |kib| {
+            format!(", {:.0} GiB", kib / 1024.0 / 1024.0)
+        });
+    format!("{cores} cores{memory}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
