@@ -95,12 +95,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
 
     // Every replica admits pods, leader or standby.
-    let webhook = tokio::spawn(webhook::serve(
-        ctx.client.clone(),
-        settings.webhook.clone(),
-        settings.lease_namespace.clone(),
-        shutdown.clone(),
-    ));
+    let webhook = {
+        let serving = webhook::serve(
+            ctx.client.clone(),
+            settings.webhook.clone(),
+            settings.lease_namespace.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            // Said at once, not at shutdown: pods that opted in are refused
+            // while no replica serves.
+            let served = serving.await;
+            if let Err(error) = &served {
+                tracing::error!(error = format!("{error:#}"), "the pod webhook stopped");
+            }
+            served
+        })
+    };
 
     let election = settings.leader_elect.then(|| {
         leader::LeaderElection::new(
