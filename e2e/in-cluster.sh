@@ -13,6 +13,14 @@ for binary in $(awk '!/^#/ && NF {print $1}' "$list" | uniq); do
   # --workspace, not -p wib-e2e: the same feature set as the workspace build,
   # so after `make lint` this compiles nothing (-p would rebuild the
   # dependency graph with only e2e's features).
-  "${CARGO:-cargo}" test --workspace --test "$binary" -- --exact --test-threads=1 "${names[@]}" || status=1
+  out=$(mktemp)
+  "${CARGO:-cargo}" test --workspace --test "$binary" -- --exact --test-threads=1 "${names[@]}" 2>&1 | tee "$out" || status=1
+  # A renamed scenario would otherwise be filtered out in silence.
+  ran=$(awk '/^running [0-9]+ tests?$/ {n += $2} END {print n + 0}' "$out")
+  rm -f "$out"
+  if [ "$ran" -ne "${#names[@]}" ]; then
+    echo "e2e/in-cluster.txt lists ${#names[@]} $binary scenario(s) but $ran ran: a listed name no longer exists" >&2
+    status=1
+  fi
 done
 exit "$status"

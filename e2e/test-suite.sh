@@ -58,7 +58,7 @@ run() {
   local failed=0
   phase "tests (unit, integration, e2e)" tests || failed=1
   phase "attached scenarios (e2e/in-cluster.txt)" e2e-attached || failed=1
-  phase "bench smoke (200 AWS bindings)" bench-smoke || failed=1
+  phase "bench smoke (100 AWS bindings, 100 pods)" bench-smoke || failed=1
   return "$failed"
 }
 

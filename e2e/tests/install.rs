@@ -385,6 +385,159 @@ async fn helm_and_kustomize_installs_apply_to_the_api_server_and_hold_the_same_o
     );
     kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &chart);
     kubectl_stdin(&cp, &["apply", "--dry-run=server", "-f", "-"], &kustomized);
+
+    // Artifact Hub's CRD examples are valid bindings and providers for
+    // this API server (schema and CEL).
+    let examples = chart_annotation("artifacthub.io/crdsExamples");
+    let examples: Vec<String> = examples
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| serde_yaml::to_string(e).expect("yaml"))
+        .collect();
+    kubectl_stdin(&cp, &["create", "namespace", "team-a"], "");
+    kubectl_stdin(
+        &cp,
+        &["apply", "--dry-run=server", "-f", "-"],
+        &examples.join("\n---\n"),
+    );
+}
+
+/// One of Chart.yaml's annotations, itself YAML (Artifact Hub's format).
+fn chart_annotation(name: &str) -> Value {
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("charts/wib/Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    let text = chart["annotations"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("Chart.yaml has no annotation {name}"));
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{name} is not YAML: {e}"))
+}
+
+/// What Artifact Hub and chart-testing read from the chart, and each
+/// optional piece rendered: NetworkPolicy, PrometheusRule, dashboard.
+#[test]
+fn chart_meets_artifact_hub_and_chart_testing_conventions_and_its_options_render() {
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("charts/wib/Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml");
+    for field in [
+        "apiVersion",
+        "name",
+        "version",
+        "appVersion",
+        "description",
+        "home",
+        "kubeVersion",
+    ] {
+        assert!(chart[field].is_string(), "Chart.yaml {field}");
+    }
+    assert!(
+        chart["maintainers"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(chart["sources"].as_array().is_some_and(|m| !m.is_empty()));
+    let annotations = &chart["annotations"];
+    assert_eq!(annotations["artifacthub.io/operator"], "true");
+    assert_eq!(annotations["artifacthub.io/license"], "Apache-2.0");
+    // The CRDs it lists are the ones in crds/.
+    let mut listed: Vec<String> = chart_annotation("artifacthub.io/crds")
+        .as_array()
+        .expect("crds")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name").to_string())
+        .collect();
+    listed.sort();
+    let mut shipped: Vec<String> = std::fs::read_dir(root().join("charts/wib/crds"))
+        .expect("crds/")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v: Value = serde_yaml::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            v["metadata"]["name"].as_str().map(str::to_string)
+        })
+        .collect();
+    shipped.sort();
+    assert_eq!(listed, shipped);
+    // The image it names is the chart's default.
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("charts/wib/values.yaml")).expect("values"),
+    )
+    .expect("values");
+    assert_eq!(
+        chart_annotation("artifacthub.io/images")[0]["image"],
+        format!(
+            "{}:{}",
+            values["image"]["repository"].as_str().expect("repository"),
+            chart["appVersion"].as_str().expect("appVersion")
+        )
+    );
+    for kind in ["links", "changes"] {
+        assert!(
+            chart_annotation(&format!("artifacthub.io/{kind}"))
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "{kind}"
+        );
+    }
+    let ct: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("ct.yaml")).expect("ct.yaml"))
+            .expect("ct.yaml");
+    assert_eq!(ct["chart-dirs"], json!(["charts"]));
+
+    // Off by default; each renders when asked.
+    let plain = objects(&run(helm_template(&[]), "helm template"));
+    for kind in ["NetworkPolicy", "PrometheusRule"] {
+        assert!(!plain.iter().any(|o| o["kind"] == kind), "{kind} is opt-in");
+    }
+    let all = objects(&run(
+        helm_template(&[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ]),
+        "helm template with every option",
+    ));
+    let policy = &find(&all, "NetworkPolicy", "wib-controller")["spec"];
+    let ingress_ports: Vec<&Value> = policy["ingress"]
+        .as_array()
+        .expect("ingress")
+        .iter()
+        .map(|r| &r["ports"][0]["port"])
+        .collect();
+    assert_eq!(
+        ingress_ports,
+        [&json!(8080), &json!(9443)],
+        "metrics and the webhook only"
+    );
+    let egress = policy["egress"].to_string();
+    for wanted in ["53", "6443", "443", "0.0.0.0/0"] {
+        assert!(egress.contains(wanted), "egress {wanted}: {egress}");
+    }
+    let alerts: Vec<&str> = find(&all, "PrometheusRule", "wib")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for alert in [
+        "WibBindingsNotReady",
+        "WibCloudAPIErrors",
+        "WibDriftRepaired",
+        "WibDeletionBlocked",
+    ] {
+        assert!(alerts.contains(&alert), "{alert} in {alerts:?}");
+    }
+    let dashboard = find(&all, "ConfigMap", "wib-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(dashboard["data"]["wib.json"].as_str().expect("json"))
+        .expect("the dashboard is JSON");
+    assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 8));
 }
 
 /// A kubeconfig that authenticates as `namespace/name` with a bound token.

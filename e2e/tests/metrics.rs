@@ -91,8 +91,11 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
             r#"wib_cloud_api_call_duration_seconds_count{cloud="aws",operation="GetRole"}"#,
             2.0,
         ),
-        (r#"wib_bindings{cloud="aws",ready="True"}"#, 1.0),
-        (r#"wib_bindings{cloud="aws",ready="False"}"#, 1.0),
+        (
+            r#"wib_bindings{cloud="aws",ready="True",reason="Provisioned"}"#,
+            1.0,
+        ),
+        (r#"wib_bindings{cloud="aws",ready="False",reason="#, 1.0),
     ] {
         let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(value >= at_least, "{series} = {value}, want >= {at_least}");
@@ -114,6 +117,31 @@ async fn metrics_endpoint_reports_reconciles_cloud_calls_drift_and_readiness() {
         ),
         Some(1.0)
     );
+    // Every series the chart's alerts and dashboard query is one the
+    // operator serves.
+    for file in [
+        "charts/wib/templates/prometheusrule.yaml",
+        "charts/wib/dashboards/wib.json",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(file);
+        let queries = std::fs::read_to_string(&path).expect("chart file");
+        for name in metric_names(&queries) {
+            assert!(
+                text.lines().any(|l| l.starts_with(&name)),
+                "{file} queries {name}, which /metrics does not serve:\n{text}"
+            );
+        }
+    }
+}
+
+/// The metric names (wib's and controller-runtime's) a text queries.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("wib_") || word.starts_with("controller_runtime_"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]

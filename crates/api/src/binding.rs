@@ -541,6 +541,11 @@ pub struct WorkloadIdentityBindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods_needing_restart_names: Vec<String>,
 
+    /// The `wib.dev/reconcile-requested-at` value the last reconcile
+    /// handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+
     /// The last restart wib made (`restartWorkloads: OnIdentityChange`):
     /// made once per identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]

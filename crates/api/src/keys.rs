@@ -12,6 +12,11 @@ pub const PROVIDER_FINALIZER: &str = "wib.dev/in-use-protection";
 /// (like `storageclass.kubernetes.io/is-default-class`).
 pub const DEFAULT_PROVIDER_ANNOTATION: &str = "wib.dev/is-default-provider";
 
+/// Set on a binding (by `kubectl wib reconcile`, or anyone) to ask for an
+/// immediate reconcile, past any backoff; the value handled last is
+/// `status.lastHandledReconcileAt` (as Flux's `reconcile.fluxcd.io/requestedAt`).
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "wib.dev/reconcile-requested-at";
+
 /// Set on every ServiceAccount wib manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "wib";

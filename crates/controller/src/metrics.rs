@@ -155,10 +155,13 @@ impl wib_cloud::calls::CallObserver for Metrics {
 struct ReadyLabels {
     cloud: String,
     ready: String,
+    reason: String,
 }
 
-/// `wib_bindings{cloud,ready}`: bindings by their Ready status, counted from
-/// the controller's cache at scrape time (never stale, no bookkeeping).
+/// `wib_bindings{cloud,ready,reason}`: bindings by their Ready status and
+/// its reason (a fixed vocabulary, so few series), counted from the
+/// controller's cache at scrape time (never stale, no bookkeeping). Alerts
+/// key on the reason (DeletionBlocked, Throttled ...).
 #[derive(Debug)]
 pub struct BindingsByReady(pub kube::runtime::reflector::Store<wib_api::WorkloadIdentityBinding>);
 
@@ -168,34 +171,38 @@ impl prometheus_client::collector::Collector for BindingsByReady {
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
-        let mut counts: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        let mut counts: std::collections::BTreeMap<(String, String, String), i64> =
+            Default::default();
         for binding in self.0.state() {
-            let ready = binding
-                .status
-                .as_ref()
-                .and_then(|s| {
-                    s.conditions
-                        .iter()
-                        .find(|c| c.type_ == wib_api::conditions::READY)
-                })
-                .map(|c| c.status.clone())
-                .unwrap_or_else(|| "Unknown".into());
+            let condition = binding.status.as_ref().and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == wib_api::conditions::READY)
+            });
+            let (ready, reason) = condition.map_or_else(
+                || ("Unknown".to_string(), String::new()),
+                |c| (c.status.clone(), c.reason.clone()),
+            );
             let cloud = binding
                 .spec
                 .cloud()
                 .map(|c| c.as_str().to_string())
                 .unwrap_or_default();
-            *counts.entry((cloud, ready)).or_default() += 1;
+            *counts.entry((cloud, ready, reason)).or_default() += 1;
         }
         let gauge = prometheus_client::metrics::gauge::ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "wib_bindings",
-            "WorkloadIdentityBindings by cloud and Ready status",
+            "WorkloadIdentityBindings by cloud, Ready status and its reason",
             None,
             gauge.metric_type(),
         )?;
-        for ((cloud, ready), n) in counts {
-            let labels = ReadyLabels { cloud, ready };
+        for ((cloud, ready, reason), n) in counts {
+            let labels = ReadyLabels {
+                cloud,
+                ready,
+                reason,
+            };
             prometheus_client::metrics::gauge::ConstGauge::new(n)
                 .encode(family.encode_family(&labels)?)?;
         }

@@ -64,6 +64,11 @@ async fn reconcile(
         if !ctx.caches_synced() {
             return Ok(Action::requeue(std::time::Duration::from_millis(500)));
         }
+        // Someone asked for a reconcile now: past the backoff and any
+        // pause the cloud asked for.
+        if requested_now(&binding).is_some() {
+            ctx.reset_backoff(&backoff_key(&binding));
+        }
         // The cloud asked for a pause (Retry-After): a reconcile triggered
         // meanwhile (by this binding's own status write) waits it out.
         if let Some(left) = ctx.held(&backoff_key(&binding)) {
@@ -101,6 +106,18 @@ fn error_policy(binding: Arc<WorkloadIdentityBinding>, error: &Error, ctx: Arc<C
     let _span = info_span!("reconcile", namespace = %binding.namespace().unwrap_or_default(), name = %binding.name_any()).entered();
     tracing::warn!(%error, kind = error.metric_label(), retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// A `wib.dev/reconcile-requested-at` value not handled yet.
+fn requested_now(binding: &WorkloadIdentityBinding) -> Option<&String> {
+    let requested = binding
+        .annotations()
+        .get(wib_api::keys::RECONCILE_REQUESTED_ANNOTATION)?;
+    let handled = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_reconcile_at.as_ref());
+    (handled != Some(requested)).then_some(requested)
 }
 
 fn backoff_key(binding: &WorkloadIdentityBinding) -> String {
@@ -167,6 +184,10 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     };
     let mut next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
     restart::step(binding, &progress, &mut next, ctx).await;
+    next.last_handled_reconcile_at = binding
+        .annotations()
+        .get(wib_api::keys::RECONCILE_REQUESTED_ANNOTATION)
+        .cloned();
     write_status(binding, &next, ctx).await?;
     tracing::debug!(ready = ?wib_api::conditions::find(&next.conditions, wib_api::conditions::READY).map(|c| &c.reason), "reconciled");
     if status::is_transient(&next) {
