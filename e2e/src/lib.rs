@@ -219,14 +219,9 @@ impl Env {
         let mut envs = envs;
         envs.extend(pods::webhook_env(azure.as_ref(), gcp.as_ref()));
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let free_port = || -> Result<u16> {
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port())
-        };
-        let port = free_port()?;
+        let port = wib_testenv::ports::free()?;
         let metrics_url = format!("http://127.0.0.1:{port}");
-        let webhook_port = free_port()?;
+        let webhook_port = wib_testenv::ports::free()?;
         // Where the webhook's certificate is kept, as the chart's namespace.
         Admin {
             client: client.clone(),

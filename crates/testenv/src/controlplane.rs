@@ -3,7 +3,6 @@
 //! `e2e/controlplane`, with an https ServiceAccount issuer whose discovery
 //! document and JWKS anyone may read.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -69,9 +68,9 @@ impl ControlPlane {
         let dir = tempfile::Builder::new().prefix("wib-testenv-").tempdir()?;
         let root = dir.path().to_path_buf();
         let pki = Pki::generate(&root)?;
-        let etcd_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let api_port = free_port()?;
+        let etcd_port = crate::ports::free()?;
+        let etcd_peer_port = crate::ports::free()?;
+        let api_port = crate::ports::free()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -417,9 +416,4 @@ pub async fn install_crds(client: &Client) -> Result<()> {
             .with_context(|| format!("CRD {name} not established"))??;
     }
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }

@@ -13,6 +13,7 @@ pub mod gcp;
 pub mod moto;
 pub mod operator;
 pub mod pki;
+pub mod ports;
 pub mod process;
 
 pub use attached::Attached;

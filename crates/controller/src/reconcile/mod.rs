@@ -64,8 +64,9 @@ async fn reconcile(
         if !ctx.caches_synced() {
             return Ok(Action::requeue(std::time::Duration::from_millis(500)));
         }
-        // Someone asked for a reconcile now: past the backoff and any
-        // pause the cloud asked for.
+        // Someone asked for a reconcile now: past the error backoff. A
+        // Retry-After the cloud sent still holds in the rate limiter,
+        // which every call passes.
         if requested_now(&binding).is_some() {
             ctx.reset_backoff(&backoff_key(&binding));
         }
