@@ -13,64 +13,19 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use serde_json::{Value, json};
 use wib_testenv::azure::AzureFake;
 use wib_testenv::gcp::GcpFake;
 
 use crate::{Env, poll_until};
 
-/// The operator's webhook configuration name (as the chart's).
-pub const CONFIGURATION: &str = "wib";
+pub use wib_testenv::webhook::CONFIGURATION;
 
 /// What the operator's webhook needs to tell pods about the fakes.
 pub(crate) fn webhook_env(
     azure: Option<&AzureFake>,
     gcp: Option<&GcpFake>,
 ) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("WIB_WEBHOOK_NAMES".to_string(), "127.0.0.1".to_string()),
-        ("WIB_WEBHOOK_CERT_CHECK_SECONDS".into(), "3".into()),
-        ("WIB_AWS_REGION".into(), wib_testenv::moto::REGION.into()),
-    ];
-    if let Some(azure) = azure {
-        env.push(("WIB_AZURE_AUTHORITY_HOST".into(), azure.url.clone()));
-    }
-    if let Some(gcp) = gcp {
-        env.push(("WIB_GCP_STS_URL".into(), format!("{}/v1/token", gcp.url)));
-        env.push(("WIB_GCP_IAM_CREDENTIALS_URL".into(), gcp.url.clone()));
-    }
-    env
-}
-
-/// The chart's two webhooks, by URL: pods labelled `wib.dev/inject` or
-/// azure-workload-identity's `azure.workload.identity/use`, outside
-/// `kube-system` and wib's namespace, failing closed.
-pub fn configuration(url: &str) -> Value {
-    let webhook = |name: &str, label: &str| {
-        json!({
-            "name": name,
-            "clientConfig": {"url": url},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                       "resources": ["pods"], "scope": "Namespaced"}],
-            "objectSelector": {"matchLabels": {label: "true"}},
-            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name",
-                "operator": "NotIn", "values": ["kube-system", wib_testenv::fakes::OPERATOR_NAMESPACE]}]},
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": 10,
-            "reinvocationPolicy": "IfNeeded",
-        })
-    };
-    json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": CONFIGURATION},
-        "webhooks": [
-            webhook("pods.wib.dev", "wib.dev/inject"),
-            webhook("azure-pods.wib.dev", "azure.workload.identity/use"),
-        ],
-    })
+    wib_testenv::webhook::operator_env(azure.map(|a| a.url.as_str()), gcp.map(|g| g.url.as_str()))
 }
 
 impl Env {
@@ -84,7 +39,7 @@ impl Env {
         api.patch(
             CONFIGURATION,
             &PatchParams::apply("e2e-user").force(),
-            &Patch::Apply(configuration(url)),
+            &Patch::Apply(wib_testenv::webhook::configuration(url)),
         )
         .await?;
         self.webhook_trusted(None).await.map(|_| ())

@@ -34,6 +34,18 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         stdout.contains("workloadidentitybinding.wib.dev/app1 created"),
         "{stdout}"
     );
+    // The pod side: the Azure sample's pod comes back from admission with
+    // its identity.
+    assert!(
+        stdout.contains("pod webhook: https://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/azure-identity-token"
+        ),
+        "{stdout}"
+    );
     // `kubectl get wib` names the bindings alone: no category of the same
     // name pulls the providers in (that also broke `--watch`).
     assert!(

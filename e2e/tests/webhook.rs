@@ -362,6 +362,11 @@ async fn opted_in_pods_get_each_clouds_identity_as_its_own_webhook_gives_it_and_
         .run_admitted_pod(&gcp, "app", "wib-e2e-pod-gcp", &[])
         .await;
     assert!(ok && out.contains("token acquired"), "{out}");
+    let injected = env
+        .metric_sum("wib_webhook_admissions_total", &[r#"result="injected""#])
+        .await
+        .expect("metrics");
+    assert!(injected >= 3.0, "the three pods are counted: {injected}");
 }
 
 #[tokio::test]

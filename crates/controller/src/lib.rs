@@ -100,6 +100,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ctx.client.clone(),
             settings.webhook.clone(),
             settings.lease_namespace.clone(),
+            ctx.metrics.clone(),
             shutdown.clone(),
         );
         tokio::spawn(async move {

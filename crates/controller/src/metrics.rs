@@ -28,7 +28,19 @@ pub struct Metrics {
     pub drift_repairs_total: Family<CloudLabels, Counter>,
     pub cloud_api_calls_total: Family<CloudCallLabels, Counter>,
     pub cloud_api_call_duration_seconds: Family<CloudOperationLabels, Histogram>,
+    pub webhook_admissions_total: Family<ResultLabels, Counter>,
+    pub webhook_admission_duration_seconds: Histogram,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// What the pod webhook answered: `injected` (patched), `admitted` (as
+/// it was), `denied` (the ServiceAccount could not be read), `invalid` (no
+/// request in the review).
+pub const WEBHOOK_RESULTS: [&str; 4] = ["injected", "admitted", "denied", "invalid"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloudCallLabels {
@@ -49,6 +61,17 @@ pub struct CloudLabels {
 }
 
 impl Metrics {
+    /// One admission review answered, and how long it took.
+    pub fn admitted(&self, result: &str, took: Duration) {
+        self.webhook_admissions_total
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        self.webhook_admission_duration_seconds
+            .observe(took.as_secs_f64());
+    }
+
     pub fn new(registry: &mut Registry) -> Self {
         let this = Self {
             reconcile_total: Family::default(),
@@ -61,7 +84,28 @@ impl Metrics {
             cloud_api_call_duration_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
             }),
+            webhook_admissions_total: Family::default(),
+            webhook_admission_duration_seconds: Histogram::new(exponential_buckets(
+                0.0005, 2.0, 14,
+            )),
         };
+        registry.register(
+            "wib_webhook_admissions",
+            "Pod admissions by the webhook, by result (injected, admitted, denied, invalid)",
+            this.webhook_admissions_total.clone(),
+        );
+        registry.register(
+            "wib_webhook_admission_duration_seconds",
+            "Time the pod webhook took to answer an admission review",
+            this.webhook_admission_duration_seconds.clone(),
+        );
+        for result in WEBHOOK_RESULTS {
+            this.webhook_admissions_total
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .inc_by(0);
+        }
         registry.register(
             "wib_cloud_api_calls",
             "Cloud API calls by cloud, operation and result (success, not_found, throttled, error)",

@@ -15,6 +15,7 @@ pub mod operator;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod webhook;
 
 pub use attached::Attached;
 pub use cluster::ClusterRef;

@@ -118,6 +118,7 @@ pub async fn serve(
     client: kube::Client,
     settings: WebhookSettings,
     namespace: String,
+    metrics: crate::metrics::Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let Some(addr) = settings.webhook_addr else {
@@ -135,6 +136,7 @@ pub async fn serve(
     let shared = review::Shared {
         accounts: accounts::Accounts::start(client),
         endpoints: Arc::new(settings.endpoints()),
+        metrics,
     };
     let app = axum::Router::new()
         .route("/mutate-pods", post(review::mutate_pods))

@@ -20,20 +20,30 @@ use super::stamp;
 pub struct Shared {
     pub accounts: Accounts,
     pub endpoints: Arc<Endpoints>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub async fn mutate_pods(
     State(shared): State<Shared>,
     Json(review): Json<AdmissionReview<Pod>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
+    let started = std::time::Instant::now();
     let request: AdmissionRequest<Pod> = match review.try_into() {
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(%error, "an admission review without a request");
+            shared.metrics.admitted("invalid", started.elapsed());
             return Json(AdmissionResponse::invalid(error.to_string()).into_review());
         }
     };
-    Json(respond(&shared, &request).await.into_review())
+    let response = respond(&shared, &request).await;
+    let result = match (response.allowed, response.patch.is_some()) {
+        (false, _) => "denied",
+        (true, true) => "injected",
+        (true, false) => "admitted",
+    };
+    shared.metrics.admitted(result, started.elapsed());
+    Json(response.into_review())
 }
 
 async fn respond(shared: &Shared, request: &AdmissionRequest<Pod>) -> AdmissionResponse {

@@ -72,11 +72,13 @@ async fn main() -> Result<()> {
     println!("==> starting the GCP fake (IAM, Resource Manager, STS, IAM Credentials)");
     let gcp = wib_testenv::gcp::GcpFake::start(&cp, &args.gcp_project).await?;
     println!("    GCP fake: {}", gcp.url);
+    let webhook_env = wib_testenv::webhook::operator_env(Some(&azure.url), Some(&gcp.url));
     let envs: Vec<(&str, &str)> = azure
         .operator_env
         .iter()
         .chain(moto.operator_env.iter())
         .chain(gcp.operator_env.iter())
+        .chain(webhook_env.iter())
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
 
@@ -84,9 +86,15 @@ async fn main() -> Result<()> {
         "==> starting wib-controller (logs: {}/wib-controller-0.log)",
         cp.dir().display()
     );
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let metrics_port = wib_testenv::ports::free()?;
+    let webhook_port = wib_testenv::ports::free()?;
+    let webhook_url = format!("https://127.0.0.1:{webhook_port}/mutate-pods");
+    // Where the webhook keeps its certificate, as in a chart install.
+    apply_json(
+        &cp,
+        &serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": wib_testenv::fakes::OPERATOR_NAMESPACE}}),
+    )?;
     let mut operator = Operator::start_binary(
         &args.operator,
         cp.kubeconfig(),
@@ -95,9 +103,14 @@ async fn main() -> Result<()> {
             &format!("--metrics-addr=127.0.0.1:{metrics_port}"),
             &format!("--resync-seconds={}", args.resync_seconds),
             "--provider-resync-seconds=5",
+            &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
         ],
         &envs,
     )?;
+    apply_json(&cp, &wib_testenv::webhook::configuration(&webhook_url))?;
+    println!(
+        "    pod webhook: {webhook_url} (pods labelled wib.dev/inject: \"true\" or azure.workload.identity/use: \"true\" get their identity)"
+    );
 
     println!("==> applying {}", args.samples.display());
     let applied = cp
@@ -137,6 +150,7 @@ async fn main() -> Result<()> {
         // What the README tells a newcomer to type.
         let _ = cp.kubectl().args(["get", "cip"]).status();
         let _ = cp.kubectl().args(["get", "wib", "-A"]).status();
+        show_injection(&cp);
         operator.stop();
         drop(gcp);
         drop(moto);
@@ -165,6 +179,64 @@ async fn main() -> Result<()> {
     drop(azure);
     drop(cp);
     Ok(())
+}
+
+/// `kubectl apply` of one object.
+fn apply_json(cp: &ControlPlane, object: &serde_json::Value) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = cp
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("kubectl stdin")?
+        .write_all(object.to_string().as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("kubectl apply failed");
+    }
+    Ok(())
+}
+
+/// The pod side, shown: the Azure sample's pod as the webhook admits it
+/// (a server-side dry run: nothing runs pods here), its injected env.
+fn show_injection(cp: &ControlPlane) {
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app1-pod", "namespace": "team-a",
+                     "labels": {"azure.workload.identity/use": "true"}},
+        "spec": {"serviceAccountName": "app1", "containers": [{"name": "app", "image": "app"}]}});
+    let Ok(mut child) = cp
+        .kubectl()
+        .args(["create", "--dry-run=server", "-o", "json", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = stdin.write_all(pod.to_string().as_bytes());
+    }
+    let Ok(out) = child.wait_with_output() else {
+        return;
+    };
+    let admitted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    println!("==> the Azure sample's pod as the webhook admits it (dry run):");
+    for var in admitted["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "    {}={}",
+            var["name"].as_str().unwrap_or_default(),
+            var["value"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 /// Waits until every binding has settled for its current generation.
