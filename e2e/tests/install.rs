@@ -624,6 +624,8 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "update mutatingwebhookconfigurations/wib",
         // Pods the webhook admitted, by metadata, to report restarts.
         "watch pods -A",
+        // spec.outputs.configMap.
+        "patch configmaps -n team",
     ] {
         assert!(can_i(&cp, allowed), "should be allowed: {allowed}");
     }
@@ -634,6 +636,7 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "create secrets -n team",
         "update mutatingwebhookconfigurations/other",
         "get pods -n team",
+        "delete configmaps -n team",
         // Restarting workloads is the chart's opt-in.
         "patch deployments -n team",
         "get replicasets -n team",

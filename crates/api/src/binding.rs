@@ -93,6 +93,12 @@ pub struct WorkloadIdentityBindingSpec {
     #[serde(default)]
     pub restart_workloads: RestartWorkloads,
 
+    /// Where wib writes the identity's non-secret facts for workloads to
+    /// read (client and tenant IDs, role ARN, email, GCP credential
+    /// configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Outputs>,
+
     /// Other namespaces whose bindings may federate to the identity this
     /// binding made (each adds only its own federation; grants stay this
     /// binding's). Honoured only when both namespaces' provider sets
@@ -230,6 +236,25 @@ pub struct Sharing {
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     #[serde(default)]
     pub namespaces: Vec<String>,
+}
+
+/// The identity's facts, written for workloads.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Outputs {
+    /// A ConfigMap in the binding's namespace that wib creates, owns
+    /// (deleted with the binding) and keeps: `cloud`, `identity`, and per
+    /// cloud `clientId`, `tenantId`, `principalId`, `resourceId` (Azure),
+    /// `roleArn` (AWS), `email` and, outside GKE,
+    /// `credential-configuration.json` (GCP). A ConfigMap of that name that
+    /// wib did not make for this binding is never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = (
+        "size(self) <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "outputs.configMap must be a DNS subdomain: lower-case letters, digits, '-' and '.', at most 253 characters"
+    ))]
+    #[schemars(length(max = 253))]
+    pub config_map: Option<String>,
 }
 
 /// Whether wib restarts workloads whose pods run without the current identity.

@@ -16,6 +16,9 @@ pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
 /// Binding: every pod of the ServiceAccount that wib's webhook admitted
 /// carries the current identity (set only where the webhook runs).
 pub const PODS_READY: &str = "PodsReady";
+/// Binding: the ConfigMap `spec.outputs.configMap` names holds the
+/// identity's facts (set only when outputs are asked for).
+pub const OUTPUTS_READY: &str = "OutputsReady";
 /// Provider: the issuer's discovery document and JWKS are readable anonymously.
 pub const ISSUER_READY: &str = "IssuerReady";
 /// Provider: wib's own credentials work for every cloud the provider configures.
@@ -109,6 +112,9 @@ pub enum Reason {
     /// Pods of the ServiceAccount run without the current identity (created
     /// before it was Ready or before it changed) and need a restart.
     PodsNeedRestart,
+    /// `spec.outputs.configMap` names a ConfigMap this binding did not make:
+    /// wib does not write it.
+    OutputConflict,
 }
 
 impl Reason {
@@ -117,6 +123,7 @@ impl Reason {
             Reason::Provisioned => "Provisioned",
             Reason::PodsCurrent => "PodsCurrent",
             Reason::PodsNeedRestart => "PodsNeedRestart",
+            Reason::OutputConflict => "OutputConflict",
             Reason::Progressing => "Progressing",
             Reason::Applied => "Applied",
             Reason::AsExpected => "AsExpected",

@@ -5,6 +5,7 @@
 pub mod execute;
 pub mod index;
 pub mod observe;
+pub mod outputs;
 pub mod plan;
 pub mod pods;
 pub mod restart;
@@ -185,6 +186,7 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
     };
     let mut next = status::compute(binding, binding.status.as_ref(), &progress, (ctx.clock)());
     restart::step(binding, &progress, &mut next, ctx).await;
+    outputs::step(binding, &progress, &mut next, ctx).await;
     next.last_handled_reconcile_at = binding
         .annotations()
         .get(wib_api::keys::RECONCILE_REQUESTED_ANNOTATION)

@@ -158,17 +158,7 @@ fn gcp(
             "the ServiceAccount's {GCP_POOL_PROVIDER_ANNOTATION} is not a workload identity pool provider: {pool_provider:?}"
         ));
     }
-    let configuration = json!({
-        "type": "external_account",
-        "audience": format!("//iam.googleapis.com/{pool_provider}"),
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": endpoints.gcp_sts_url,
-        "service_account_impersonation_url": format!(
-            "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
-            endpoints.gcp_credentials_url.trim_end_matches('/')
-        ),
-        "credential_source": {"file": format!("{GCP_DIR}/token"), "format": {"type": "text"}},
-    });
+    let configuration = gcp_credential_configuration(pool_provider, email, endpoints);
     let file = DownwardAPIProjection {
         items: Some(vec![DownwardAPIVolumeFile {
             path: "credential-configuration.json".into(),
@@ -199,6 +189,26 @@ fn gcp(
         )]),
         skip_annotation: None,
     }))
+}
+
+/// The `external_account` configuration for `email` through the pool
+/// provider, reading the token where the webhook mounts it.
+pub fn gcp_credential_configuration(
+    pool_provider: &str,
+    email: &str,
+    endpoints: &Endpoints,
+) -> serde_json::Value {
+    json!({
+        "type": "external_account",
+        "audience": format!("//iam.googleapis.com/{pool_provider}"),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": endpoints.gcp_sts_url,
+        "service_account_impersonation_url": format!(
+            "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
+            endpoints.gcp_credentials_url.trim_end_matches('/')
+        ),
+        "credential_source": {"file": format!("{GCP_DIR}/token"), "format": {"type": "text"}},
+    })
 }
 
 fn seconds(annotation: Option<&String>, default: i64) -> i64 {
