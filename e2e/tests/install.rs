@@ -636,7 +636,6 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
         "create secrets -n team",
         "update mutatingwebhookconfigurations/other",
         "get pods -n team",
-        "delete configmaps -n team",
         // Restarting workloads is the chart's opt-in.
         "patch deployments -n team",
         "get replicasets -n team",

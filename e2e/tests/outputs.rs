@@ -45,11 +45,7 @@ async fn outputs_hold_the_identitys_facts_and_go_with_the_binding() {
     let env = env().await;
     let tenant = env.tenant("dev", NS).await.expect("tenant");
     tenant
-        .apply(&binding(
-            "az",
-            "az-identity",
-            "  azure: {}\n",
-        ))
+        .apply(&binding("az", "az-identity", "  azure: {}\n"))
         .await
         .expect("azure binding");
     tenant
@@ -72,11 +68,19 @@ async fn outputs_hold_the_identitys_facts_and_go_with_the_binding() {
     assert_eq!(Some(&data["clientId"]), azure.client_id.as_ref());
     assert_eq!(Some(&data["principalId"]), azure.principal_id.as_ref());
     assert_eq!(
-        written.metadata.owner_references.as_ref().map(|o| o[0].uid.clone()),
+        written
+            .metadata
+            .owner_references
+            .as_ref()
+            .map(|o| o[0].uid.clone()),
         az.metadata.uid.clone(),
         "owned by the binding"
     );
-    let email = gc.status.and_then(|s| s.gcp).and_then(|g| g.email).expect("email");
+    let email = gc
+        .status
+        .and_then(|s| s.gcp)
+        .and_then(|g| g.email)
+        .expect("email");
     let gcp = config_map(&env, "gc-identity").await.expect("ConfigMap");
     let gcp_data = gcp.data.unwrap_or_default();
     assert_eq!(gcp_data["email"], email);
@@ -92,20 +96,24 @@ async fn outputs_hold_the_identitys_facts_and_go_with_the_binding() {
     let version = written.metadata.resource_version.clone();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        config_map(&env, "az-identity").await.and_then(|c| c.metadata.resource_version),
+        config_map(&env, "az-identity")
+            .await
+            .and_then(|c| c.metadata.resource_version),
         version,
         "no write in a steady state"
     );
 
     env.delete_binding(NS, "az").await.expect("deleted");
-    poll_until(Duration::from_secs(30), "the ConfigMap collected", async || {
-        match config_map(&env, "az-identity").await {
+    poll_until(
+        Duration::from_secs(30),
+        "the ConfigMap collected",
+        async || match config_map(&env, "az-identity").await {
             None => Ok(()),
             Some(_) => Err("still there".to_string()),
-        }
-    })
+        },
+    )
     .await
-    .expect("garbage-collected with the binding");
+    .expect("deleted with the binding");
 }
 
 /// Tenant abuse: a binding naming a ConfigMap it did not make (another
@@ -136,6 +144,9 @@ async fn a_binding_cannot_write_into_a_config_map_it_did_not_make() {
         "the identity itself is fine"
     );
     let after = config_map(&env, "app-config").await.expect("still there");
-    assert_eq!(after.metadata.resource_version, made.metadata.resource_version);
+    assert_eq!(
+        after.metadata.resource_version,
+        made.metadata.resource_version
+    );
     assert_eq!(after.data, made.data);
 }

@@ -355,6 +355,7 @@ async fn cleanup(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Act
         return Err(error);
     }
     execute::release_service_account(binding, ctx).await?;
+    outputs::remove(binding, ctx).await?;
     // The binding is going: nothing of it stays in memory.
     ctx.reset_backoff(&backoff_key(binding));
     Ok(Action::await_change())

@@ -2,7 +2,8 @@
 //! of the binding's namespace, for workloads to read. wib writes only a
 //! ConfigMap it made for this binding (its controller reference), applies
 //! it server-side only when its data differs (no write in a steady state),
-//! and leaves its deletion to the garbage collector with the binding.
+//! and deletes it with the binding (the binding's finalizer; its owner
+//! reference lets the garbage collector finish what a crash left).
 
 use std::collections::BTreeMap;
 
@@ -121,6 +122,39 @@ pub async fn step(
     ));
 }
 
+/// Deletion: the ConfigMap the binding's outputs name, if this binding
+/// made it.
+pub async fn remove(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<(), kube::Error> {
+    let Some(name) = binding
+        .spec
+        .outputs
+        .as_ref()
+        .and_then(|o| o.config_map.as_ref())
+    else {
+        return Ok(());
+    };
+    let api: Api<ConfigMap> =
+        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
+    let Some(live) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if made_by(&live, binding) {
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn made_by(config_map: &ConfigMap, binding: &WorkloadIdentityBinding) -> bool {
+    config_map
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == binding.metadata.uid.as_ref())
+}
+
 enum Refused {
     Conflict,
     Api(String),
@@ -139,11 +173,7 @@ async fn write(
         .await
         .map_err(|e| Refused::Api(e.to_string()))?;
     if let Some(live) = &live {
-        let ours = live
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && Some(&o.uid) == binding.metadata.uid.as_ref());
-        if !ours {
+        if !made_by(live, binding) {
             return Err(Refused::Conflict);
         }
         if live.data.as_ref() == Some(&data) {
@@ -159,9 +189,13 @@ async fn write(
             "labels": {wib_api::keys::MANAGED_BY_LABEL: wib_api::keys::MANAGED_BY_VALUE}},
         "data": data,
     });
-    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|e| Refused::Api(e.to_string()))?;
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| Refused::Api(e.to_string()))?;
     Ok(())
 }
 
@@ -193,7 +227,10 @@ mod tests {
         assert_eq!(azure["clientId"], "cid");
         assert_eq!(azure["tenantId"], "tid");
         assert_eq!(azure["principalId"], "pid");
-        assert!(!azure.contains_key("resourceId"), "empty facts are left out");
+        assert!(
+            !azure.contains_key("resourceId"),
+            "empty facts are left out"
+        );
 
         let mut aws = wib_cloud::Outcome::default();
         aws.status.aws = Some(AwsStatus {
