@@ -188,6 +188,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "serviceAccount.name must be a DNS subdomain",
         ),
         (
+            "bad outputs ConfigMap name",
+            json!({"azure": {}, "outputs": {"configMap": "../other"}}),
+            "outputs.configMap must be a DNS subdomain",
+        ),
+        (
             "bad identity name",
             json!({"azure": {"identityName": "a b"}}),
             "azure.identityName must be 3-128 characters",
