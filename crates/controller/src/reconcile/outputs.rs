@@ -111,15 +111,13 @@ pub async fn step(
             format!("writing ConfigMap {name:?}: {error}"),
         ),
     };
-    let previous_conditions = previous
-        .map(|p| p.conditions.as_slice())
-        .unwrap_or_default();
-    status.conditions.extend(conditions::merge(
-        previous_conditions,
+    super::status::add_conditions(
+        status,
+        previous,
         &[desired],
         binding.metadata.generation,
         (ctx.clock)(),
-    ));
+    );
 }
 
 /// Deletion: the ConfigMap the binding's outputs name, if this binding

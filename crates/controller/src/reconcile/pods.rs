@@ -175,15 +175,7 @@ pub fn report(
             ),
         ),
     };
-    let previous_conditions = previous
-        .map(|p| p.conditions.as_slice())
-        .unwrap_or_default();
-    status.conditions.extend(conditions::merge(
-        previous_conditions,
-        &[desired],
-        generation,
-        now,
-    ));
+    super::status::add_conditions(status, previous, &[desired], generation, now);
     status.pods_needing_restart = Some(i32::try_from(names.len()).unwrap_or(i32::MAX));
     names.truncate(NAMED);
     status.pods_needing_restart_names = names;

@@ -160,16 +160,32 @@ pub fn compute(
     let summary = summarise(&steps, &sa_name, status.identity.as_deref());
     let mut desired = summary;
     desired.extend(steps);
-    let previous_conditions = previous
-        .map(|p| p.conditions.as_slice())
-        .unwrap_or_default();
-    status.conditions = conditions::merge(
-        previous_conditions,
+    add_conditions(
+        &mut status,
+        previous,
         &desired,
         binding.metadata.generation,
         now,
     );
     status
+}
+
+/// Appends `desired` to `status`'s conditions, each keeping its transition
+/// time from `previous` when its status is unchanged. Every step that
+/// reports a condition (the cloud steps, pods, outputs) goes through here.
+pub fn add_conditions(
+    status: &mut WorkloadIdentityBindingStatus,
+    previous: Option<&WorkloadIdentityBindingStatus>,
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: Time,
+) {
+    let previous = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    status
+        .conditions
+        .extend(conditions::merge(previous, desired, generation, now));
 }
 
 fn step_noun(condition: &str) -> &'static str {
