@@ -31,6 +31,11 @@ impl Rig {
     }
 
     async fn with_fleet_ttl(ttl: std::time::Duration) -> Self {
+        Self::with(ttl, json!({})).await
+    }
+
+    /// `guardrails`: provider fields on top of the tier's scope.
+    async fn with(ttl: std::time::Duration, guardrails: Value) -> Self {
         let cp = common::issuer_only_control_plane().await;
         let fake = GcpFake::start(&cp, PROJECT).await.expect("GCP fake");
         let credentials = fake
@@ -52,13 +57,20 @@ impl Rig {
                 fleet_snapshot_ttl: ttl,
             },
         );
-        let wib = Wib::new(
-            cloud,
-            json!({"clusterName": "tier", "allowedScopes": [format!("projects/{PROJECT}")],
-                     "gcp": {"projectId": PROJECT}}),
-            &cp,
-        );
+        let mut provider = json!({"clusterName": "tier", "allowedScopes": [format!("projects/{PROJECT}")],
+                     "gcp": {"projectId": PROJECT}});
+        for (field, value) in guardrails.as_object().into_iter().flatten() {
+            provider[field] = value.clone();
+        }
+        let wib = Wib::new(cloud, provider, &cp);
         Self { fake, wib, _cp: cp }
+    }
+
+    /// Calls the fake served of one operation.
+    async fn served_of(&self, operation: &str) -> u64 {
+        self.fake.calls().await.expect("calls")["operations"][operation]
+            .as_u64()
+            .unwrap_or_default()
     }
 
     async fn writes(&self) -> u64 {
@@ -212,6 +224,66 @@ async fn throttling_reports_the_wait_gcp_names() {
         .expect_err("throttled");
     assert_eq!(error.reason, Reason::Throttled, "{error}");
     assert_eq!(error.retry_after, Some(std::time::Duration::from_secs(7)));
+}
+
+/// New bindings reconciled at once all edit the project's one policy: their
+/// edits share reads and writes instead of racing each other on the etag,
+/// and one binding's role that GCP refuses fails that binding alone.
+#[tokio::test]
+async fn concurrent_bindings_share_project_policy_writes_and_a_refused_role_fails_alone() {
+    let retired = format!("projects/{PROJECT}/roles/retired");
+    let rig = Rig::with(
+        std::time::Duration::ZERO,
+        json!({"allowedRoles": ["roles/storage.objectViewer", retired]}),
+    )
+    .await;
+    const SET: &str = "cloudresourcemanager.projects.setIamPolicy";
+    let bindings: Vec<WorkloadIdentityBinding> = (0..20)
+        .map(|i| {
+            binding(
+                &format!("batch-{i:02}"),
+                &format!("batch-uid-{i}"),
+                &["roles/storage.objectViewer"],
+            )
+        })
+        .collect();
+    let outcomes = futures::future::join_all(bindings.iter().map(|b| rig.wib.reconcile(b))).await;
+    for (b, outcome) in bindings.iter().zip(&outcomes) {
+        assert!(outcome.is_ok(), "{:?}: {outcome:?}", b.metadata.name);
+    }
+    for i in 0..20 {
+        let account = email(&format!("batch-{i:02}"));
+        assert_eq!(rig.grants(&account).await.0, ["roles/storage.objectViewer"]);
+    }
+    let shared = rig.served_of(SET).await;
+    assert!(
+        shared < 20,
+        "20 new bindings took {shared} project policy writes"
+    );
+
+    // A refused role in the middle of a shared write.
+    let mut mixed: Vec<WorkloadIdentityBinding> = (0..6)
+        .map(|i| {
+            binding(
+                &format!("mixed-{i}"),
+                &format!("mixed-uid-{i}"),
+                &["roles/storage.objectViewer"],
+            )
+        })
+        .collect();
+    mixed.push(binding("refused", "refused-uid", &[retired.as_str()]));
+    let outcomes = futures::future::join_all(mixed.iter().map(|b| rig.wib.reconcile(b))).await;
+    let refused = outcomes
+        .last()
+        .and_then(|o| o.as_ref().err())
+        .expect("refused");
+    assert_eq!(refused.reason, Reason::RoleNotFound, "{refused}");
+    assert!(refused.message.contains("does not exist"), "{refused}");
+    for (i, outcome) in outcomes.iter().take(6).enumerate() {
+        assert!(outcome.is_ok(), "mixed-{i}: {outcome:?}");
+        let account = email(&format!("mixed-{i}"));
+        assert_eq!(rig.grants(&account).await.0, ["roles/storage.objectViewer"]);
+    }
 }
 
 /// Many bindings, one pass each way: each is created with exactly its

@@ -1,6 +1,7 @@
 //! Writes only: one action at a time, each policy edit applied to a fresh
 //! read of the policy (read-modify-write on the etag), so what others wrote
-//! since the observation is kept.
+//! since the observation is kept; edits of one policy from concurrent
+//! reconciles share that read and its write ([`super::policy_writes`]).
 
 use super::iam::Clients;
 use super::plan::{Action, Edit};
@@ -39,10 +40,13 @@ impl Execute<Clients> for Action {
                 ..
             } => clients.patch_account(name, display_name, description).await,
             Action::DeleteAccount { name, .. } => clients.delete_account(name).await,
-            Action::EditPolicy { resource, edits } => clients
-                .modify_policy(resource, |p| apply(p, edits))
-                .await
-                .map(drop),
+            Action::EditPolicy { resource, edits } => {
+                let edits = edits.clone();
+                clients
+                    .modify_policy(resource, Box::new(move |p| apply(p, &edits)))
+                    .await
+                    .map(drop)
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ const POLICY_VERSION: i32 = 3;
 /// Attempts of one read-modify-write before giving up for this reconcile.
 const POLICY_ATTEMPTS: u32 = 6;
 
+#[derive(Clone)]
 pub struct Clients {
     pub iam: Iam,
     pub projects: Projects,
@@ -31,6 +32,8 @@ pub struct Clients {
     pub limiter: std::sync::Arc<crate::limiter::Limiter>,
     /// Accounts and project policies read for the whole fleet.
     pub fleet: std::sync::Arc<super::fleet::Fleet>,
+    /// Edits of one policy waiting to share a write.
+    pub policy_writes: std::sync::Arc<super::policy_writes::PolicyWrites>,
 }
 
 /// Which IAM policy: a project's (Resource Manager) or a service account's (IAM).
@@ -304,25 +307,27 @@ impl Clients {
         }
     }
 
-    /// Read-modify-write: `edit` changes a fresh copy of the policy and says
-    /// whether it changed anything; only then is it written, with the etag it
-    /// was read with. A concurrent writer's change makes GCP answer ABORTED and
-    /// the whole cycle runs again on the new policy, so nothing they added is
-    /// lost. Returns whether a write happened.
-    pub async fn modify_policy(
+    /// Read-modify-write: each of `edits` changes a fresh copy of the
+    /// policy and says whether it changed anything; only when one did is it
+    /// written, with the etag it was read with. A concurrent writer's change
+    /// makes GCP answer ABORTED and the whole cycle runs again on the new
+    /// policy, so nothing they added is lost. Returns, per edit, whether it
+    /// changed the policy that was written.
+    pub(super) async fn read_modify_write(
         &self,
         resource: &Resource,
-        edit: impl Fn(&mut Policy) -> bool,
-    ) -> Result<bool, CloudError> {
+        edits: &[&super::policy_writes::Edit],
+    ) -> Result<Vec<bool>, CloudError> {
         for attempt in 0..POLICY_ATTEMPTS {
             let mut policy = self.get_policy(resource).await?;
-            if !edit(&mut policy) {
-                return Ok(false);
+            let changed: Vec<bool> = edits.iter().map(|edit| edit(&mut policy)).collect();
+            if !changed.contains(&true) {
+                return Ok(changed);
             }
             let written = self.set_policy(resource, policy).await;
             self.fleet.forget(resource);
             if written? {
-                return Ok(true);
+                return Ok(changed);
             }
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }

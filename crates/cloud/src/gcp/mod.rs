@@ -16,6 +16,7 @@ pub mod naming;
 pub mod observe;
 pub mod plan;
 pub mod policy;
+pub mod policy_writes;
 pub mod target;
 
 use std::sync::Arc;
@@ -147,6 +148,7 @@ impl GcpProvider {
             observer: self.observer.clone(),
             limiter: self.limiter.clone(),
             fleet: self.fleet.clone(),
+            policy_writes: Default::default(),
         })
     }
 }

@@ -412,6 +412,16 @@ fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
         if role.is_empty() || members.is_empty() {
             continue;
         }
+        // The fake serves no custom roles API (`projects.roles`), so every
+        // custom role is one that does not exist, and GCP refuses a policy
+        // naming a role that does not exist.
+        if role.starts_with("projects/") || role.starts_with("organizations/") {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                format!("Role ({role}) does not exist in the resource's hierarchy."),
+            );
+        }
         let condition = binding.get("condition").filter(|c| !c.is_null()).cloned();
         bindings.push(RoleBinding {
             role,
