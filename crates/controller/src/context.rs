@@ -10,7 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
+use crate::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod provider;
@@ -29,9 +30,12 @@ use kube::{Client, Config};
 
 pub use settings::Settings;
 
+/// What the operator calls itself to the API server.
+pub const USER_AGENT: &str = concat!("wib-controller/", env!("CARGO_PKG_VERSION"));
+
 /// Runs both controllers and the metrics/probe server until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let config = Config::infer()
+    let mut config = Config::infer()
         .await
         .context("loading Kubernetes client configuration")?;
     let mut extra_roots = Vec::new();
@@ -43,6 +47,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         extra_roots.extend(reqwest::Certificate::from_pem_bundle(&pem)?);
     }
     let issuer_http = provider::issuer::anonymous_client(extra_roots)?;
+    // The API server's audit log, its metrics and priority-and-fairness
+    // name the client by its user agent, which kube sets none of.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     let client = Client::try_from(config)?;
 
     let mut registry = prometheus_client::registry::Registry::default();

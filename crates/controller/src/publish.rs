@@ -4,7 +4,9 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
+
+use crate::events::Recorder;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wib_api::conditions::{self, RECONCILING, STALLED};
