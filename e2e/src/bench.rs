@@ -84,6 +84,49 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// How the operator names itself to the API server (`wib-controller/<version>`).
+const OPERATOR_USER_AGENT: &str = "wib-controller/";
+
+/// API-server requests by verb.
+pub type Verbs = BTreeMap<String, u64>;
+
+/// The operator's API-server requests by verb in the audit log `log`
+/// (JSON lines, one per request received) after byte `from`, and the byte
+/// where the last whole line ends, for the next phase to start from.
+pub fn requests_by_verb(log: &std::path::Path, from: u64) -> (Verbs, u64) {
+    let bytes = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    let whole = bytes[start..]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut verbs = Verbs::new();
+    for line in bytes[start..start + whole].split(|b| *b == b'\n') {
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let ours = event["userAgent"]
+            .as_str()
+            .is_some_and(|a| a.starts_with(OPERATOR_USER_AGENT));
+        if let (true, Some(verb)) = (ours, event["verb"].as_str()) {
+            *verbs.entry(verb.to_string()).or_default() += 1;
+        }
+    }
+    (verbs, (start + whole) as u64)
+}
+
+/// `get 1.00, patch 2.00`: requests by verb divided by `per`.
+fn verbs_per(verbs: &Verbs, per: f64) -> String {
+    if verbs.is_empty() {
+        return "0".into();
+    }
+    verbs
+        .iter()
+        .map(|(verb, n)| format!("{verb} {:.2}", *n as f64 / per))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One run's figures.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -91,6 +134,8 @@ pub struct Row {
     pub bindings: usize,
     /// `none`, or `documented` when the fake enforced the cloud's limits.
     pub quotas: String,
+    /// wib's client-side rate when the run replaced its documented ones.
+    pub wib_rate: Option<u32>,
     pub to_ready: Duration,
     pub at_ready: Sample,
     pub steady: Sample,
@@ -104,19 +149,26 @@ pub struct Row {
     pub rss_steady_mib: f64,
     pub reverify: Option<Duration>,
     pub reverify_reads: u64,
+    /// The operator's API-server requests until all were Ready, and in the
+    /// steady window; `None` without an audit log (an attached cluster).
+    pub api_to_ready: Option<Verbs>,
+    pub api_steady: Option<Verbs>,
 }
 
-pub const HEADER: &str = "| cloud | bindings | fake limits | time to all Ready | reads / writes per binding to Ready | reads per binding per steady-state resync | writes in steady state | Kubernetes objects rewritten in steady state | 429s (wib saw / fake served) | RSS at Ready / steady | CPU s to Ready / steady | re-verify after restart (reads per binding) |\n|---|---|---|---|---|---|---|---|---|---|---|---|";
+pub const HEADER: &str = "| cloud | bindings | fake limits | time to all Ready | reads / writes per binding to Ready | reads per binding per steady-state resync | writes in steady state | Kubernetes objects rewritten in steady state | 429s (wib saw / fake served) | RSS at Ready / steady | CPU s to Ready / steady | re-verify after restart (reads per binding) | API-server requests per binding to Ready | API-server requests per binding per steady-state resync |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 impl Row {
     pub fn markdown(&self) -> String {
         let n = self.bindings.max(1) as f64;
         let resyncs = f64::from(self.windows.max(1));
         format!(
-            "| {} | {} | {} | {:.1} s | {:.1} / {:.1} | {:.2} | {} | {} | {} / {} | {:.0} / {:.0} MiB | {:.1} / {:.1} | {} |",
+            "| {} | {} | {} | {:.1} s | {:.1} / {:.1} | {:.2} | {} | {} | {} / {} | {:.0} / {:.0} MiB | {:.1} / {:.1} | {} | {} | {} |",
             self.cloud,
             self.bindings,
-            self.quotas,
+            match self.wib_rate {
+                Some(rate) => format!("{} (wib at {rate}/s)", self.quotas),
+                None => self.quotas.clone(),
+            },
             self.to_ready.as_secs_f64(),
             self.at_ready.reads as f64 / n,
             self.at_ready.writes as f64 / n,
@@ -138,6 +190,12 @@ impl Row {
                 ),
                 None => "not measured".into(),
             },
+            self.api_to_ready
+                .as_ref()
+                .map_or_else(|| "n/a".into(), |v| verbs_per(v, n)),
+            self.api_steady
+                .as_ref()
+                .map_or_else(|| "n/a".into(), |v| verbs_per(v, n * resyncs)),
         )
     }
 }
@@ -163,6 +221,42 @@ pub fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
             .keys()
             .filter(|name| !after.contains_key(*name))
             .count()
+}
+
+const SECTION_START: &str = "<!-- wib-bench section: ";
+const SECTION_END: &str = "<!-- wib-bench end -->";
+
+/// A report file made of named sections, one per benchmark invocation:
+/// `existing` with section `name` replaced by `body` (or added after the
+/// others), under `title` and above `legend`. Separate invocations (the
+/// clouds' documented limits at one set of sizes, zero latency at another)
+/// each regenerate only their own part.
+pub fn merge_section(existing: &str, name: &str, body: &str, title: &str, legend: &str) -> String {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in existing.lines() {
+        if let Some(rest) = line.strip_prefix(SECTION_START) {
+            current = Some((rest.trim_end_matches(" -->").to_string(), String::new()));
+        } else if line == SECTION_END {
+            sections.extend(current.take());
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    match sections.iter_mut().find(|(n, _)| n == name) {
+        Some(section) => section.1 = body.to_string(),
+        None => sections.push((name.to_string(), body.to_string())),
+    }
+    let mut out = format!("{title}\n\n");
+    for (name, body) in &sections {
+        out.push_str(&format!(
+            "{SECTION_START}{name} -->\n{}\n{SECTION_END}\n\n",
+            body.trim_end()
+        ));
+    }
+    out.push_str(legend.trim_start());
+    out
 }
 
 /// Cores and memory of the machine a benchmark ran on, for its report.
@@ -195,6 +289,43 @@ wib_cloud_api_calls_total{cloud=\"gcp\",operation=\"GetServiceAccount\",result=\
 ";
         let sample = Sample::take(metrics, "aws", None);
         assert_eq!((sample.reads, sample.writes, sample.throttled), (11, 2, 1));
+    }
+
+    #[test]
+    fn the_operators_requests_are_counted_by_verb_from_where_the_last_phase_ended() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("audit.log");
+        let ours = r#"{"verb":"patch","userAgent":"wib-controller/0.1.0"}"#;
+        let theirs = r#"{"verb":"list","userAgent":"kubectl/v1.34"}"#;
+        std::fs::write(
+            &log,
+            format!("{ours}\n{theirs}\n{ours}\n{{\"verb\":\"get\""),
+        )
+        .expect("log");
+        let (verbs, end) = requests_by_verb(&log, 0);
+        assert_eq!(verbs, Verbs::from([("patch".to_string(), 2)]));
+        // The half-written last line is read by the next phase.
+        let get = r#"{"verb":"get","userAgent":"wib-controller/0.1.0"}"#;
+        std::fs::write(&log, format!("{ours}\n{theirs}\n{ours}\n{get}\n")).expect("log");
+        assert_eq!(
+            requests_by_verb(&log, end).0,
+            Verbs::from([("get".to_string(), 1)])
+        );
+        assert_eq!(
+            verbs_per(&Verbs::from([("get".to_string(), 3)]), 2.0),
+            "get 1.50"
+        );
+    }
+
+    #[test]
+    fn each_invocation_rewrites_only_its_own_section() {
+        let first = merge_section("", "limits", "table A\n", "# B", "legend\n");
+        let both = merge_section(&first, "scale", "table B", "# B", "legend\n");
+        let again = merge_section(&both, "limits", "table A2", "# B", "legend\n");
+        assert_eq!(
+            again,
+            "# B\n\n<!-- wib-bench section: limits -->\ntable A2\n<!-- wib-bench end -->\n\n<!-- wib-bench section: scale -->\ntable B\n<!-- wib-bench end -->\n\nlegend\n"
+        );
     }
 
     #[test]

@@ -131,6 +131,14 @@ impl Cluster {
     }
 }
 
+/// What only the benchmark asks of an environment.
+#[derive(Default)]
+struct Benchmark {
+    /// The API server's audit log.
+    audit: bool,
+    operator_env: Vec<(String, String)>,
+}
+
 const ATTACHED_VAR: &str = wib_testenv::attached::ENV_VAR;
 
 fn not_attachable() -> ! {
@@ -168,20 +176,37 @@ impl Env {
     }
 
     async fn start_with(azure: bool, aws: bool) -> Result<Self> {
-        Self::start_tuned(azure, aws, RESYNC_SECONDS, "5").await
+        Self::start_tuned(azure, aws, RESYNC_SECONDS, "5", Benchmark::default()).await
     }
 
     /// Every cloud fake and the operator resyncing every `resync_seconds`
     /// (the benchmark's setting; tests use 2 s).
     pub async fn start_with_resync(resync_seconds: &str) -> Result<Self> {
-        Self::start_tuned(true, true, resync_seconds, "5").await
+        Self::start_tuned(true, true, resync_seconds, "5", Benchmark::default()).await
     }
 
     /// Every cloud fake and the operator at its production pace but for
     /// the bindings' resync: providers re-checked every 300 s, so their
-    /// cloud reads do not count against the bindings' (the benchmark).
-    pub async fn start_for_benchmark(resync_seconds: &str) -> Result<Self> {
-        Self::start_tuned(true, true, resync_seconds, "300").await
+    /// cloud reads do not count against the bindings' (the benchmark). The
+    /// API server keeps an audit log ([`Env::audit_log`]); `operator_env`
+    /// is added to the operator's environment.
+    pub async fn start_for_benchmark(
+        resync_seconds: &str,
+        operator_env: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let benchmark = Benchmark {
+            audit: true,
+            operator_env,
+        };
+        Self::start_tuned(true, true, resync_seconds, "300", benchmark).await
+    }
+
+    /// The API server's audit log, when the environment keeps one.
+    pub fn audit_log(&self) -> Option<std::path::PathBuf> {
+        match &self.cp {
+            Cluster::Local(cp) => Some(cp.audit_log()),
+            Cluster::Attached { .. } => None,
+        }
     }
 
     async fn start_tuned(
@@ -189,6 +214,7 @@ impl Env {
         aws: bool,
         resync_seconds: &str,
         provider_resync_seconds: &str,
+        benchmark: Benchmark,
     ) -> Result<Self> {
         if let Some(description) = Attached::from_env()? {
             if !(azure && aws) {
@@ -196,7 +222,11 @@ impl Env {
             }
             return Self::attach(description).await;
         }
-        let cp = ControlPlane::start(Options::default()).await?;
+        let cp = ControlPlane::start(Options {
+            audit: benchmark.audit,
+            ..Options::default()
+        })
+        .await?;
         let client = cp.client().await?;
         let azure = match azure {
             true => Some(AzureFake::start(&cp).await?),
@@ -218,6 +248,7 @@ impl Env {
             .collect();
         let mut envs = envs;
         envs.extend(pods::webhook_env(azure.as_ref(), gcp.as_ref()));
+        envs.extend(benchmark.operator_env);
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let port = wib_testenv::ports::free()?;
         let metrics_url = format!("http://127.0.0.1:{port}");

@@ -30,13 +30,29 @@ pub struct Options {
     /// serviceaccount, serviceaccount-token, deployment and replicaset
     /// controllers: pods are created, never scheduled).
     pub controller_manager: bool,
+    /// Write an audit log (every request, its verb and user agent, when
+    /// received) at [`ControlPlane::audit_log`]: how the benchmark counts
+    /// the operator's API-server requests by verb.
+    pub audit: bool,
 }
+
+const AUDIT_LOG: &str = "audit.log";
+
+/// One event per request, as it is received: the verb is known by then, and
+/// a watch counts once however long it stays open.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+  - level: Metadata
+";
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             install_crds: true,
             controller_manager: true,
+            audit: false,
         }
     }
 }
@@ -145,6 +161,16 @@ impl ControlPlane {
             "--profiling=false",
             "--v=1",
         ]);
+        if options.audit {
+            let policy = root.join("audit-policy.yaml");
+            std::fs::write(&policy, AUDIT_POLICY)?;
+            apiserver.args([
+                &format!("--audit-policy-file={}", policy.display()),
+                &format!("--audit-log-path={}", root.join(AUDIT_LOG).display()),
+                "--audit-log-format=json",
+                "--audit-log-maxsize=0",
+            ]);
+        }
         this.spawn("kube-apiserver", apiserver)?;
         let probe = this.http_client()?;
         this.wait_for("kube-apiserver", || {
@@ -187,6 +213,12 @@ impl ControlPlane {
             install_crds(&client).await?;
         }
         Ok(this)
+    }
+
+    /// The API server's audit log (JSON lines), when started with
+    /// [`Options::audit`].
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join(AUDIT_LOG)
     }
 
     /// The API server URL, e.g. `https://127.0.0.1:41234`.

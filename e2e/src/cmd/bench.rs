@@ -4,7 +4,13 @@
 //! starts a fresh control plane and fakes.
 //!
 //!   wib-bench [--clouds azure,aws,gcp] [--bindings 100,1000] [--resync 120]
-//!             [--windows 3] [--quotas none|documented] [--markdown FILE]
+//!             [--windows 3] [--quotas none|documented]
+//!             [--calls-per-second N] [--markdown FILE [--section TITLE]]
+//!
+//! `--calls-per-second` sets the operator's `WIB_<CLOUD>_CALLS_PER_SECOND`
+//! (its client-side rate for every class of call): with the fakes at zero
+//! latency and no limits, what wib itself costs at a size whose documented
+//! limits would make the run hours long.
 //!
 //! The AWS workload is the peer table's: one role per binding with a
 //! web-identity trust policy and one attached customer-managed policy.
@@ -27,8 +33,10 @@ const LEGEND: &str = "
 - *reads / writes per binding to Ready*: wib's cloud calls (its own metrics) over that time, divided by the bindings.
 - *reads per binding per steady-state resync*: calls in the steady window divided by bindings and by resyncs in it; the fleet snapshot is read at most every half resync.
 - *Kubernetes objects rewritten*: bindings and ServiceAccounts whose resourceVersion moved during the steady window.
+- *fake limits*: `documented` when the Azure and GCP fakes enforced the clouds' documented rate limits; `none` at zero latency and no limit, where `wib at N/s` says wib's own client-side rate was set to N (`WIB_<CLOUD>_CALLS_PER_SECOND`) instead of its documented defaults.
 - *429s*: throttling answers wib's metrics saw, and the ones the fake served (`n/a` for moto, which enforces no limit).
 - *re-verify after restart*: from restarting the operator until it has reconciled every binding once, and the cloud reads that took per binding.
+- *API-server requests*: the operator's requests by verb (the API server's audit log, by its user agent), per binding until all were Ready, and per binding per resync in the steady window.
 - AWS runs the peer table's workload (one role per binding, a web-identity trust policy, one customer-managed policy attached).
 ";
 const POLICY: &str = "bench-policy";
@@ -39,7 +47,10 @@ struct Options {
     resync: u64,
     windows: u32,
     quotas: String,
+    calls_per_second: Option<u32>,
     markdown: Option<std::path::PathBuf>,
+    /// The part of the `--markdown` file this invocation writes.
+    section: String,
 }
 
 fn options() -> Result<Options> {
@@ -49,7 +60,9 @@ fn options() -> Result<Options> {
         resync: 120,
         windows: 3,
         quotas: "none".into(),
+        calls_per_second: None,
         markdown: None,
+        section: "wib-bench".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -68,7 +81,11 @@ fn options() -> Result<Options> {
             "--resync" => options.resync = value.parse().context("--resync")?,
             "--windows" => options.windows = value.parse().context("--windows")?,
             "--quotas" => options.quotas = value,
+            "--calls-per-second" => {
+                options.calls_per_second = Some(value.parse().context("--calls-per-second")?)
+            }
             "--markdown" => options.markdown = Some(value.into()),
+            "--section" => options.section = value,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -148,8 +165,10 @@ async fn snapshot(env: &Env) -> Result<std::collections::BTreeMap<String, String
     ))
 }
 
-async fn pause(progress: String) -> String {
-    tokio::time::sleep(Duration::from_secs(1)).await;
+/// Listing thousands of bindings competes with the operator for the same
+/// cores: once a second at most, and less often the more there are.
+async fn pause(progress: String, n: usize) -> String {
+    tokio::time::sleep(Duration::from_secs(1 + (n / 2000) as u64)).await;
     progress
 }
 
@@ -165,7 +184,15 @@ fn reconciles(metrics: &str) -> u64 {
 }
 
 async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
-    let mut env = Env::start_for_benchmark(&options.resync.to_string()).await?;
+    let operator_env = options
+        .calls_per_second
+        .map(|rate| {
+            let key = format!("WIB_{}_CALLS_PER_SECOND", cloud.to_ascii_uppercase());
+            (key, rate.to_string())
+        })
+        .into_iter()
+        .collect();
+    let mut env = Env::start_for_benchmark(&options.resync.to_string(), operator_env).await?;
     let fake = fake_admin(&env, cloud, &options.quotas).await?;
     env.namespace(NS, &[]).await?;
     env.apply(&provider_yaml("default", true, None)).await?;
@@ -184,6 +211,9 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
         _ => String::new(),
     };
     let pid = env.operator().pid();
+    let audit = env.audit_log();
+    let audit_from = |from| audit.as_ref().map(|log| bench::requests_by_verb(log, from));
+    let (_, audit_start) = audit_from(0).unwrap_or_default();
     let start = Sample::take(&env.metrics().await?, cloud, pid);
     let started = Instant::now();
     let manifests: Vec<String> = (0..n).map(|i| binding(cloud, i, &policy_arn)).collect();
@@ -193,21 +223,23 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
         "every binding Ready",
         async || match ready_count(&env).await {
             Ok(ready) if ready == n => Ok(started.elapsed()),
-            // Listing thousands of bindings competes with the operator for
-            // the same cores: once a second is enough.
-            Ok(ready) => Err(pause(format!("{ready} of {n} Ready")).await),
+            Ok(ready) => Err(pause(format!("{ready} of {n} Ready"), n).await),
             Err(e) => Err(e.to_string()),
         },
     )
     .await?;
     let ready_sample = Sample::take(&env.metrics().await?, cloud, pid);
     let rss_at_ready_mib = pid.and_then(bench::rss_mib).unwrap_or_default();
+    let api_to_ready = audit_from(audit_start);
     let before = snapshot(&env).await?;
     tokio::time::sleep(Duration::from_secs(options.resync) * options.windows).await;
     let steady_sample = Sample::take(&env.metrics().await?, cloud, pid);
     let rewritten = bench::changed(&before, &snapshot(&env).await?);
     let rss_steady_mib = pid.and_then(bench::rss_mib).unwrap_or_default();
     let fake_throttled = fake_throttled(&fake).await?;
+    let api_steady = api_to_ready
+        .as_ref()
+        .and_then(|(_, ready_end)| audit_from(*ready_end));
 
     // A restart: every binding is verified again, from a cold cache.
     env.operator_mut().restart()?;
@@ -219,7 +251,7 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
             let metrics = env.metrics().await.map_err(|e| e.to_string())?;
             match reconciles(&metrics) as usize {
                 done if done >= n => Ok((restarted.elapsed(), metrics)),
-                done => Err(pause(format!("{done} of {n} reconciled")).await),
+                done => Err(pause(format!("{done} of {n} reconciled"), 0).await),
             }
         },
     )
@@ -229,6 +261,7 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
         cloud: cloud.into(),
         bindings: n,
         quotas: options.quotas.clone(),
+        wib_rate: options.calls_per_second,
         to_ready,
         at_ready: ready_sample.since(&start),
         steady: steady_sample.since(&ready_sample),
@@ -240,11 +273,14 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
         rss_steady_mib,
         reverify: Some(reverify.0),
         reverify_reads,
+        api_to_ready: api_to_ready.map(|(verbs, _)| verbs),
+        api_steady: api_steady.map(|(verbs, _)| verbs),
     })
 }
 
-/// BENCHMARKS.md as the rows so far say: rewritten after each run, so a
-/// long benchmark interrupted keeps what it measured.
+/// This invocation's section of the report, as the rows so far say:
+/// rewritten after each run, so a long benchmark interrupted keeps what it
+/// measured; the file's other sections (other invocations) are kept.
 fn write_markdown(path: &std::path::Path, options: &Options, rows: &[Row]) -> Result<()> {
     let command: Vec<String> = std::env::args().skip(1).collect();
     let profile = if cfg!(debug_assertions) {
@@ -252,8 +288,9 @@ fn write_markdown(path: &std::path::Path, options: &Options, rows: &[Row]) -> Re
     } else {
         "release"
     };
-    let mut out = format!(
-        "# Benchmarks\n\nGenerated by `make bench BENCH_ARGS=\"{}\"` ({profile} build) on {}, {}; local control plane (kube-apiserver + etcd from the pinned Go modules), the Azure and GCP fakes, moto. Resync {} s, steady state measured over {} resyncs.\n\n{HEADER}\n",
+    let mut body = format!(
+        "## {}\n\n`wib-bench {}` ({profile} build, run by `make bench`) on {}, {}; local control plane (kube-apiserver + etcd from the pinned Go modules), the Azure and GCP fakes, moto. Resync {} s, steady state measured over {} resyncs.\n\n{HEADER}\n",
+        options.section,
         command.join(" "),
         bench::machine(),
         k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d"),
@@ -261,10 +298,11 @@ fn write_markdown(path: &std::path::Path, options: &Options, rows: &[Row]) -> Re
         options.windows,
     );
     for row in rows {
-        out.push_str(&row.markdown());
-        out.push('\n');
+        body.push_str(&row.markdown());
+        body.push('\n');
     }
-    out.push_str(LEGEND);
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let out = bench::merge_section(&existing, &options.section, &body, "# Benchmarks", LEGEND);
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 

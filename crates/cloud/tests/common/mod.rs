@@ -13,6 +13,7 @@ pub async fn issuer_only_control_plane() -> ControlPlane {
     ControlPlane::start(Options {
         install_crds: false,
         controller_manager: false,
+        audit: false,
     })
     .await
     .expect("control plane")
