@@ -7,7 +7,7 @@
 //! would write anything is thrown away and made again from live reads (see
 //! [`crate::steps::Observe::recall`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +19,42 @@ use super::policy;
 use crate::CloudError;
 use crate::recent::{Listings, Recent};
 
-/// One role and its policies, as the snapshot read them.
-#[derive(Clone, Debug)]
+/// One role and its policies, as the snapshot read them, kept as compact
+/// text: a parsed policy document is a tree of maps several times the size
+/// of its JSON, and at 10,000 roles the trees were most of the operator's
+/// memory. A recall parses the one role it needs (a few hundred bytes).
+#[derive(Debug)]
 pub struct RoleDetail {
-    pub role: Role,
-    pub attached: Vec<String>,
-    pub inline: BTreeMap<String, Value>,
+    arn: Box<str>,
+    /// The trust policy, URL-decoded, as compact JSON.
+    trust: Option<Box<str>>,
+    max_session_duration: Option<i32>,
+    permissions_boundary: Option<Box<str>>,
+    tags: Box<[(Box<str>, Box<str>)]>,
+    attached: Box<[Box<str>]>,
+    /// Inline policies by name, each as compact JSON.
+    inline: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl RoleDetail {
+    pub fn role(&self) -> Role {
+        Role {
+            arn: self.arn.to_string(),
+            trust: self.trust.as_deref().and_then(policy::parse),
+            max_session_duration: self.max_session_duration,
+            permissions_boundary: self.permissions_boundary.as_deref().map(str::to_string),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// `raw` (maybe URL-encoded, as IAM returns documents) as compact JSON.
+fn compact(raw: &str) -> Option<Box<str>> {
+    policy::parse(raw).map(|document| document.to_string().into_boxed_str())
 }
 
 /// Every role of the account, by name.
@@ -87,41 +117,31 @@ async fn read_roles(iam: &Iam) -> Result<HashMap<String, Arc<RoleDetail>>, Cloud
             let Some(name) = detail.role_name() else {
                 continue;
             };
-            let role = Role {
-                arn: detail.arn().unwrap_or_default().to_string(),
-                trust: detail.assume_role_policy_document().and_then(policy::parse),
+            let detail = RoleDetail {
+                arn: detail.arn().unwrap_or_default().into(),
+                trust: detail.assume_role_policy_document().and_then(compact),
                 max_session_duration: sessions.get(name).copied(),
                 permissions_boundary: detail
                     .permissions_boundary()
                     .and_then(|b| b.permissions_boundary_arn())
-                    .map(str::to_string),
+                    .map(Into::into),
                 tags: detail
                     .tags()
                     .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .map(|t| (t.key().into(), t.value().into()))
+                    .collect(),
+                attached: detail
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(Into::into))
+                    .collect(),
+                inline: detail
+                    .role_policy_list()
+                    .iter()
+                    .filter_map(|p| Some((p.policy_name()?.into(), compact(p.policy_document()?)?)))
                     .collect(),
             };
-            let attached = detail
-                .attached_managed_policies()
-                .iter()
-                .filter_map(|p| p.policy_arn().map(str::to_string))
-                .collect();
-            let inline = detail
-                .role_policy_list()
-                .iter()
-                .filter_map(|p| {
-                    let document = p.policy_document().and_then(policy::parse)?;
-                    Some((p.policy_name()?.to_string(), document))
-                })
-                .collect();
-            roles.insert(
-                name.to_string(),
-                Arc::new(RoleDetail {
-                    role,
-                    attached,
-                    inline,
-                }),
-            );
+            roles.insert(name.to_string(), Arc::new(detail));
         }
         match out.marker() {
             Some(next) if out.is_truncated() => marker = Some(next.to_string()),
@@ -141,14 +161,14 @@ pub struct Recalled<'a> {
 
 impl Reads for Recalled<'_> {
     async fn role(&self, _name: &str) -> Result<Option<Role>, CloudError> {
-        Ok(self.detail.as_ref().map(|d| d.role.clone()))
+        Ok(self.detail.as_ref().map(|d| d.role()))
     }
 
     async fn attached(&self, _name: &str) -> Result<Vec<String>, CloudError> {
         Ok(self
             .detail
             .as_ref()
-            .map(|d| d.attached.clone())
+            .map(|d| d.attached.iter().map(|a| a.to_string()).collect())
             .unwrap_or_default())
     }
 
@@ -156,7 +176,11 @@ impl Reads for Recalled<'_> {
         Ok(self
             .detail
             .as_ref()
-            .map(|d| d.inline.keys().cloned().collect())
+            .map(|d| {
+                let mut names: Vec<String> = d.inline.iter().map(|(n, _)| n.to_string()).collect();
+                names.sort();
+                names
+            })
             .unwrap_or_default())
     }
 
@@ -164,7 +188,8 @@ impl Reads for Recalled<'_> {
         Ok(self
             .detail
             .as_ref()
-            .and_then(|d| d.inline.get(policy).cloned()))
+            .and_then(|d| d.inline.iter().find(|(name, _)| &**name == policy))
+            .and_then(|(_, document)| policy::parse(document)))
     }
 
     async fn oidc_provider(&self, arn: &str) -> Result<Option<OidcProvider>, CloudError> {
