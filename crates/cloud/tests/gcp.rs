@@ -286,6 +286,48 @@ async fn concurrent_bindings_share_project_policy_writes_and_a_refused_role_fail
     }
 }
 
+/// A project policy at GCP's limit of 1,500 principals: the binding that
+/// would pass it is told so (QuotaExceeded, GCP's words), the others of the
+/// same shared write are granted, and what others granted is kept.
+#[tokio::test]
+async fn a_project_policy_at_its_principal_limit_refuses_only_the_binding_past_it() {
+    let rig = Rig::start().await;
+    let others: Vec<String> = (0..1497)
+        .map(|i| format!("user:someone-{i}@example.com"))
+        .collect();
+    rig.fake
+        .post(
+            &format!("/v3/projects/{PROJECT}:setIamPolicy"),
+            json!({"policy": {"bindings": [{"role": "roles/viewer", "members": others}]}}),
+        )
+        .await
+        .expect("someone else's grants");
+    let bindings: Vec<WorkloadIdentityBinding> = (0..4)
+        .map(|i| {
+            binding(
+                &format!("full-{i}"),
+                &format!("full-uid-{i}"),
+                &["roles/storage.objectViewer"],
+            )
+        })
+        .collect();
+    let outcomes = futures::future::join_all(bindings.iter().map(|b| rig.wib.reconcile(b))).await;
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "{outcomes:?}");
+    assert_eq!(refused[0].reason, Reason::QuotaExceeded, "{}", refused[0]);
+    assert!(
+        refused[0].message.contains("maximum allowed size 1500"),
+        "{}",
+        refused[0]
+    );
+    let state = rig.fake.state().await.expect("state");
+    let policy = &state["policies"][format!("projects/{PROJECT}")];
+    let viewers = bindings_of(policy)
+        .find(|(role, _)| role == "roles/viewer")
+        .map(|(_, members)| members.len());
+    assert_eq!(viewers, Some(1497), "others' grants kept");
+}
+
 /// Many bindings, one pass each way: each is created with exactly its
 /// grants, a second pass writes nothing, and cleanup leaves nothing.
 #[tokio::test]

@@ -37,6 +37,7 @@ const LEGEND: &str = "
 - *429s*: throttling answers wib's metrics saw, and the ones the fake served (`n/a` for moto, which enforces no limit).
 - *re-verify after restart*: from restarting the operator until it has reconciled every binding once, and the cloud reads that took per binding.
 - *API-server requests*: the operator's requests by verb (the API server's audit log, by its user agent), per binding until all were Ready, and per binding per resync in the steady window.
+- GCP grants each thousand bindings' role on a project of its own: GCP allows 1,500 principals in one allow policy (the fake enforces it), so 10,000 bindings cannot share one project's.
 - AWS runs the peer table's workload (one role per binding, a web-identity trust policy, one customer-managed policy attached).
 ";
 const POLICY: &str = "bench-policy";
@@ -92,11 +93,39 @@ fn options() -> Result<Options> {
     Ok(options)
 }
 
+/// GCP allows 1,500 principals in one allow policy: each thousand GCP
+/// bindings are granted their role on a project of their own, as a
+/// platform of that size must spread them.
+const GCP_BINDINGS_PER_PROJECT: usize = 1000;
+
+fn gcp_project(i: usize) -> String {
+    match i / GCP_BINDINGS_PER_PROJECT {
+        0 => wib_e2e::GCP_PROJECT.to_string(),
+        k => format!("wib-bench-{k}"),
+    }
+}
+
+/// The e2e provider, allowing grants on every project the GCP bindings of
+/// a run of `n` use.
+async fn provider(env: &Env, n: usize) -> Result<String> {
+    let mut scopes = String::new();
+    for k in 1..n.div_ceil(GCP_BINDINGS_PER_PROJECT) {
+        let project = gcp_project(k * GCP_BINDINGS_PER_PROJECT);
+        env.gcp().add_project(&project).await?;
+        scopes.push_str(&format!("    - projects/{project}\n"));
+    }
+    let base = format!("    - projects/{}\n", wib_e2e::GCP_PROJECT);
+    Ok(provider_yaml("default", true, None).replace(&base, &format!("{base}{scopes}")))
+}
+
 fn binding(cloud: &str, i: usize, policy_arn: &str) -> String {
     let spec = match cloud {
         "azure" => "azure:\n    roleAssignments:\n      - role: Reader\n        scope: /subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps\n".to_string(),
         "aws" => format!("aws:\n    managedPolicyArns: [{policy_arn}]\n"),
-        _ => "gcp:\n    roles:\n      - role: roles/storage.objectViewer\n".to_string(),
+        _ => format!(
+            "gcp:\n    roles:\n      - role: roles/storage.objectViewer\n        resource: projects/{}\n",
+            gcp_project(i)
+        ),
     };
     format!(
         "apiVersion: wib.dev/v1alpha1\nkind: WorkloadIdentityBinding\nmetadata:\n  name: {cloud}-{i}\n  namespace: {NS}\nspec:\n  {spec}"
@@ -195,7 +224,7 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
     let mut env = Env::start_for_benchmark(&options.resync.to_string(), operator_env).await?;
     let fake = fake_admin(&env, cloud, &options.quotas).await?;
     env.namespace(NS, &[]).await?;
-    env.apply(&provider_yaml("default", true, None)).await?;
+    env.apply(&provider(&env, n).await?).await?;
     let policy_arn = match cloud {
         "aws" => env
             .iam()

@@ -296,8 +296,17 @@ impl Clients {
             Ok(_) => Ok(true),
             Err(e) if code(&e) == Some(Code::Aborted) => Ok(false),
             Err(e) if code(&e) == Some(Code::InvalidArgument) => {
+                // GCP answers INVALID_ARGUMENT both for a role that does not
+                // exist and for a policy past its 1,500 principals.
+                let full = e
+                    .status()
+                    .is_some_and(|s| s.message.contains("maximum allowed size"));
                 let mut err = error(&format!("setting the IAM policy of {}", resource.name()), e);
-                err.reason = Reason::RoleNotFound;
+                err.reason = if full {
+                    Reason::QuotaExceeded
+                } else {
+                    Reason::RoleNotFound
+                };
                 Err(err)
             }
             Err(e) => Err(error(

@@ -380,6 +380,9 @@ fn get_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
     }
 }
 
+/// Principals one allow policy may name (GCP's documented limit).
+pub const MAX_PRINCIPALS: usize = 1500;
+
 fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
     let body = request.json();
     let new = &body["policy"];
@@ -428,6 +431,18 @@ fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
             members,
             condition,
         });
+    }
+    // GCP's limit on one allow policy: its bindings may name 1,500
+    // principals in all (a principal in two bindings counts twice).
+    let principals: usize = bindings.iter().map(|b| b.members.len()).sum();
+    if principals > MAX_PRINCIPALS {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            format!(
+                "The number of members in the policy ({principals}) is larger than the maximum allowed size {MAX_PRINCIPALS}."
+            ),
+        );
     }
     // A write below version 3 may neither add conditions nor replace a
     // policy that has them (it would drop them).
