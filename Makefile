@@ -108,7 +108,7 @@ tests: lint controlplane moto helm kstatus
 ## Azure identities alone take 5,000 s). `--clouds aws --bindings 200
 ## --resync 120 --windows 3` is the peer table's AWS workload.
 BENCH_LIMITS_ARGS ?= --clouds aws,gcp,azure --bindings 1000 --resync 120 --windows 1 --quotas documented
-BENCH_SCALE_ARGS ?= --clouds aws,gcp,azure --bindings 10000 --resync 120 --windows 1 --quotas none --calls-per-second 1000
+BENCH_SCALE_ARGS ?= --clouds gcp,azure,aws --bindings 10000 --resync 120 --windows 1 --quotas none --calls-per-second 1000
 bench: controlplane moto
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/wib-bench $(BENCH_LIMITS_ARGS) --markdown BENCHMARKS.md --section "At the clouds' documented limits"
