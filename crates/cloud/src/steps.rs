@@ -150,14 +150,33 @@ pub trait Steps: Send + Sync + 'static {
     fn locks(&self) -> &Locks;
 }
 
-/// One async lock per key, created on first use.
+/// One async lock per key, created on first use. Locks nobody holds or
+/// waits for are dropped once the map has doubled since the last sweep, so
+/// the identities of deleted bindings do not stay in memory for the life of
+/// the process, and a sweep costs amortised O(1) per new key.
 #[derive(Default)]
-pub struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct Locks(Mutex<LockMap>);
+
+#[derive(Default)]
+struct LockMap {
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    sweep_at: usize,
+}
 
 impl Locks {
     pub fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(key.to_string()).or_default().clone()
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.locks.len() >= map.sweep_at {
+            // Only the map holds an unused lock.
+            map.locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            map.sweep_at = (map.locks.len() * 2).max(64);
+        }
+        map.locks.entry(key.to_string()).or_default().clone()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).locks.len()
     }
 }
 
@@ -528,6 +547,20 @@ mod tests {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
             [Reason::CloudAuthenticationFailed]
+        );
+    }
+
+    #[test]
+    fn locks_of_identities_nobody_uses_are_dropped_as_the_map_grows() {
+        let locks = super::Locks::default();
+        let held = locks.get("kept");
+        for i in 0..1000 {
+            drop(locks.get(&format!("gone-{i}")));
+        }
+        assert!(locks.len() < 130, "{} locks kept", locks.len());
+        assert!(
+            std::sync::Arc::ptr_eq(&held, &locks.get("kept")),
+            "a lock in use is never replaced"
         );
     }
 }

@@ -243,7 +243,13 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
     let audit = env.audit_log();
     let audit_from = |from| audit.as_ref().map(|log| bench::requests_by_verb(log, from));
     let (_, audit_start) = audit_from(0).unwrap_or_default();
-    let start = Sample::take(&env.metrics().await?, cloud, pid);
+    // The operator serves metrics a moment after it starts (longer under a
+    // profiler).
+    let metrics = wib_e2e::poll_until(Duration::from_secs(120), "operator metrics", async || {
+        env.metrics().await.map_err(|e| e.to_string())
+    })
+    .await?;
+    let start = Sample::take(&metrics, cloud, pid);
     let started = Instant::now();
     let manifests: Vec<String> = (0..n).map(|i| binding(cloud, i, &policy_arn)).collect();
     env.apply(&manifests.join("---\n")).await?;

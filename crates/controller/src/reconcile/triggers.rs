@@ -37,6 +37,9 @@ pub struct Controllers {
     pub pods: Arc<PodIndex>,
 }
 
+/// The annotation client-side `kubectl apply` keeps the applied manifest in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// `track_pods`: watch the pods the webhook admitted (by metadata, by its
 /// label) so bindings report those needing a restart.
 pub fn controllers(client: kube::Client, track_pods: bool) -> Controllers {
@@ -136,7 +139,13 @@ fn binding_watch(
     let (store, writer) = reflector::store();
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|b| b.managed_fields_mut().clear())
+        .modify(|b| {
+            // Held for every binding for the life of the process: what no
+            // step reads goes. A client-side `kubectl apply` leaves a copy
+            // of the whole manifest in an annotation.
+            b.managed_fields_mut().clear();
+            b.annotations_mut().remove(LAST_APPLIED);
+        })
         .reflect(writer)
         .inspect_ok(move |event| notify(event, index.apply(event)))
         .applied_objects();

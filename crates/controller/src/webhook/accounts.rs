@@ -32,7 +32,14 @@ impl Accounts {
             watcher::Config::default().labels(&selector),
         )
         .default_backoff()
-        .modify(|sa| sa.metadata.managed_fields = None)
+        // Only the annotations are read: the rest of each ServiceAccount's
+        // metadata would be kept for nothing, once per binding.
+        .modify(|sa| {
+            sa.metadata.managed_fields = None;
+            sa.metadata.labels = None;
+            sa.metadata.owner_references = None;
+            sa.metadata.finalizers = None;
+        })
         .reflect(writer)
         .applied_objects();
         tokio::spawn(async move {
