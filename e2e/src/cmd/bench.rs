@@ -317,7 +317,14 @@ async fn run(options: &Options, cloud: &str, n: usize) -> Result<Row> {
 /// rewritten after each run, so a long benchmark interrupted keeps what it
 /// measured; the file's other sections (other invocations) are kept.
 fn write_markdown(path: &std::path::Path, options: &Options, rows: &[Row]) -> Result<()> {
-    let command: Vec<String> = std::env::args().skip(1).collect();
+    // Quoted where a shell would split it, so the line reruns as written.
+    let command: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|arg| match arg.contains([' ', '\'', '"']) {
+            true => format!("'{}'", arg.replace('\'', r"'\''")),
+            false => arg,
+        })
+        .collect();
     let profile = if cfg!(debug_assertions) {
         "debug"
     } else {
