@@ -97,17 +97,26 @@ impl Recorder {
                 .filter(|r| r.last + SERIES_WINDOW > now)
                 .map(|r| (r.namespace.clone(), r.name.clone(), r.count + 1))
         };
-        let (namespace, name, count) = match repeat {
+        let counted = match repeat {
             Some((namespace, name, count)) => {
                 let series = serde_json::json!({"series": {
                     "count": count,
                     "lastObservedTime": MicroTime(now),
                 }});
-                Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+                let patched = Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
-                    .await?;
-                (namespace, name, count)
+                    .await;
+                match patched {
+                    Ok(_) => Some((namespace, name, count)),
+                    // Deleted meanwhile (Events expire): published anew.
+                    Err(kube::Error::Api(status)) if status.is_not_found() => None,
+                    Err(error) => return Err(error),
+                }
             }
+            None => None,
+        };
+        let (namespace, name, count) = match counted {
+            Some(counted) => counted,
             None => {
                 let new = self.new_event(event, regarding, now);
                 let namespace = new.metadata.namespace.clone().unwrap_or_default();

@@ -98,6 +98,10 @@ impl Clients {
     }
 
     async fn drain(&self, resource: &Resource) {
+        let _unwinding = ForgetOnPanic {
+            writes: &self.policy_writes,
+            resource: resource.name(),
+        };
         loop {
             let batch = self.policy_writes.take(resource.name());
             if batch.is_empty() {
@@ -125,6 +129,23 @@ impl Clients {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Should a worker panic, its queue is dropped: the waiting edits learn
+/// their writer stopped (and retry) instead of waiting on a queue marked as
+/// drained by a worker that is gone.
+struct ForgetOnPanic<'a> {
+    writes: &'a PolicyWrites,
+    resource: &'a str,
+}
+
+impl Drop for ForgetOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queues = self.writes.queues.lock().unwrap_or_else(|p| p.into_inner());
+            queues.remove(self.resource);
         }
     }
 }
