@@ -68,12 +68,7 @@ pub async fn step(
     status: &mut WorkloadIdentityBindingStatus,
     ctx: &Context,
 ) {
-    let Some(name) = binding
-        .spec
-        .outputs
-        .as_ref()
-        .and_then(|o| o.config_map.clone())
-    else {
+    let Some(name) = config_map_name(binding).map(str::to_string) else {
         return;
     };
     let previous = binding.status.as_ref();
@@ -123,12 +118,7 @@ pub async fn step(
 /// Deletion: the ConfigMap the binding's outputs name, if this binding
 /// made it.
 pub async fn remove(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<(), kube::Error> {
-    let Some(name) = binding
-        .spec
-        .outputs
-        .as_ref()
-        .and_then(|o| o.config_map.as_ref())
-    else {
+    let Some(name) = config_map_name(binding) else {
         return Ok(());
     };
     let api: Api<ConfigMap> =
@@ -144,6 +134,11 @@ pub async fn remove(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<
         }
     }
     Ok(())
+}
+
+/// The ConfigMap `spec.outputs` names, if any.
+fn config_map_name(binding: &WorkloadIdentityBinding) -> Option<&str> {
+    binding.spec.outputs.as_ref()?.config_map.as_deref()
 }
 
 fn made_by(config_map: &ConfigMap, binding: &WorkloadIdentityBinding) -> bool {
