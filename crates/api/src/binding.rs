@@ -338,6 +338,22 @@ pub struct AzureBinding {
     #[schemars(length(max = 64))]
     pub role_assignments: Vec<AzureRoleAssignment>,
 
+    /// Key Vault access policies for the identity's principal, for vaults
+    /// that authorize with access policies rather than Azure RBAC. wib
+    /// keeps exactly these permissions in the principal's entry of each
+    /// vault (never another entry), and removes the entry when the vault
+    /// leaves this list or the binding is deleted. Each vault must lie in
+    /// the provider's `allowedScopes`; `purge`, `keys/release` and
+    /// `keys/import` also need the provider's
+    /// `azure.allowedSensitiveKeyVaultPermissions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = (
+        "self.all(p, self.filter(q, q.vault.lowerAscii() == p.vault.lowerAscii()).size() == 1)",
+        "azure.keyVaultAccessPolicies must name each vault once: list all of a vault's permissions in one entry"
+    ))]
+    pub key_vault_access_policies: Vec<KeyVaultAccessPolicy>,
+
     /// Lifetime of the projected token the Azure workload identity webhook
     /// mounts (`azure.workload.identity/service-account-token-expiration`), in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +383,55 @@ pub struct AzureRoleAssignment {
         "azure.roleAssignments[].scope must not contain '.' or '..' segments, percent-encoding or backslashes: write the plain ARM ID"
     ))]
     pub scope: String,
+}
+
+/// The permissions of one vault's access policy entry for the identity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = (
+    "self.secrets.size() + self.keys.size() + self.certificates.size() > 0",
+    "azure.keyVaultAccessPolicies[] must grant at least one permission on secrets, keys or certificates"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct KeyVaultAccessPolicy {
+    /// ARM ID of the vault:
+    /// `/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>`.
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = (
+        "self.matches('^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[-\\\\w._()]{1,90}/providers/(?i:Microsoft[.]KeyVault/vaults)/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$')",
+        "azure.keyVaultAccessPolicies[].vault must be a vault's ARM ID: /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<3-24 letters, digits and '-'>"
+    ))]
+    pub vault: String,
+
+    /// Secret permissions: get, list, set, delete, backup, restore, recover, purge.
+    #[serde(default)]
+    #[schemars(length(max = 8), inner(length(max = 16)))]
+    #[x_kube(validation = (
+        "self.all(p, p in ['get', 'list', 'set', 'delete', 'backup', 'restore', 'recover', 'purge'])",
+        "azure.keyVaultAccessPolicies[].secrets may hold only get, list, set, delete, backup, restore, recover and purge"
+    ))]
+    pub secrets: Vec<String>,
+
+    /// Key permissions: encrypt, decrypt, wrapKey, unwrapKey, sign, verify,
+    /// get, list, create, update, import, delete, backup, restore, recover,
+    /// purge, release, rotate, getrotationpolicy, setrotationpolicy.
+    #[serde(default)]
+    #[schemars(length(max = 20), inner(length(max = 24)))]
+    #[x_kube(validation = (
+        "self.all(p, p in ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey', 'sign', 'verify', 'get', 'list', 'create', 'update', 'import', 'delete', 'backup', 'restore', 'recover', 'purge', 'release', 'rotate', 'getrotationpolicy', 'setrotationpolicy'])",
+        "azure.keyVaultAccessPolicies[].keys may hold only encrypt, decrypt, wrapKey, unwrapKey, sign, verify, get, list, create, update, import, delete, backup, restore, recover, purge, release, rotate, getrotationpolicy and setrotationpolicy"
+    ))]
+    pub keys: Vec<String>,
+
+    /// Certificate permissions: get, list, delete, create, import, update,
+    /// managecontacts, getissuers, listissuers, setissuers, deleteissuers,
+    /// manageissuers, recover, purge, backup, restore.
+    #[serde(default)]
+    #[schemars(length(max = 16), inner(length(max = 24)))]
+    #[x_kube(validation = (
+        "self.all(p, p in ['get', 'list', 'delete', 'create', 'import', 'update', 'managecontacts', 'getissuers', 'listissuers', 'setissuers', 'deleteissuers', 'manageissuers', 'recover', 'purge', 'backup', 'restore'])",
+        "azure.keyVaultAccessPolicies[].certificates may hold only get, list, delete, create, import, update, managecontacts, getissuers, listissuers, setissuers, deleteissuers, manageissuers, recover, purge, backup and restore"
+    ))]
+    pub certificates: Vec<String>,
 }
 
 /// AWS: an IAM role that trusts this cluster's OIDC provider.
@@ -609,6 +674,10 @@ pub struct AzureStatus {
     /// Name of the federated identity credential for this ServiceAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated_credential: Option<String>,
+    /// ARM IDs of the vaults whose access policies hold an entry wib keeps
+    /// for the identity's principal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_vault_access_policies: Vec<String>,
 }
 
 /// The AWS role wib manages for this binding.

@@ -74,7 +74,9 @@ pub enum Reason {
     /// A requested role does not exist (Azure role definition, AWS managed
     /// policy, GCP role).
     RoleNotFound,
-    /// A requested role is not in the provider's `allowedRoles` (or is denied by default).
+    /// A requested role is not in the provider's `allowedRoles` (or is
+    /// denied by default), or a Key Vault permission needs the provider's
+    /// `azure.allowedSensitiveKeyVaultPermissions`.
     RoleNotAllowed,
     /// A requested AWS policy is not allowed by the provider.
     PolicyNotAllowed,
@@ -115,6 +117,9 @@ pub enum Reason {
     /// `spec.outputs.configMap` names a ConfigMap this binding did not make:
     /// wib does not write it.
     OutputConflict,
+    /// A vault in `azure.keyVaultAccessPolicies` does not exist, or
+    /// authorizes with Azure RBAC, where access policies have no effect.
+    KeyVaultNotUsable,
 }
 
 impl Reason {
@@ -124,6 +129,7 @@ impl Reason {
             Reason::PodsCurrent => "PodsCurrent",
             Reason::PodsNeedRestart => "PodsNeedRestart",
             Reason::OutputConflict => "OutputConflict",
+            Reason::KeyVaultNotUsable => "KeyVaultNotUsable",
             Reason::Progressing => "Progressing",
             Reason::Applied => "Applied",
             Reason::AsExpected => "AsExpected",
@@ -181,6 +187,7 @@ impl Reason {
                 | Reason::TrustPolicyTooLarge
                 | Reason::RoleNotFound
                 | Reason::RoleNotAllowed
+                | Reason::KeyVaultNotUsable
                 | Reason::PolicyNotAllowed
                 | Reason::ScopeNotAllowed
                 | Reason::AudienceNotAllowed

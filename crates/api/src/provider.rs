@@ -204,6 +204,19 @@ pub struct AzureProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 64)))]
     pub allowed_locations: Vec<String>,
+
+    /// Key Vault permissions a binding's `azure.keyVaultAccessPolicies` may
+    /// grant besides the everyday ones: `secrets/purge`, `keys/purge`,
+    /// `certificates/purge` (irreversible deletion), `keys/release`
+    /// (exporting a key out of its HSM boundary) and `keys/import`.
+    /// Empty (default): none of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(length(max = 24)))]
+    #[x_kube(validation = (
+        "self.all(p, p in ['secrets/purge', 'keys/purge', 'certificates/purge', 'keys/release', 'keys/import'])",
+        "azure.allowedSensitiveKeyVaultPermissions may hold only secrets/purge, keys/purge, certificates/purge, keys/release and keys/import"
+    ))]
+    pub allowed_sensitive_key_vault_permissions: Vec<String>,
 }
 
 /// AWS defaults.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use azure_core::error::ErrorKind;
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions};
 use azure_mgmt_authorization::package_2022_04_01 as authz;
+use azure_mgmt_keyvault::profile_hybrid_2020_09_01 as kv;
 use azure_mgmt_msi::package_2023_01_31 as msi;
 use futures::StreamExt;
 use wib_api::conditions::Reason;
@@ -19,6 +20,7 @@ use crate::CloudError;
 pub struct Clients {
     pub msi: msi::Client,
     pub authz: authz::Client,
+    pub kv: kv::Client,
 }
 
 /// What wib reads of an identity.
@@ -114,13 +116,19 @@ impl Clients {
             .transport(TransportOptions::new(http.clone()))
             .build()
             .map_err(|e| error("configuring the ARM client", e))?;
-        let authz = authz::Client::builder(credential)
+        let authz = authz::Client::builder(credential.clone())
+            .endpoint(endpoint.clone())
+            .retry(retry())
+            .transport(TransportOptions::new(http.clone()))
+            .build()
+            .map_err(|e| error("configuring the ARM client", e))?;
+        let kv = kv::Client::builder(credential)
             .endpoint(endpoint)
             .retry(retry())
             .transport(TransportOptions::new(http))
             .build()
             .map_err(|e| error("configuring the ARM client", e))?;
-        Ok(Self { msi, authz })
+        Ok(Self { msi, authz, kv })
     }
 
     pub async fn get_identity(&self, at: &IdentityRef) -> Result<Option<Identity>, CloudError> {
@@ -422,7 +430,7 @@ fn to_identity(identity: msi::models::Identity) -> Identity {
     }
 }
 
-fn status(e: &azure_core::Error) -> Option<u16> {
+pub(super) fn status(e: &azure_core::Error) -> Option<u16> {
     match e.kind() {
         ErrorKind::HttpResponse { status, .. } => Some(u16::from(*status)),
         _ => None,

@@ -36,5 +36,11 @@ async fn write(clients: &Clients, action: &Action) -> Result<(), CloudError> {
             .await
             .map(drop),
         Action::DeleteAssignment { scope, name } => arm.delete_assignment(scope, name).await,
+        Action::UpdateAccessPolicy {
+            vault,
+            merge,
+            entry,
+            ..
+        } => arm.update_access_policy(vault, *merge, entry).await,
     }
 }

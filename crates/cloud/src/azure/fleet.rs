@@ -1,7 +1,8 @@
 //! The fleet snapshot: every identity of a resource group and every role
 //! assignment under a scope, listed at most once per TTL. A steady-state
 //! resync of a binding then reads only its identity's federated
-//! credentials, which no list returns across identities. Like the other
+//! credentials and the vaults it names, which no list returns across
+//! identities. Like the other
 //! clouds', it only confirms a steady state (see
 //! [`crate::steps::Observe::recall`]).
 
@@ -63,6 +64,10 @@ impl Reads for Recalled<'_> {
 
     async fn credentials(&self, at: &IdentityRef) -> Result<Vec<Credential>, CloudError> {
         self.0.arm.list_credentials(at).await
+    }
+
+    async fn vault(&self, id: &str) -> Result<Option<super::vaults::Vault>, CloudError> {
+        self.0.arm.get_vault(id).await
     }
 
     async fn assignments(

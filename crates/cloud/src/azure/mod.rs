@@ -6,8 +6,11 @@
 //! The steps, by file: [`target`] (what the binding asks, no client),
 //! [`observe`] (reads), [`plan`] (every decision, pure), [`execute`]
 //! (writes); [`arm`] holds the calls, [`naming`] the names, [`observed`]
-//! the transport and [`credential`] wib's own credential.
+//! the transport and [`credential`] wib's own credential. Key Vault access
+//! policies have their calls in [`vaults`] and their decisions in
+//! [`access_policies`].
 
+pub mod access_policies;
 pub mod arm;
 pub mod credential;
 pub mod execute;
@@ -17,6 +20,7 @@ pub mod observe;
 pub mod observed;
 pub mod plan;
 pub mod target;
+pub mod vaults;
 
 use std::sync::Arc;
 

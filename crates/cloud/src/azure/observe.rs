@@ -7,11 +7,12 @@ use std::sync::Mutex;
 
 use std::future::Future;
 
-use super::Clients;
 use super::arm::{Assignment, Credential, Identity, IdentityRef, RoleDefinition};
 use super::fleet::Recalled;
 use super::plan;
 use super::target::Target;
+use super::vaults::Vault;
+use super::{Clients, access_policies};
 use crate::ownership::Release;
 use crate::steps::{Intent, Observe};
 use crate::{CloudError, Request};
@@ -28,6 +29,9 @@ pub struct Observed {
     pub credentials: Vec<Credential>,
     /// The identity's principal's role assignments, when they are at stake.
     pub assignments: Option<Vec<Assignment>>,
+    /// The vaults whose access policy entry for the identity is at stake,
+    /// by the ID the binding names.
+    pub vaults: super::access_policies::ObservedVaults,
 }
 
 /// Built-in role definitions by (subscription, name as asked): they never
@@ -68,6 +72,8 @@ pub trait Reads: Send + Sync {
         scope: &str,
         principal_id: &str,
     ) -> impl Future<Output = Result<Vec<Assignment>, CloudError>> + Send;
+    /// Always live: no listing holds access policies across vaults.
+    fn vault(&self, id: &str) -> impl Future<Output = Result<Option<Vault>, CloudError>> + Send;
 }
 
 impl Reads for Clients {
@@ -85,6 +91,10 @@ impl Reads for Clients {
         principal_id: &str,
     ) -> Result<Vec<Assignment>, CloudError> {
         self.arm.list_assignments(scope, principal_id).await
+    }
+
+    async fn vault(&self, id: &str) -> Result<Option<Vault>, CloudError> {
+        self.arm.get_vault(id).await
     }
 }
 
@@ -127,8 +137,14 @@ async fn read(
         }
     }
     let Some(identity) = reads.identity(&target.at).await? else {
+        // A vault the spec names is judged before the identity is made.
+        let vaults = match grants_at_stake {
+            true => read_vaults(reads, access_policies::vaults_at_stake(&target, request)).await?,
+            false => Vec::new(),
+        };
         return Ok(Observed {
             roles,
+            vaults,
             ..Observed::default()
         });
     };
@@ -146,12 +162,29 @@ async fn read(
     } else {
         None
     };
+    let vaults = match assignments_at_stake {
+        true => read_vaults(reads, access_policies::vaults_at_stake(&target, request)).await?,
+        false => Vec::new(),
+    };
     Ok(Observed {
         roles,
         identity: Some(identity),
         credentials,
         assignments,
+        vaults,
     })
+}
+
+async fn read_vaults(
+    reads: &impl Reads,
+    ids: Vec<String>,
+) -> Result<access_policies::ObservedVaults, CloudError> {
+    let mut vaults = Vec::with_capacity(ids.len());
+    for id in ids {
+        let vault = reads.vault(&id).await?;
+        vaults.push((id, vault));
+    }
+    Ok(vaults)
 }
 
 /// The definition of a role given by name, GUID or ID, as ARM has it: the

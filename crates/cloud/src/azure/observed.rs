@@ -123,6 +123,10 @@ pub fn operation(method: &str, path: &str) -> String {
     if path.to_ascii_lowercase().ends_with("/oauth2/v2.0/token") {
         return "Token".into();
     }
+    // Key Vault names its one POST-like PUT after the vault.
+    if path.to_ascii_lowercase().contains("/accesspolicies/") {
+        return "Vaults_UpdateAccessPolicy".into();
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let Some(provider) = segments
         .iter()
@@ -256,6 +260,16 @@ mod tests {
                 "UserAssignedIdentities_ListByResourceGroup",
             ),
             ("POST", "/tenant/oauth2/v2.0/token".into(), "Token"),
+            (
+                "GET",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv".into(),
+                "Vaults_Get",
+            ),
+            (
+                "PUT",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv/accessPolicies/add".into(),
+                "Vaults_UpdateAccessPolicy",
+            ),
         ];
         for (method, path, want) in cases {
             assert_eq!(operation(method, &path), want, "{method} {path}");

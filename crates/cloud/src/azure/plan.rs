@@ -10,9 +10,11 @@ use std::fmt;
 use wib_api::binding::{AzureStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 
+use super::access_policies::{self, PolicyWrite, Principal};
 use super::arm::{Assignment, Credential, Identity, IdentityRef, RoleDefinition};
 use super::observe::Observed;
 use super::target::{Target, segments};
+use super::vaults::{Merge, PolicyEntry};
 use super::{MAX_CREDENTIALS, naming};
 use crate::ownership::{self, Claim, Release};
 use crate::steps::{Decide, Intent, Next, Plan};
@@ -71,6 +73,13 @@ pub enum Action {
         scope: String,
         name: String,
     },
+    /// A merge into the identity's own entry of a vault's access policies.
+    UpdateAccessPolicy {
+        vault: String,
+        merge: Merge,
+        entry: PolicyEntry,
+        why: PolicyWrite,
+    },
 }
 
 impl fmt::Display for Action {
@@ -105,6 +114,29 @@ impl fmt::Display for Action {
             }
             Action::CreateAssignment { role, scope, .. } => write!(f, "assigned {role} on {scope}"),
             Action::DeleteAssignment { name, .. } => write!(f, "removed role assignment {name}"),
+            Action::UpdateAccessPolicy {
+                vault, entry, why, ..
+            } => {
+                let permissions = &entry.permissions;
+                match why {
+                    PolicyWrite::Granted => {
+                        write!(
+                            f,
+                            "granted {permissions} in the access policies of vault {vault}"
+                        )
+                    }
+                    PolicyWrite::Trimmed => write!(
+                        f,
+                        "removed {permissions}, which the spec does not list, from the access policies of vault {vault}"
+                    ),
+                    PolicyWrite::Revoked => {
+                        write!(
+                            f,
+                            "removed {permissions} from the access policies of vault {vault}"
+                        )
+                    }
+                }
+            }
         }
     }
 }
@@ -166,11 +198,12 @@ fn reconcile(
 ) -> Result<Plan<Action>, CloudError> {
     target.check_placement(request)?;
     let refused = target.grants_refused(request);
-    let grants = match refused {
-        Some(_) => Vec::new(),
+    let (grants, vaults) = match refused {
+        Some(_) => (Vec::new(), Vec::new()),
         None => {
             target.check_scopes(request)?;
-            judge_roles(request, target, &observed.roles)?
+            let grants = judge_roles(request, target, &observed.roles)?;
+            (grants, access_policies::judge(target, &observed.vaults)?)
         }
     };
     let claim = claim(request, target, observed.identity.as_ref())?;
@@ -190,22 +223,28 @@ fn reconcile(
         actions.push(put_identity(target, request, Some(identity)));
     }
     actions.extend(federation(target, &observed.credentials)?);
-    let statuses = match &refused {
-        Some(_) => unready(target),
+    let before = access_policies::before(request);
+    let (statuses, in_vaults) = match &refused {
+        Some(_) => (unready(target), before.to_vec()),
         None => {
             let existing = observed.assignments.as_deref().unwrap_or_default();
-            // Only an identity this binding owns loses the assignments wib
-            // made that the spec no longer lists; a sharer's are its maker's.
+            // Only an identity this binding owns loses the grants wib made
+            // that the spec no longer lists; a sharer's are its maker's.
             let owns = matches!(claim, Claim::Own | Claim::Adopt);
             let (writes, statuses) = assignments(identity, &grants, existing, owns);
             actions.extend(writes);
-            statuses
+            let principal = principal_of(target, identity);
+            let (writes, in_vaults) =
+                access_policies::reconcile(&vaults, &observed.vaults, before, principal, owns);
+            actions.extend(writes);
+            (statuses, in_vaults)
         }
     };
-    Ok(Plan::done(
-        actions,
-        outcome(target, identity, statuses, refused),
-    ))
+    let mut outcome = outcome(target, identity, statuses, refused);
+    if let Some(azure) = outcome.status.azure.as_mut() {
+        azure.key_vault_access_policies = in_vaults;
+    }
+    Ok(Plan::done(actions, outcome))
 }
 
 /// Judges every requested role by what ARM says it is, never by the
@@ -295,8 +334,10 @@ fn claim(
         ownership::Asker::of(request),
         request.provider.spec.adoption,
         &what,
-        (!target.spec.role_assignments.is_empty())
-            .then_some(("role assignments", Reason::RoleNotAllowed)),
+        target.grant_scopes().next().is_some().then_some((
+            "role assignments or access policies",
+            Reason::RoleNotAllowed,
+        )),
     )
 }
 
@@ -459,17 +500,29 @@ fn unready(target: &Target<'_>) -> Vec<RoleAssignmentStatus> {
         .collect()
 }
 
+/// The identity's principal, in the tenant its access policy entries name.
+fn principal_of<'a>(target: &'a Target<'_>, identity: &'a Identity) -> Principal<'a> {
+    Principal {
+        tenant: tenant_of(target, identity),
+        object_id: &identity.principal_id,
+    }
+}
+
+fn tenant_of<'a>(target: &'a Target<'_>, identity: &'a Identity) -> &'a str {
+    if identity.tenant_id.is_empty() {
+        &target.tenant
+    } else {
+        &identity.tenant_id
+    }
+}
+
 fn outcome(
     target: &Target<'_>,
     identity: &Identity,
     statuses: Vec<RoleAssignmentStatus>,
     refused: Option<GrantsRefused>,
 ) -> Outcome {
-    let tenant = if identity.tenant_id.is_empty() {
-        target.tenant.clone()
-    } else {
-        identity.tenant_id.clone()
-    };
+    let tenant = tenant_of(target, identity).to_string();
     let mut annotations = BTreeMap::from([
         (
             "azure.workload.identity/client-id".to_string(),
@@ -503,6 +556,7 @@ fn outcome(
                 tenant_id: Some(tenant),
                 resource_id: Some(identity.id.clone()),
                 federated_credential: Some(target.credential.name.clone()),
+                key_vault_access_policies: Vec::new(),
             }),
             role_assignments: statuses,
             ..Default::default()
@@ -543,9 +597,13 @@ fn cleanup(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> V
         .iter()
         .any(|c| !adopted || c.name.starts_with(naming::FIC_PREFIX));
     let assignments = observed.assignments.iter().flatten();
+    let vaults = access_policies::vaults_at_stake(target, request);
+    let entries =
+        access_policies::revoke(&vaults, &observed.vaults, principal_of(target, identity));
     match release {
         Release::Maker | Release::Survivor if last_out => {
             actions.extend(wibs(assignments, &identity.principal_id));
+            actions.extend(entries);
             if !adopted {
                 actions.push(Action::DeleteIdentity {
                     at: target.at.clone(),
@@ -556,6 +614,7 @@ fn cleanup(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> V
             // Others still federate to it: its grants were this binding's
             // and go with it; the last one out deletes it.
             actions.extend(wibs(assignments, &identity.principal_id));
+            actions.extend(entries);
             let mut tags = identity.tags.clone();
             tags.insert(ownership::TAG_RELEASED.into(), "true".into());
             actions.push(Action::PutIdentity {
@@ -743,6 +802,7 @@ mod tests {
             assignments: identity.is_some().then(|| assignments.to_vec()),
             identity,
             credentials: credentials.to_vec(),
+            vaults: Vec::new(),
         }
     }
 
@@ -1225,6 +1285,7 @@ mod tests {
             identity: Some(identity("ns", "u1", &[])),
             credentials: vec![ours()],
             assignments: None,
+            vaults: Vec::new(),
         };
         let (actions, outcome) = done(run(&b, &p, Intent::Reconcile, &o).expect("plan"), "deny");
         assert_eq!(actions, []);

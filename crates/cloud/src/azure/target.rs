@@ -122,14 +122,28 @@ impl<'a> Target<'a> {
     /// Default deny: every grant refused when the provider lists no
     /// `allowedScopes` (the identity and its federation still go ahead).
     pub fn grants_refused(&self, request: &Request<'_>) -> Option<GrantsRefused> {
-        guardrails::grants_refused(
-            request.provider,
-            self.spec.role_assignments.first().map(|r| r.scope.as_str()),
-        )
+        let first = self.grant_scopes().next();
+        guardrails::grants_refused(request.provider, first)
     }
 
-    /// Every scope the spec lists is a plain ARM ID under the provider's
-    /// `allowedScopes`. The roles are judged once ARM says what they are.
+    /// Where the spec's grants land: role assignment scopes, then vaults
+    /// given access policies.
+    pub fn grant_scopes(&self) -> impl Iterator<Item = &'a str> {
+        let spec = self.spec;
+        spec.role_assignments
+            .iter()
+            .map(|r| r.scope.as_str())
+            .chain(
+                spec.key_vault_access_policies
+                    .iter()
+                    .map(|p| p.vault.as_str()),
+            )
+    }
+
+    /// Every scope and vault the spec lists is a plain ARM ID under the
+    /// provider's `allowedScopes`, and no vault permission needs an
+    /// allowance the provider did not give. The roles are judged once ARM
+    /// says what they are.
     pub fn check_scopes(&self, request: &Request<'_>) -> Result<(), CloudError> {
         let allowed = request
             .provider
@@ -137,7 +151,8 @@ impl<'a> Target<'a> {
             .allowed_scopes
             .as_deref()
             .unwrap_or_default();
-        for scope in self.spec.role_assignments.iter().map(|r| &r.scope) {
+        super::access_policies::check_sensitive(self, &provider_name(request))?;
+        for scope in self.grant_scopes() {
             segments(scope)?;
             if !guardrails::scope_allowed(scope, allowed) {
                 return Err(CloudError::new(

@@ -1,13 +1,15 @@
 //! The Azure fake: ARM user-assigned identities and federated identity
 //! credentials (Microsoft.ManagedIdentity 2023-01-31), Authorization role
 //! definitions and assignments (2022-04-01), and the Entra ID v2.0 token
-//! endpoint with client-assertion (workload identity federation) grants.
+//! endpoint with client-assertion (workload identity federation) grants,
+//! and Key Vault vaults with access policies (see [`keyvault`]).
 //! Paths, api-versions, status codes and `CloudError` bodies follow the
 //! public REST specs; ARM paths are case-insensitive, as in Azure.
 
 mod authorization;
 mod entra;
 mod identities;
+mod keyvault;
 pub mod roles;
 
 use std::collections::{BTreeMap, HashSet};
@@ -57,6 +59,8 @@ struct StateData {
     /// Keyed by lower-cased resource ID.
     identities: BTreeMap<String, identities::Identity>,
     assignments: BTreeMap<String, authorization::Assignment>,
+    /// Key vaults, keyed by lower-cased resource ID.
+    vaults: BTreeMap<String, keyvault::Vault>,
     /// Custom role definitions, keyed by lower-cased GUID.
     custom_roles: BTreeMap<String, authorization::CustomRole>,
     /// Identities with a federated credential write in flight.
@@ -183,6 +187,18 @@ async fn dispatch(
         api_version,
         body,
     };
+    if request.lower.starts_with("/keyvault/") && request.method == Method::GET {
+        let client_id = bearer(&headers)
+            .and_then(|t| fake.state().tokens.get(t).map(|(client, _)| client.clone()))
+            .unwrap_or_default();
+        return keyvault::get_secret(&fake, request, &client_id).await;
+    }
+    if request
+        .lower
+        .contains("/providers/microsoft.keyvault/vaults")
+    {
+        return keyvault::handle(&fake, request).await;
+    }
     if request
         .lower
         .contains("/providers/microsoft.managedidentity/userassignedidentities")
@@ -244,12 +260,15 @@ enum Bearer {
     Unknown,
 }
 
-fn authorized(fake: &AzureCloud, headers: &HeaderMap) -> Bearer {
-    let Some(token) = headers
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+}
+
+fn authorized(fake: &AzureCloud, headers: &HeaderMap) -> Bearer {
+    let Some(token) = bearer(headers) else {
         return Bearer::Unknown;
     };
     let expiry = fake.state().tokens.get(token).map(|(_, expiry)| *expiry);
@@ -331,9 +350,15 @@ async fn admin_state(State(fake): State<Shared>) -> impl IntoResponse {
         .values()
         .map(authorization::Assignment::to_json)
         .collect();
+    let vaults: Vec<Value> = state
+        .vaults
+        .values()
+        .map(keyvault::Vault::to_json)
+        .collect();
     axum::Json(json!({
         "identities": identities,
         "roleAssignments": assignments,
+        "vaults": vaults,
         "expiredTokensRefused": state.expired_tokens_refused,
         "expiredAssertionsRefused": state.expired_assertions_refused,
     }))
@@ -429,6 +454,7 @@ impl Faulty for AzureCloud {
         state.identities.clear();
         state.assignments.clear();
         state.custom_roles.clear();
+        state.vaults.clear();
         state.fic_busy.clear();
         state.identity_writes.clear();
         drop(state);
