@@ -702,6 +702,82 @@ impl Env {
         )
     }
 
+    /// Makes vault `id` (an ARM ID) in the Azure fake, authorizing with
+    /// access policies (`entries`) or, when `rbac`, Azure RBAC, and holding
+    /// secret `db-password`, as a platform team's vault would.
+    pub async fn seed_vault(&self, id: &str, rbac: bool, entries: Value) {
+        let vault = serde_json::json!({"location": "westeurope", "properties": {
+            "tenantId": wib_testenv::azure::AZURE_TENANT,
+            "sku": {"family": "A", "name": "standard"},
+            "enableRbacAuthorization": rbac, "accessPolicies": entries}});
+        let secret = serde_json::json!({"properties": {"value": "s3cret"}});
+        for (path, body) in [
+            (id.to_string(), vault),
+            (format!("{id}/secrets/db-password"), secret),
+        ] {
+            let (status, body) = self
+                .azure()
+                .arm(
+                    reqwest::Method::PUT,
+                    &format!("{path}?api-version=2019-09-01"),
+                    Some(body),
+                )
+                .await
+                .expect("arrange the vault");
+            assert!(status < 300, "{path}: {body}");
+        }
+    }
+
+    /// The access policy entries of vault `id` in the Azure fake: their
+    /// permissions by object ID.
+    pub async fn vault_entries(&self, id: &str) -> std::collections::BTreeMap<String, Value> {
+        let state = self.azure().state().await.expect("Azure fake state");
+        let vault = state["vaults"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["id"].as_str().is_some_and(|v| v.eq_ignore_ascii_case(id)))
+            .cloned()
+            .unwrap_or_else(|| panic!("vault {id}: {state}"));
+        vault["properties"]["accessPolicies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let object = e["objectId"].as_str().unwrap_or_default().to_string();
+                (object, e["permissions"].clone())
+            })
+            .collect()
+    }
+
+    /// The pod stand-in reading `secret` from the fake's vault `vault` with
+    /// an Entra token for Key Vault, exchanged from `token` as
+    /// `client_id`: (read, output).
+    pub fn azure_read_secret(
+        &self,
+        client_id: &str,
+        token: &str,
+        vault: &str,
+        secret: &str,
+    ) -> (bool, String) {
+        let token_file = self.cp.dir().join(format!("pod-token-{}", short_id(token)));
+        std::fs::write(&token_file, token).expect("token file");
+        let url = format!(
+            "{}/keyvault/{vault}/secrets/{secret}?api-version=7.4",
+            self.azure().url
+        );
+        run_pod(
+            "wib-e2e-pod-azure",
+            &[
+                ("AZURE_CLIENT_ID", client_id.as_ref()),
+                ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
+                ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
+                ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
+                ("WIB_POD_KEYVAULT_SECRET_URL", url.as_ref()),
+            ],
+        )
+    }
+
     /// A pod of `namespace`/`service_account` exchanging a fresh projected
     /// token through the GCP fake's STS and impersonating `email`, with the
     /// Google auth library, as a workload identity pool setup would:

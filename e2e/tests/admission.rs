@@ -15,6 +15,7 @@ use wib_testenv::{ControlPlane, Options};
 
 const SUB: &str = "00000000-0000-0000-0000-00000000aaaa";
 const OTHER_SUB: &str = "00000000-0000-0000-0000-00000000bbbb";
+const KV: &str = "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps/providers/Microsoft.KeyVault/vaults/Apps-KV";
 
 fn binding(spec: Value) -> Value {
     binding_named("b", spec)
@@ -228,6 +229,38 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "must not contain '.' or '..' segments",
         ),
         (
+            "vault given twice",
+            json!({"azure": {"keyVaultAccessPolicies": [
+                {"vault": KV, "secrets": ["get"]},
+                {"vault": KV.replace("Apps-KV", "apps-kv"), "secrets": ["list"]}]}}),
+            "azure.keyVaultAccessPolicies must name each vault once",
+        ),
+        (
+            "vault access policy granting nothing",
+            json!({"azure": {"keyVaultAccessPolicies": [{"vault": KV}]}}),
+            "must grant at least one permission",
+        ),
+        (
+            "vault that is not a vault",
+            json!({"azure": {"keyVaultAccessPolicies": [{"vault": "/subscriptions/00000000-0000-0000-0000-00000000aaaa/resourceGroups/apps", "secrets": ["get"]}]}}),
+            "keyVaultAccessPolicies[].vault must be a vault's ARM ID",
+        ),
+        (
+            "unknown secret permission",
+            json!({"azure": {"keyVaultAccessPolicies": [{"vault": KV, "secrets": ["read"]}]}}),
+            "keyVaultAccessPolicies[].secrets may hold only",
+        ),
+        (
+            "unknown key permission",
+            json!({"azure": {"keyVaultAccessPolicies": [{"vault": KV, "keys": ["export"]}]}}),
+            "keyVaultAccessPolicies[].keys may hold only",
+        ),
+        (
+            "unknown certificate permission",
+            json!({"azure": {"keyVaultAccessPolicies": [{"vault": KV, "certificates": ["all"]}]}}),
+            "keyVaultAccessPolicies[].certificates may hold only",
+        ),
+        (
             "token expiration too short",
             json!({"azure": {"tokenExpirationSeconds": 60}}),
             "should be greater than or equal to 3600",
@@ -339,6 +372,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "bad allowed resource group",
             json!({"clusterName": "c", "azure": {"tenantId": SUB, "subscriptionId": SUB, "resourceGroup": "rg", "location": "l", "allowedResourceGroups": ["/subscriptions/00000000-0000-0000-0000-00000000aaaa/rg"]}}),
             "azure.allowedResourceGroups entries must be",
+        ),
+        (
+            "unknown sensitive vault permission",
+            json!({"clusterName": "c", "azure": {"tenantId": SUB, "subscriptionId": SUB, "resourceGroup": "rg", "location": "l", "allowedSensitiveKeyVaultPermissions": ["secrets/delete"]}}),
+            "azure.allowedSensitiveKeyVaultPermissions may hold only",
         ),
         (
             "bad account",

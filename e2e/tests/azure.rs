@@ -1187,3 +1187,154 @@ async fn an_issuer_change_re_keys_the_federated_credential_in_place_and_deletion
     assert_eq!(identities(&state), Vec::<Value>::new(), "{state}");
     assert_eq!(assignments(&state), Vec::<Value>::new(), "{state}");
 }
+
+/// Someone else's principal with an entry in the seed vault's access policies.
+const OTHER_PRINCIPAL: &str = "9d4b6c0e-5a1f-4b7e-8c2d-3e6f7a8b9c0d";
+
+/// `OTHER_PRINCIPAL`'s entry in the seed vault: `get` on secrets and keys.
+fn their_entry() -> Value {
+    json!([{"tenantId": AZURE_TENANT, "objectId": OTHER_PRINCIPAL,
+        "permissions": {"secrets": ["get"], "keys": ["get", "wrapKey"]}}])
+}
+
+/// A vault admin's merge into vault `id`'s access policies.
+async fn merge_into_vault(env: &Env, id: &str, kind: &str, principal: &str, permissions: Value) {
+    let body = json!({"properties": {"accessPolicies": [{"tenantId": AZURE_TENANT,
+        "objectId": principal, "permissions": permissions}]}});
+    let (status, body) = env
+        .azure()
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{id}/accessPolicies/{kind}?api-version=2019-09-01"),
+            Some(body),
+        )
+        .await
+        .expect("vault admin's change");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The seed scenario with a vault access policy instead of a role: the
+/// identity's entry is the only one wib writes, holds exactly what the
+/// binding lists (a pod reads the secret with it), is put back after drift
+/// and goes with the binding; the other principal's entry is never touched.
+#[tokio::test]
+async fn a_vault_access_policy_is_the_identitys_own_entry_kept_exact_and_removed_on_delete() {
+    let env = env().await;
+    let vault = vault_scope();
+    env.seed_vault(&vault, false, their_entry()).await;
+    let theirs = env.vault_entries(&vault).await[OTHER_PRINCIPAL].clone();
+    env.apply(&format!(
+        r#"apiVersion: wib.dev/v1alpha1
+kind: WorkloadIdentityBinding
+metadata:
+  name: app1
+  namespace: {NS}
+spec:
+  serviceAccount:
+    name: {SA}
+  azure:
+    keyVaultAccessPolicies:
+      - vault: {vault}
+        secrets: [get, list]
+"#
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "app1", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let azure = b
+        .status
+        .as_ref()
+        .and_then(|s| s.azure.clone())
+        .expect("azure status");
+    let principal = azure.principal_id.clone().expect("principal");
+    let client_id = azure.client_id.clone().expect("client ID");
+    assert_eq!(azure.key_vault_access_policies, vec![vault.clone()]);
+    let entries = env.vault_entries(&vault).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[&principal], json!({"secrets": ["get", "list"]}));
+    assert_eq!(
+        entries[OTHER_PRINCIPAL], theirs,
+        "another principal's entry"
+    );
+    assert!(
+        assignments(&env.azure().state().await.expect("state")).is_empty(),
+        "an access policy is not a role assignment"
+    );
+
+    // The pod reads the secret with its own token, as the entry allows.
+    let token = env
+        .cp
+        .service_account_token(NS, SA, AZURE_AUDIENCE)
+        .await
+        .expect("TokenRequest");
+    let (ok, output) = env.azure_read_secret(&client_id, &token, "qa-kv", "db-password");
+    assert!(ok && output.contains("secret read"), "{output}");
+
+    // A steady state writes nothing.
+    env.azure().reset_calls().await.expect("reset");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(calls["writes"], 0, "steady state wrote: {calls}");
+
+    // Drift: a vault admin takes `list` away and adds `delete`; wib puts
+    // the entry back as the binding lists it, and says so.
+    merge_into_vault(
+        &env,
+        &vault,
+        "remove",
+        &principal,
+        json!({"secrets": ["list"]}),
+    )
+    .await;
+    merge_into_vault(
+        &env,
+        &vault,
+        "add",
+        &principal,
+        json!({"secrets": ["delete"]}),
+    )
+    .await;
+    wib_e2e::poll_until(wib_e2e::WAIT, "the entry restored", || async {
+        let entries = env.vault_entries(&vault).await;
+        let mut held: Vec<String> = entries[&principal]["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+        held.sort();
+        match held == ["get", "list"] {
+            true => Ok(()),
+            false => Err(format!("{entries:?}")),
+        }
+    })
+    .await
+    .expect("restored");
+    let events: Vec<String> = env
+        .events_for(NS, "app1")
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains("granted secrets/list"))
+            && events.iter().any(|e| e.contains("removed secrets/delete")),
+        "{events:?}"
+    );
+    assert_eq!(env.vault_entries(&vault).await[OTHER_PRINCIPAL], theirs);
+
+    // Deletion takes the entry and nothing else.
+    env.delete_binding(NS, "app1").await.expect("deleted");
+    let entries = env.vault_entries(&vault).await;
+    assert_eq!(
+        entries.keys().collect::<Vec<_>>(),
+        vec![OTHER_PRINCIPAL],
+        "{entries:?}"
+    );
+    assert_eq!(entries[OTHER_PRINCIPAL], theirs);
+    assert!(identities(&env.azure().state().await.expect("state")).is_empty());
+}

@@ -1833,3 +1833,153 @@ async fn the_makers_deletion_takes_its_grants_and_the_last_sharer_takes_the_iden
         "released and left empty"
     );
 }
+
+/// Key Vault access policies as a tenant: a vault outside the provider's
+/// scopes (plainly, or behind a name that merely starts like an allowed
+/// resource group), a vault that ignores access policies or does not
+/// exist, a permission the platform did not allow, and a grant through an
+/// identity another binding made are all refused before anything is
+/// written; what is allowed writes only the identity's own entry.
+#[tokio::test]
+async fn a_tenant_reaches_only_allowed_vaults_and_only_its_own_access_policy_entry() {
+    let env = Env::start_azure()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let mut provider = all_clouds_provider();
+    let team_rg = format!("{SUBSCRIPTION}/resourceGroups/team-a-rg");
+    provider["spec"]["allowedScopes"] = json!([team_rg]);
+    env.apply(&provider.to_string()).await.expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let vault = |rg: &str, name: &str| {
+        format!("{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}")
+    };
+    let platform_entry = json!([{"tenantId": wib_testenv::azure::AZURE_TENANT,
+        "objectId": "11111111-2222-4333-8444-555555555555", "permissions": {"secrets": ["get", "set"]}}]);
+    let (team_kv, platform_kv) = (
+        vault("team-a-rg", "team-a-kv"),
+        vault("platform-core", "platform-kv"),
+    );
+    env.seed_vault(&team_kv, false, json!([])).await;
+    env.seed_vault(&platform_kv, false, platform_entry.clone())
+        .await;
+    env.seed_vault(&vault("team-a-rg", "team-a-rbac"), true, json!([]))
+        .await;
+    env.seed_vault(&vault("team-a-rg-evil", "evil-kv"), false, json!([]))
+        .await;
+    let policy = |vault: &str, secrets: Value| json!({"keyVaultAccessPolicies": [{"vault": vault, "secrets": secrets}]});
+
+    // The API server refuses what is not a vault's plain ARM ID.
+    let dotted =
+        format!("{SUBSCRIPTION}/resourceGroups/../providers/Microsoft.KeyVault/vaults/platform-kv");
+    let error = tenant
+        .apply(&binding("dotted", "azure", policy(&dotted, json!(["get"]))))
+        .await
+        .expect_err("a dotted vault ID");
+    assert!(
+        format!("{error:#}").contains("keyVaultAccessPolicies[].vault must be a vault's ARM ID"),
+        "{error:#}"
+    );
+
+    env.azure().reset_calls().await.expect("reset");
+    let attempts = [
+        (
+            "outside",
+            policy(&platform_kv, json!(["get"])),
+            "ScopeNotAllowed",
+            "platform-kv",
+        ),
+        (
+            "lookalike",
+            policy(&vault("team-a-rg-evil", "evil-kv"), json!(["get"])),
+            "ScopeNotAllowed",
+            "team-a-rg-evil",
+        ),
+        (
+            "rbac",
+            policy(&vault("team-a-rg", "team-a-rbac"), json!(["get"])),
+            "KeyVaultNotUsable",
+            "Azure RBAC",
+        ),
+        (
+            "missing",
+            policy(&vault("team-a-rg", "team-a-gone"), json!(["get"])),
+            "KeyVaultNotUsable",
+            "does not exist",
+        ),
+        (
+            "purger",
+            policy(&team_kv, json!(["get", "purge"])),
+            "RoleNotAllowed",
+            "allowedSensitiveKeyVaultPermissions",
+        ),
+    ];
+    for (name, spec, _, _) in &attempts {
+        tenant
+            .apply(&binding(name, "azure", spec.clone()))
+            .await
+            .expect("binding");
+    }
+    for (name, _, reason, quoted) in &attempts {
+        let message = refused(&env, name, reason).await;
+        assert!(message.contains(quoted), "{name}: {message}");
+    }
+    let calls = env.azure().calls().await.expect("calls");
+    assert_eq!(calls["writes"], 0, "refused access policies wrote: {calls}");
+
+    // Another binding's identity cannot carry this binding's grants.
+    tenant
+        .apply(&binding(
+            "owner",
+            "azure",
+            json!({"identityName": "team-a-shared"}),
+        ))
+        .await
+        .expect("owner");
+    env.wait_condition(NS, "owner", READY, "True", "Provisioned")
+        .await
+        .expect("owner Ready");
+    let mut sharer = policy(&team_kv, json!(["get"]));
+    sharer["identityName"] = json!("team-a-shared");
+    tenant
+        .apply(&binding("sharer", "azure", sharer))
+        .await
+        .expect("sharer");
+    let message = refused(&env, "sharer", "RoleNotAllowed").await;
+    assert!(
+        message.contains("owns its role assignments or access policies"),
+        "{message}"
+    );
+    assert!(env.vault_entries(&team_kv).await.is_empty());
+
+    // What the provider allows lands in the identity's own entry only.
+    tenant
+        .apply(&binding(
+            "reader",
+            "azure",
+            policy(&team_kv, json!(["get"])),
+        ))
+        .await
+        .expect("reader");
+    let b = env
+        .wait_condition(NS, "reader", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let principal = b
+        .status
+        .and_then(|s| s.azure)
+        .and_then(|a| a.principal_id)
+        .expect("principal");
+    let entries = env.vault_entries(&team_kv).await;
+    assert_eq!(
+        entries.keys().collect::<Vec<_>>(),
+        vec![&principal],
+        "{entries:?}"
+    );
+    let platform = env.vault_entries(&platform_kv).await;
+    assert_eq!(
+        platform["11111111-2222-4333-8444-555555555555"], platform_entry[0]["permissions"],
+        "the platform's vault is untouched"
+    );
+    assert_eq!(platform.len(), 1, "{platform:?}");
+}

@@ -397,7 +397,7 @@ pub struct KeyVaultAccessPolicy {
     /// `/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>`.
     #[schemars(length(max = 256))]
     #[x_kube(validation = (
-        "self.matches('^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[-\\\\w._()]{1,90}/providers/(?i:Microsoft[.]KeyVault/vaults)/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$')",
+        "self.matches('^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[-\\\\w._()]{0,89}[-\\\\w_()]/providers/(?i:Microsoft[.]KeyVault/vaults)/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$')",
         "azure.keyVaultAccessPolicies[].vault must be a vault's ARM ID: /subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<3-24 letters, digits and '-'>"
     ))]
     pub vault: String,

@@ -1637,4 +1637,207 @@ mod tests {
             assert_eq!(federates(&existing, &wanted), expected, "{existing:?}");
         }
     }
+
+    mod access_policies {
+        use super::*;
+        use crate::azure::vaults::{Permissions, Vault};
+
+        fn vault_id() -> String {
+            format!("{}/providers/Microsoft.KeyVault/vaults/kv", apps())
+        }
+
+        fn perms(secrets: &[&str]) -> Permissions {
+            let list: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+            Permissions::of(&list, &[], &[])
+        }
+
+        fn entry(object: &str, secrets: &[&str]) -> PolicyEntry {
+            PolicyEntry {
+                tenant_id: "tenant-1".into(),
+                object_id: object.into(),
+                permissions: perms(secrets),
+            }
+        }
+
+        fn vault(entries: Vec<PolicyEntry>) -> Vault {
+            Vault {
+                id: vault_id(),
+                tenant_id: "tenant-1".into(),
+                rbac: false,
+                entries,
+            }
+        }
+
+        /// A binding granting `secrets` on the vault, and no role.
+        fn granting(secrets: &[&str], extra: Value) -> WorkloadIdentityBinding {
+            let policy = json!([{"vault": vault_id(), "secrets": secrets}]);
+            binding(&[], json!({"keyVaultAccessPolicies": policy}), extra)
+        }
+
+        fn with_vault(identity: Option<Identity>, vault: Option<Vault>) -> Observed {
+            Observed {
+                assignments: identity.is_some().then(Vec::new),
+                credentials: if identity.is_some() {
+                    vec![ours()]
+                } else {
+                    vec![]
+                },
+                identity,
+                vaults: vec![(vault_id(), vault)],
+                ..Observed::default()
+            }
+        }
+
+        fn merge(how: Merge, secrets: &[&str], why: PolicyWrite) -> Action {
+            Action::UpdateAccessPolicy {
+                vault: vault_id(),
+                merge: how,
+                entry: entry(PRINCIPAL, secrets),
+                why,
+            }
+        }
+
+        #[test]
+        fn the_principals_entry_is_made_to_hold_exactly_what_is_asked_and_no_other_is_written() {
+            let (b, p) = (granting(&["get", "List"], json!({})), provider(json!({})));
+            let theirs = entry("someone-else", &["get", "set", "delete"]);
+            let cases = [
+                (
+                    "missing",
+                    vec![theirs.clone()],
+                    vec![merge(Merge::Add, &["get", "list"], PolicyWrite::Granted)],
+                ),
+                (
+                    "steady, whatever the case",
+                    vec![theirs.clone(), entry(PRINCIPAL, &["GET", "list"])],
+                    vec![],
+                ),
+                (
+                    "drifted both ways",
+                    vec![theirs.clone(), entry(PRINCIPAL, &["get", "delete"])],
+                    vec![
+                        merge(Merge::Add, &["list"], PolicyWrite::Granted),
+                        merge(Merge::Remove, &["delete"], PolicyWrite::Trimmed),
+                    ],
+                ),
+            ];
+            for (case, entries, expected) in cases {
+                let o = with_vault(Some(identity("ns", "u1", &[])), Some(vault(entries)));
+                let (actions, outcome) =
+                    done(run(&b, &p, Intent::Reconcile, &o).expect(case), case);
+                assert_eq!(actions, expected, "{case}");
+                let azure = outcome.status.azure.expect("azure status");
+                assert_eq!(azure.key_vault_access_policies, [vault_id()], "{case}");
+            }
+        }
+
+        #[test]
+        fn a_vault_that_cannot_take_the_entry_is_refused_before_the_identity_is_made() {
+            let (b, p) = (granting(&["get"], json!({})), provider(json!({})));
+            let rbac = Vault {
+                rbac: true,
+                ..vault(vec![])
+            };
+            let foreign = Vault {
+                tenant_id: "tenant-2".into(),
+                ..vault(vec![])
+            };
+            for (case, v) in [
+                ("missing", None),
+                ("RBAC", Some(rbac)),
+                ("other tenant", Some(foreign)),
+            ] {
+                refused(
+                    case,
+                    &b,
+                    &p,
+                    &with_vault(None, v),
+                    Reason::KeyVaultNotUsable,
+                );
+            }
+            let outside = granting(&["get"], json!({}));
+            let narrow = provider(json!({"allowedScopes": [elsewhere()]}));
+            refused(
+                "outside allowedScopes",
+                &outside,
+                &narrow,
+                &with_vault(None, Some(vault(vec![]))),
+                Reason::ScopeNotAllowed,
+            );
+            let purge = granting(&["get", "purge"], json!({}));
+            refused(
+                "purge",
+                &purge,
+                &p,
+                &with_vault(None, Some(vault(vec![]))),
+                Reason::RoleNotAllowed,
+            );
+            let allowing = provider(
+                json!({"azure": {"tenantId": "tenant-1", "subscriptionId": SUB,
+                    "resourceGroup": "rg", "location": "westeurope",
+                    "allowedSensitiveKeyVaultPermissions": ["secrets/purge"]}}),
+            );
+            let planned = run(
+                &purge,
+                &allowing,
+                Intent::Reconcile,
+                &with_vault(None, Some(vault(vec![]))),
+            );
+            assert!(planned.is_ok(), "purge where the provider allows it");
+        }
+
+        #[test]
+        fn a_vault_leaving_the_spec_or_the_binding_takes_the_entry_with_it() {
+            let p = provider(json!({}));
+            let mut b = binding(&[], json!({}), json!({}));
+            b.status = Some(wib_api::WorkloadIdentityBindingStatus {
+                azure: Some(AzureStatus {
+                    key_vault_access_policies: vec![vault_id()],
+                    ..AzureStatus::default()
+                }),
+                ..Default::default()
+            });
+            let held = || {
+                Some(vault(vec![
+                    entry(PRINCIPAL, &["get"]),
+                    entry("someone-else", &["get"]),
+                ]))
+            };
+            let o = with_vault(Some(identity("ns", "u1", &[])), held());
+            let (actions, outcome) = done(
+                run(&b, &p, Intent::Reconcile, &o).expect("dropped"),
+                "dropped",
+            );
+            assert_eq!(
+                actions,
+                [merge(Merge::Remove, &["get"], PolicyWrite::Revoked)]
+            );
+            assert!(
+                outcome
+                    .status
+                    .azure
+                    .expect("azure")
+                    .key_vault_access_policies
+                    .is_empty()
+            );
+
+            let b = granting(&["get"], json!({}));
+            let planned = run(
+                &b,
+                &p,
+                Intent::Cleanup,
+                &with_vault(Some(identity("ns", "u1", &[])), held()),
+            )
+            .expect("deleted");
+            assert_eq!(
+                planned.actions,
+                [
+                    delete_credential(&wib_credential_name()),
+                    merge(Merge::Remove, &["get"], PolicyWrite::Revoked),
+                    Action::DeleteIdentity { at: at() },
+                ],
+                "the entry goes before the identity it names"
+            );
+        }
+    }
 }
