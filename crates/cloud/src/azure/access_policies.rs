@@ -200,23 +200,17 @@ pub fn revoke<'a>(
     vaults: &ObservedVaults,
     principal: Principal<'_>,
 ) -> Vec<Action> {
-    let mut actions: Vec<Action> = Vec::new();
-    for id in ids {
-        let Some(Some(vault)) = find(vaults, id) else {
-            continue;
-        };
-        let held = principal.held_in(vault);
-        let already = actions.iter().any(|a| matches!(a, Action::UpdateAccessPolicy { vault, .. } if vault.eq_ignore_ascii_case(id)));
-        if !held.is_empty() && !already {
-            actions.push(update(
-                id,
-                Merge::Remove,
-                principal.entry(held),
-                PolicyWrite::Revoked,
-            ));
-        }
-    }
-    actions
+    ids.into_iter()
+        .filter_map(|id| {
+            let Some(Some(vault)) = find(vaults, id) else {
+                return None;
+            };
+            let held = principal.held_in(vault);
+            let entry = principal.entry(held);
+            (!entry.permissions.is_empty())
+                .then(|| update(id, Merge::Remove, entry, PolicyWrite::Revoked))
+        })
+        .collect()
 }
 
 /// The vaults whose entry the binding may hold: those it names now and
