@@ -801,6 +801,38 @@ impl Env {
     }
 
     /// A pod holding `token` exchanging it through the GCP fake's STS and
+    /// using the federated token itself (mode Direct: no impersonation) to
+    /// ask `project` which permissions it holds: (holds some, output).
+    pub fn gcp_direct_access(&self, token: &str, project: &str) -> (bool, String) {
+        let token_file = self
+            .cp
+            .dir()
+            .join(format!("pod-gcp-token-{}", short_id(token)));
+        std::fs::write(&token_file, token).expect("token file");
+        let mut config = self.gcp().credential_config(&token_file, "unused");
+        if let Some(fields) = config.as_object_mut() {
+            fields.remove("service_account_impersonation_url");
+        }
+        let config_file = self
+            .cp
+            .dir()
+            .join(format!("pod-gcp-direct-{}.json", short_id(token)));
+        std::fs::write(&config_file, config.to_string()).expect("config");
+        let url = format!(
+            "{}/v3/projects/{project}:testIamPermissions",
+            self.gcp().url
+        );
+        let (ok, out) = run_pod(
+            "wib-e2e-pod-gcp",
+            &[
+                ("GOOGLE_APPLICATION_CREDENTIALS", config_file.as_os_str()),
+                ("WIB_POD_GCP_TEST_PERMISSIONS_URL", url.as_ref()),
+            ],
+        );
+        (ok && out.contains("permissions held"), out)
+    }
+
+    /// A pod holding `token` exchanging it through the GCP fake's STS and
     /// impersonating `email`: (succeeded, output).
     pub fn gcp_exchange(&self, token: &str, email: &str) -> (bool, String) {
         let token_file = self

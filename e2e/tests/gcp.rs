@@ -608,3 +608,108 @@ async fn a_throttled_call_is_tried_again_no_sooner_than_its_retry_info_asks() {
         );
     }
 }
+
+/// Mode Direct outside GKE: no Google service account; the role goes to the
+/// ServiceAccount's pool principal, which a pod uses with its federated
+/// token alone. A role someone else granted that principal stays; drift is
+/// put back; a steady state writes nothing; deletion takes wib's role and
+/// leaves the project's other grants and no account behind.
+#[tokio::test]
+async fn direct_mode_grants_the_principal_itself_and_a_pod_uses_its_federated_token() {
+    let env = env(true, "").await;
+    let principal = format!(
+        "principal://iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/{POOL}/subject/system:serviceaccount:{NS}:direct"
+    );
+    // The platform team granted the same principal a role by hand.
+    edit_policy(&env, &project(), |policy| {
+        let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+        let mut bindings = bindings;
+        bindings.push(json!({"role": "roles/pubsub.subscriber", "members": [principal]}));
+        policy["bindings"] = json!(bindings);
+    })
+    .await;
+    let calls_before = env.gcp().calls().await.expect("calls");
+    env.apply(&binding(
+        "direct",
+        "    mode: Direct\n    roles:\n      - role: roles/storage.objectViewer\n",
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "direct", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let status = b.status.clone().expect("status");
+    let gcp = status.gcp.clone().expect("status.gcp");
+    assert_eq!(gcp.member.as_deref(), Some(principal.as_str()));
+    assert_eq!(gcp.email, None);
+    assert_eq!(status.identity.as_deref(), Some(principal.as_str()));
+    let state = env.gcp().state().await.expect("state");
+    assert_eq!(
+        members(&state, &project(), "roles/storage.objectViewer"),
+        vec![principal.clone()]
+    );
+    let after = env.gcp().calls().await.expect("calls");
+    let created =
+        |calls: &Value| calls["operations"]["iam.projects.serviceAccounts.create"].as_u64();
+    assert_eq!(
+        created(&after),
+        created(&calls_before),
+        "no service account: {after}"
+    );
+    assert!(
+        members(&state, &account_resource(&email("direct")), WI_USER).is_empty(),
+        "no workloadIdentityUser anywhere"
+    );
+    env.wait_service_account(NS, "direct", "annotated for the webhook", |sa| {
+        let annotations = sa
+            .and_then(|sa| sa.metadata.annotations.clone())
+            .unwrap_or_default();
+        !annotations.contains_key("iam.gke.io/gcp-service-account")
+            && annotations.contains_key("wib.dev/gcp-workload-identity-provider")
+    })
+    .await
+    .expect("annotations");
+
+    // The pod's federated token is its credential.
+    let token = env
+        .cp
+        .service_account_token(NS, "direct", &token_audience())
+        .await
+        .expect("token");
+    let (ok, out) = env.gcp_direct_access(&token, GCP_PROJECT);
+    assert!(ok && out.contains("storage.objects.get"), "{out}");
+
+    // Steady state: no writes.
+    let before = env.gcp().calls().await.expect("calls");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = env.gcp().calls().await.expect("calls");
+    assert_eq!(before["writes"], after["writes"], "{before} -> {after}");
+
+    // Drift: the owner removes wib's grant; wib puts it back.
+    edit_policy(&env, &project(), |policy| {
+        if let Some(bindings) = policy["bindings"].as_array_mut() {
+            bindings.retain(|b| b["role"] != "roles/storage.objectViewer");
+        }
+    })
+    .await;
+    wait_state(&env, "the grant put back", |state| {
+        members(state, &project(), "roles/storage.objectViewer") == [principal.clone()]
+    })
+    .await;
+
+    // Deletion takes wib's grant only.
+    env.delete_binding(NS, "direct").await.expect("deleted");
+    let state = env.gcp().state().await.expect("state");
+    assert!(
+        members(&state, &project(), "roles/storage.objectViewer").is_empty(),
+        "{state}"
+    );
+    assert_eq!(
+        members(&state, &project(), "roles/pubsub.subscriber"),
+        vec![principal.clone()],
+        "the platform's own grant to the principal stays"
+    );
+    let (ok, out) = env.gcp_direct_access(&token, GCP_PROJECT);
+    assert!(!ok, "still holds a permission after deletion: {out}");
+}

@@ -528,11 +528,20 @@ pub struct InlinePolicy {
     pub document: String,
 }
 
-/// GCP: a Google service account that this cluster's ServiceAccount may impersonate.
+/// GCP: a Google service account that this cluster's ServiceAccount may
+/// impersonate, or (`mode: Direct`) roles granted to the ServiceAccount's
+/// own principal.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new(
     "has(self.accountId) == has(oldSelf.accountId) && (!has(self.accountId) || self.accountId == oldSelf.accountId)"
 ).message("spec.gcp.accountId is immutable: renaming would orphan the existing service account"))]
+#[x_kube(validation = Rule::new(
+    "(has(self.mode) ? self.mode : 'ServiceAccount') == (has(oldSelf.mode) ? oldSelf.mode : 'ServiceAccount')"
+).message("spec.gcp.mode is immutable: to switch, create a binding in the new mode for another ServiceAccount, move the workload, then delete this one"))]
+#[x_kube(validation = (
+    "!has(self.mode) || self.mode != 'Direct' || (!has(self.accountId) && !has(self.displayName))",
+    "gcp.accountId and gcp.displayName name a Google service account, which mode Direct does not make"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct GcpBinding {
     /// Service account ID (the part before `@`), 6-30 characters. Default:
@@ -551,10 +560,31 @@ pub struct GcpBinding {
     #[schemars(length(max = 100))]
     pub display_name: Option<String>,
 
-    /// IAM roles to grant the service account.
+    /// IAM roles to grant the service account (or, in mode Direct, the
+    /// Kubernetes ServiceAccount's principal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub roles: Vec<GcpRoleBinding>,
+
+    /// `ServiceAccount` (default): a Google service account the Kubernetes
+    /// ServiceAccount impersonates. `Direct`: no Google service account; the
+    /// roles go straight to the Kubernetes ServiceAccount's federated
+    /// principal (`principal://iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<project>.svc.id.goog/subject/ns/<ns>/sa/<name>`
+    /// on GKE, the pool's `.../subject/system:serviceaccount:<ns>:<name>`
+    /// otherwise), so the provider needs `gcp.projectNumber`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<GcpMode>,
+}
+
+/// How a GCP binding gives its pods an identity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum GcpMode {
+    /// A Google service account, impersonated through
+    /// `roles/iam.workloadIdentityUser`.
+    #[default]
+    ServiceAccount,
+    /// Roles granted to the Kubernetes ServiceAccount's own principal.
+    Direct,
 }
 
 /// One IAM role granted to the Google service account on a resource.
@@ -699,10 +729,11 @@ pub struct AwsStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GcpStatus {
-    /// Email of the Google service account.
+    /// Email of the Google service account (none in mode Direct).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// The IAM member granted `roles/iam.workloadIdentityUser` on it.
+    /// The IAM member granted `roles/iam.workloadIdentityUser` on it, or,
+    /// in mode Direct, the roles themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
 }

@@ -9,6 +9,7 @@
 //! (writes); [`iam`] holds the calls, [`naming`] and [`policy`] the pure
 //! helpers.
 
+pub mod direct;
 pub mod execute;
 pub mod fleet;
 pub mod iam;
@@ -174,13 +175,15 @@ impl Steps for GcpProvider {
         let target = Target::of(request)?;
         if intent == Intent::Reconcile {
             target.judge_grants(request)?;
+        }
+        if intent == Intent::Reconcile && !target.direct {
             crate::protected::check(
                 &[&target.account_id, &target.email],
                 request.provider,
                 &format!("service account {}", target.email),
             )?;
         }
-        Ok(target.email)
+        Ok(target.identity().to_string())
     }
 
     async fn check(&self, provider: &wib_api::ClusterIdentityProvider) -> Result<(), CloudError> {

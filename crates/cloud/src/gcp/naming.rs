@@ -47,11 +47,26 @@ pub fn member(
     }
 }
 
+/// A GKE cluster's Kubernetes ServiceAccount as the principal of GKE's own
+/// workload identity pool (`<project>.svc.id.goog`), for roles granted to
+/// it directly.
+pub fn gke_principal(
+    number: &str,
+    project: &str,
+    namespace: &str,
+    service_account: &str,
+) -> String {
+    format!(
+        "principal://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/{project}.svc.id.goog/subject/ns/{namespace}/sa/{service_account}"
+    )
+}
+
 /// Whether a member is a Kubernetes ServiceAccount's, in either form
 /// [`member`] writes.
 pub fn is_service_account_member(member: &str) -> bool {
     (member.starts_with("serviceAccount:") && member.contains(".svc.id.goog["))
         || member.contains("/subject/system:serviceaccount:")
+        || member.contains(".svc.id.goog/subject/ns/")
 }
 
 /// `text` with the ownership marker for `tags` appended (any old marker replaced).

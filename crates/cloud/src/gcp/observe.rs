@@ -1,5 +1,6 @@
 //! Reads only: the service account, its own IAM policy (who may act as it)
-//! and the project policies that may hold its roles.
+//! and the project policies that may hold its roles; in mode Direct, only
+//! those project policies.
 
 use std::collections::BTreeMap;
 
@@ -64,8 +65,10 @@ impl Observe<Clients> for Observed {
     ) -> Result<Option<Observed>, CloudError> {
         let observed = gather(&Recalled(clients), request, Intent::Reconcile).await?;
         // An account the listing does not hold is new, or was deleted: a
-        // live pass will create it.
-        Ok(observed.account.is_some().then_some(observed))
+        // live pass will create it. Mode Direct has no account: its project
+        // policies are all there is to confirm.
+        let direct = Target::of(request)?.direct;
+        Ok((direct || observed.account.is_some()).then_some(observed))
     }
 }
 
@@ -75,6 +78,9 @@ async fn gather(
     intent: Intent,
 ) -> Result<Observed, CloudError> {
     let target = Target::of(request)?;
+    if target.direct {
+        return gather_direct(reads, request, intent, &target).await;
+    }
     let Some(account) = reads.account(&target.name).await? else {
         return Ok(Observed::default());
     };
@@ -97,5 +103,30 @@ async fn gather(
         account: Some(account),
         account_policy: Some(account_policy),
         projects,
+    })
+}
+
+/// Mode Direct: only the project policies that may hold the principal's
+/// roles (none while the guardrails refuse every grant).
+async fn gather_direct(
+    reads: &impl Reads,
+    request: &Request<'_>,
+    intent: Intent,
+    target: &Target<'_>,
+) -> Result<Observed, CloudError> {
+    let grants_at_stake = match intent {
+        Intent::Reconcile => target.judge_grants(request)?.is_none(),
+        Intent::Cleanup | Intent::Revoke => true,
+    };
+    let mut projects = BTreeMap::new();
+    if grants_at_stake {
+        for resource in target.role_resources(request) {
+            let policy = reads.policy(&Resource::Project(resource.clone())).await?;
+            projects.insert(resource, policy);
+        }
+    }
+    Ok(Observed {
+        projects,
+        ..Observed::default()
     })
 }

@@ -98,6 +98,9 @@ impl Decide for Observed {
     fn plan(&self, request: &Request<'_>, intent: Intent) -> Result<Plan<Action>, CloudError> {
         let observed = self;
         let target = Target::of(request)?;
+        if target.direct {
+            return super::direct::plan(request, &target, observed, intent);
+        }
         match intent {
             Intent::Reconcile => reconcile(request, &target, observed),
             Intent::Cleanup => Ok(Plan::finished(cleanup(request, &target, observed))),
@@ -112,7 +115,7 @@ fn is_adopted(tags: &BTreeMap<String, String>) -> bool {
 
 /// The edit of `policy` that makes `wanted` hold, if any: `Grant`s for what
 /// is missing and `Revoke`s for the member's roles `keep` does not keep.
-fn edits_for(
+pub(super) fn edits_for(
     policy: Option<&Policy>,
     member: &str,
     wanted: &[String],
@@ -138,7 +141,7 @@ fn edits_for(
     grants.chain(revokes).collect()
 }
 
-fn edit_policy(resource: Resource, edits: Vec<Edit>) -> Option<Action> {
+pub(super) fn edit_policy(resource: Resource, edits: Vec<Edit>) -> Option<Action> {
     (!edits.is_empty()).then_some(Action::EditPolicy { resource, edits })
 }
 

@@ -3,7 +3,7 @@
 //! guardrails' verdict on them.
 
 use wib_api::Cloud;
-use wib_api::binding::GcpBinding;
+use wib_api::binding::{GcpBinding, GcpMode};
 use wib_api::conditions::Reason;
 use wib_api::provider::GcpProvider as GcpDefaults;
 
@@ -20,6 +20,8 @@ pub struct Target<'a> {
     pub name: String,
     /// The Kubernetes ServiceAccount as an IAM principal.
     pub member: String,
+    /// Mode Direct: no Google service account; the roles go to `member`.
+    pub direct: bool,
     /// (role, resource) as requested, resources defaulted.
     pub roles: Vec<(String, String)>,
 }
@@ -48,6 +50,21 @@ impl<'a> Target<'a> {
                 ));
             }
         };
+        let direct = spec.mode == Some(GcpMode::Direct);
+        let member = match (direct, pool, &defaults.project_number) {
+            (true, None, Some(number)) => naming::gke_principal(
+                number,
+                project,
+                &request.namespace,
+                &request.service_account,
+            ),
+            (true, None, None) => {
+                return Err(not_configured(
+                    "gcp.mode Direct grants roles to the ServiceAccount's principal, which names the project by number: the provider must set gcp.projectNumber",
+                ));
+            }
+            _ => naming::member(project, pool, &request.namespace, &request.service_account),
+        };
         let roles = spec
             .roles
             .iter()
@@ -62,7 +79,8 @@ impl<'a> Target<'a> {
         Ok(Target {
             spec,
             defaults,
-            member: naming::member(project, pool, &request.namespace, &request.service_account),
+            member,
+            direct,
             name: format!("projects/{project}/serviceAccounts/{email}"),
             roles,
             account_id,
@@ -89,6 +107,15 @@ impl<'a> Target<'a> {
     /// The account as a member of project policies.
     pub fn account_member(&self) -> String {
         format!("serviceAccount:{}", self.email)
+    }
+
+    /// What the binding's grants and messages name: the account, or in
+    /// mode Direct the ServiceAccount's principal.
+    pub fn identity(&self) -> &str {
+        match self.direct {
+            true => &self.member,
+            false => &self.email,
+        }
     }
 
     /// The guardrails: `Ok(Some(_))` when the provider's default deny

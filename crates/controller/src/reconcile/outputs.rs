@@ -46,10 +46,12 @@ pub fn facts(
     }
     if let Some(gcp) = &status.gcp {
         put("email", gcp.email.as_ref());
-        if let (Some(email), Some(provider)) = (
-            gcp.email.as_ref(),
-            outcome.annotations.get(GCP_POOL_PROVIDER_ANNOTATION),
-        ) {
+        if gcp.email.is_none() {
+            // Mode Direct: the principal the roles were granted to.
+            put("member", gcp.member.as_ref());
+        }
+        if let Some(provider) = outcome.annotations.get(GCP_POOL_PROVIDER_ANNOTATION) {
+            let email = gcp.email.as_deref();
             let configuration = inject::gcp_credential_configuration(provider, email, endpoints);
             data.insert(
                 "credential-configuration.json".into(),

@@ -142,14 +142,15 @@ fn aws(annotations: &BTreeMap<String, String>, endpoints: &Endpoints) -> Option<
 }
 
 /// Outside GKE only: on GKE (no pool provider annotation) the metadata
-/// server hands pods their token and nothing is injected.
+/// server hands pods their token and nothing is injected. Without a Google
+/// service account (mode Direct) the pod uses the federated token itself.
 fn gcp(
     annotations: &BTreeMap<String, String>,
     endpoints: &Endpoints,
 ) -> Result<Option<Injection>, String> {
-    let Some(email) = annotations.get("iam.gke.io/gcp-service-account") else {
-        return Ok(None);
-    };
+    let email = annotations
+        .get("iam.gke.io/gcp-service-account")
+        .map(String::as_str);
     let Some(pool_provider) = annotations.get(GCP_POOL_PROVIDER_ANNOTATION) else {
         return Ok(None);
     };
@@ -191,24 +192,28 @@ fn gcp(
     }))
 }
 
-/// The `external_account` configuration for `email` through the pool
-/// provider, reading the token where the webhook mounts it.
+/// The `external_account` configuration through the pool provider, reading
+/// the token where the webhook mounts it: impersonating `email`, or (mode
+/// Direct, no email) using the federated token as it is.
 pub fn gcp_credential_configuration(
     pool_provider: &str,
-    email: &str,
+    email: Option<&str>,
     endpoints: &Endpoints,
 ) -> serde_json::Value {
-    json!({
+    let mut configuration = json!({
         "type": "external_account",
         "audience": format!("//iam.googleapis.com/{pool_provider}"),
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
         "token_url": endpoints.gcp_sts_url,
-        "service_account_impersonation_url": format!(
+        "credential_source": {"file": format!("{GCP_DIR}/token"), "format": {"type": "text"}},
+    });
+    if let Some(email) = email {
+        configuration["service_account_impersonation_url"] = json!(format!(
             "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
             endpoints.gcp_credentials_url.trim_end_matches('/')
-        ),
-        "credential_source": {"file": format!("{GCP_DIR}/token"), "format": {"type": "text"}},
-    })
+        ));
+    }
+    configuration
 }
 
 fn seconds(annotation: Option<&String>, default: i64) -> i64 {

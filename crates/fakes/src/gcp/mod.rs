@@ -172,6 +172,20 @@ async fn dispatch(
         )
         .await;
     }
+    if let Some(resource) = request
+        .path
+        .strip_prefix("/v3/")
+        .and_then(|rest| rest.strip_suffix(":testIamPermissions"))
+        .filter(|r| r.starts_with("projects/") && request.method == Method::POST)
+    {
+        let resource = resource.to_string();
+        return with_faults(
+            &fake,
+            "cloudresourcemanager.projects.testIamPermissions",
+            sts::test_permissions(&fake, &request, &resource, federated),
+        )
+        .await;
+    }
     if request.caller.is_none() {
         return rpc_error(
             StatusCode::UNAUTHORIZED,

@@ -3,7 +3,9 @@
 //! (signature against the issuer's JWKS over https, issuer, audience, expiry)
 //! against a pool provider; IAM Credentials `generateAccessToken` then
 //! impersonates a service account when the federated principal holds
-//! `roles/iam.workloadIdentityUser` on it.
+//! `roles/iam.workloadIdentityUser` on it. A federated token also works on
+//! its own where roles were granted to its principal directly (GKE's
+//! "direct resource access"), which `projects.testIamPermissions` shows.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -183,4 +185,79 @@ pub(crate) async fn generate_access_token(
     state.access.insert(token.clone(), (email, expiry));
     let expire_time = crate::clock::rfc3339(expiry);
     axum::Json(json!({"accessToken": token, "expireTime": expire_time})).into_response()
+}
+
+/// The permissions of the few predefined roles the fake knows, enough for
+/// a workload to show what a grant lets it do.
+const ROLE_PERMISSIONS: &[(&str, &[&str])] = &[
+    (
+        "roles/storage.objectViewer",
+        &["storage.objects.get", "storage.objects.list"],
+    ),
+    (
+        "roles/storage.objectAdmin",
+        &[
+            "storage.objects.create",
+            "storage.objects.delete",
+            "storage.objects.get",
+            "storage.objects.list",
+        ],
+    ),
+    (
+        "roles/viewer",
+        &["resourcemanager.projects.get", "storage.objects.list"],
+    ),
+    ("roles/pubsub.subscriber", &["pubsub.subscriptions.consume"]),
+];
+
+/// Resource Manager's `projects.testIamPermissions`: the requested
+/// permissions the caller holds on the project through its policy's
+/// unconditional grants. A federated token's principal is the caller
+/// itself (roles granted to it directly, with no service account between);
+/// an impersonated token's is its service account.
+pub(crate) async fn test_permissions(
+    fake: &GcpCloud,
+    request: &Request,
+    resource: &str,
+    federated: Option<String>,
+) -> Response {
+    let Some(member) = federated.or_else(|| {
+        request
+            .caller
+            .clone()
+            .map(|c| format!("serviceAccount:{c}"))
+    }) else {
+        return rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        );
+    };
+    let asked: Vec<String> = request.json()["permissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    let state = fake.state();
+    let held: Vec<&str> = state
+        .policies
+        .get(resource)
+        .map(|policy| {
+            ROLE_PERMISSIONS
+                .iter()
+                .filter(|(role, _)| policy.grants(role, &member))
+                .flat_map(|(_, permissions)| permissions.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    let granted: Vec<&String> = asked
+        .iter()
+        .filter(|p| held.contains(&p.as_str()))
+        .collect();
+    let mut body = json!({});
+    if !granted.is_empty() {
+        body["permissions"] = json!(granted);
+    }
+    axum::Json(body).into_response()
 }
