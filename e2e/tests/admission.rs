@@ -261,6 +261,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "keyVaultAccessPolicies[].certificates may hold only",
         ),
         (
+            "service account named in mode Direct",
+            json!({"gcp": {"mode": "Direct", "accountId": "my-account"}}),
+            "gcp.accountId and gcp.displayName name a Google service account",
+        ),
+        (
             "token expiration too short",
             json!({"azure": {"tokenExpirationSeconds": 60}}),
             "should be greater than or equal to 3600",
@@ -457,6 +462,7 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             json!({"aws": {"roleName": "role-1", "path": "/wib/"}}),
         ),
         ("b-gcp", json!({"gcp": {"accountId": "account-1"}})),
+        ("b-gcp-direct", json!({"gcp": {"mode": "Direct"}})),
     ] {
         bindings
             .create(
@@ -548,6 +554,12 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "b-gcp",
             json!({"gcp": {"accountId": "account-2"}}),
             "spec.gcp.accountId is immutable",
+        ),
+        (
+            "switch GCP mode",
+            "b-gcp-direct",
+            json!({"gcp": {"mode": "ServiceAccount"}}),
+            "spec.gcp.mode is immutable",
         ),
     ];
     for (name, object, spec, want) in immutable {

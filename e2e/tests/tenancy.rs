@@ -1983,3 +1983,99 @@ async fn a_tenant_reaches_only_allowed_vaults_and_only_its_own_access_policy_ent
     );
     assert_eq!(platform.len(), 1, "{platform:?}");
 }
+
+/// GCP mode Direct as a tenant: the principal a grant goes to is always its
+/// own namespace's ServiceAccount (nothing in the spec can name another);
+/// denied roles and resources outside the provider's scopes are refused
+/// before any write; and a second binding of the same ServiceAccount,
+/// refused as a conflict, takes nothing back when it is deleted.
+#[tokio::test]
+async fn a_tenants_direct_grants_go_only_to_its_own_principal_and_a_rival_cannot_strip_them() {
+    let env = Env::start_gcp()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.apply(&all_clouds_provider().to_string())
+        .await
+        .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let direct = |roles: Value| json!({"mode": "Direct", "roles": roles});
+    let before = env.gcp().calls().await.expect("calls")["writes"].clone();
+    for (name, roles, reason) in [
+        ("owner", json!([{"role": "roles/owner"}]), "RoleNotAllowed"),
+        (
+            "impersonator",
+            json!([{"role": "roles/iam.serviceAccountTokenCreator"}]),
+            "RoleNotAllowed",
+        ),
+        (
+            "elsewhere",
+            json!([{"role": "roles/storage.objectViewer", "resource": "projects/platform-prod"}]),
+            "ScopeNotAllowed",
+        ),
+    ] {
+        tenant
+            .apply(&binding(name, "gcp", direct(roles)))
+            .await
+            .expect("binding");
+        refused(&env, name, reason).await;
+    }
+    assert_eq!(
+        env.gcp().calls().await.expect("calls")["writes"],
+        before,
+        "refused Direct grants wrote"
+    );
+
+    let viewer = json!([{"role": "roles/storage.objectViewer"}]);
+    tenant
+        .apply(&binding("reader", "gcp", direct(viewer.clone())))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition(NS, "reader", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let principal = format!(
+        "principal://iam.googleapis.com/projects/{}/locations/global/workloadIdentityPools/{}/subject/system:serviceaccount:{NS}:reader",
+        wib_testenv::gcp::PROJECT_NUMBER,
+        wib_testenv::gcp::POOL
+    );
+    assert_eq!(
+        b.status.and_then(|s| s.gcp).and_then(|g| g.member),
+        Some(principal.clone())
+    );
+    let holders = |state: &Value| -> Vec<String> {
+        state["policies"][format!("projects/{}", wib_e2e::GCP_PROJECT)]["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["role"] == "roles/storage.objectViewer")
+            .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        holders(&env.gcp().state().await.expect("state")),
+        vec![principal.clone()]
+    );
+
+    // A rival binding of the same ServiceAccount is refused, and deleting it
+    // leaves the first one's grant in place.
+    let rival = with_spec(
+        binding_in(NS, "rival", "gcp", direct(viewer)),
+        "serviceAccount",
+        json!({"name": "reader"}),
+    );
+    tenant.apply(&rival).await.expect("rival");
+    refused(&env, "rival", "ServiceAccountConflict").await;
+    env.delete_binding(NS, "rival")
+        .await
+        .expect("rival deleted");
+    env.wait_condition(NS, "reader", READY, "True", "Provisioned")
+        .await
+        .expect("still Ready");
+    assert_eq!(
+        holders(&env.gcp().state().await.expect("state")),
+        vec![principal]
+    );
+}

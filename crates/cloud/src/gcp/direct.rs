@@ -139,3 +139,175 @@ fn outcome(target: &Target<'_>, refused: Option<GrantsRefused>) -> Outcome {
         grants_refused: refused,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gcp::plan::Edit;
+    use crate::gcp::policy;
+    use crate::steps::{Decide, Next};
+    use crate::testing;
+    use google_cloud_iam_v1::model::Policy;
+    use serde_json::{Value, json};
+    use wib_api::conditions::Reason;
+    use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
+
+    const GKE: &str = "principal://iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/p1.svc.id.goog/subject/ns/ns/sa/sa";
+
+    fn provider(gcp: Value) -> ClusterIdentityProvider {
+        let spec = json!({"clusterName": "c1", "allowedScopes": ["projects/p1"], "gcp": gcp});
+        testing::provider("gcp", spec)
+    }
+
+    /// A Direct binding granting `roles` on the provider's project, whose
+    /// status records `recorded` as granted to `member`.
+    fn binding(roles: &[&str], recorded: &[&str], member: Option<&str>) -> WorkloadIdentityBinding {
+        let roles: Vec<Value> = roles.iter().map(|r| json!({"role": r})).collect();
+        let spec =
+            json!({"serviceAccount": {"name": "sa"}, "gcp": {"mode": "Direct", "roles": roles}});
+        let mut b = testing::binding("b", "ns", "u1", spec);
+        b.status = Some(wib_api::WorkloadIdentityBindingStatus {
+            gcp: member.map(|m| GcpStatus {
+                email: None,
+                member: Some(m.to_string()),
+            }),
+            role_assignments: recorded
+                .iter()
+                .map(|r| RoleAssignmentStatus {
+                    role: r.to_string(),
+                    scope: Some("projects/p1".into()),
+                    id: None,
+                    ready: true,
+                })
+                .collect(),
+            ..Default::default()
+        });
+        b
+    }
+
+    fn holding(grants: &[(&str, &str)]) -> Observed {
+        let mut p = Policy::default();
+        for (role, member) in grants {
+            policy::add_member(&mut p, role, member);
+        }
+        Observed {
+            projects: BTreeMap::from([("projects/p1".to_string(), p)]),
+            ..Observed::default()
+        }
+    }
+
+    fn run(
+        b: &WorkloadIdentityBinding,
+        p: &ClusterIdentityProvider,
+        o: &Observed,
+        intent: Intent,
+    ) -> Result<Plan<Action>, CloudError> {
+        o.plan(&Request::new(b, p, "https://issuer"), intent)
+    }
+
+    fn edit(edits: Vec<Edit>) -> Vec<Action> {
+        vec![Action::EditPolicy {
+            resource: Resource::Project("projects/p1".into()),
+            edits,
+        }]
+    }
+
+    fn grant(role: &str) -> Edit {
+        Edit::Grant {
+            role: role.into(),
+            member: GKE.into(),
+        }
+    }
+
+    fn revoke(role: &str) -> Edit {
+        Edit::Revoke {
+            role: role.into(),
+            member: GKE.into(),
+        }
+    }
+
+    #[test]
+    fn on_gke_the_principal_names_the_project_by_number_which_the_provider_must_give() {
+        let b = binding(&["roles/storage.objectAdmin"], &[], None);
+        let error = run(
+            &b,
+            &provider(json!({"projectId": "p1"})),
+            &holding(&[]),
+            Intent::Reconcile,
+        )
+        .expect_err("no project number");
+        assert_eq!(
+            error.reason,
+            Reason::CloudNotConfigured,
+            "{}",
+            error.message
+        );
+        let p = provider(json!({"projectId": "p1", "projectNumber": "42"}));
+        let plan = run(&b, &p, &holding(&[]), Intent::Reconcile).expect("planned");
+        assert_eq!(plan.actions, edit(vec![grant("roles/storage.objectAdmin")]));
+        let Next::Done(outcome) = plan.next else {
+            panic!("a Direct plan is done in one round");
+        };
+        assert!(
+            outcome.annotations.is_empty(),
+            "GKE needs no annotation: {:?}",
+            outcome.annotations
+        );
+        assert_eq!(outcome.status.identity.as_deref(), Some(GKE));
+        let gcp = outcome.status.gcp.expect("gcp status");
+        assert_eq!((gcp.email, gcp.member.as_deref()), (None, Some(GKE)));
+    }
+
+    #[test]
+    fn only_roles_this_binding_lists_or_recorded_are_ever_revoked() {
+        let p = provider(json!({"projectId": "p1", "projectNumber": "42"}));
+        // Listed: storage.objectAdmin. Recorded before: storage.objectViewer. Someone
+        // else's grant to the same principal: pubsub.subscriber.
+        let b = binding(
+            &["roles/storage.objectAdmin"],
+            &["roles/storage.objectViewer"],
+            Some(GKE),
+        );
+        let held = holding(&[
+            ("roles/storage.objectViewer", GKE),
+            ("roles/pubsub.subscriber", GKE),
+            ("roles/storage.objectAdmin", "user:someone@example.com"),
+        ]);
+        let plan = run(&b, &p, &held, Intent::Reconcile).expect("reconcile");
+        assert_eq!(
+            plan.actions,
+            edit(vec![
+                grant("roles/storage.objectAdmin"),
+                revoke("roles/storage.objectViewer")
+            ])
+        );
+        let plan = run(&b, &p, &held, Intent::Cleanup).expect("cleanup");
+        assert_eq!(
+            plan.actions,
+            edit(vec![revoke("roles/storage.objectViewer")])
+        );
+        let steady = holding(&[
+            ("roles/storage.objectAdmin", GKE),
+            ("roles/pubsub.subscriber", GKE),
+        ]);
+        let plan = run(&b, &p, &steady, Intent::Reconcile).expect("steady");
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        let plan = run(&b, &p, &steady, Intent::Revoke).expect("revoke");
+        assert_eq!(
+            plan.actions,
+            edit(vec![revoke("roles/storage.objectAdmin")])
+        );
+    }
+
+    #[test]
+    fn a_binding_that_never_granted_the_principal_takes_nothing_back() {
+        let p = provider(json!({"projectId": "p1", "projectNumber": "42"}));
+        // Refused as a ServiceAccountConflict: it never reached the cloud.
+        let b = binding(&["roles/storage.objectAdmin"], &[], None);
+        let held = holding(&[("roles/storage.objectAdmin", GKE)]);
+        for intent in [Intent::Cleanup, Intent::Revoke] {
+            let plan = run(&b, &p, &held, intent).expect("planned");
+            assert!(plan.actions.is_empty(), "{intent:?}: {:?}", plan.actions);
+        }
+    }
+}

@@ -237,4 +237,29 @@ mod tests {
             "arn:aws:iam::1:role/r"
         );
     }
+
+    #[test]
+    fn gcp_direct_mode_writes_its_principal_and_a_configuration_without_impersonation() {
+        let mut outcome = wib_cloud::Outcome::default();
+        let member = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/system:serviceaccount:ns:sa";
+        outcome.status.gcp = Some(wib_api::binding::GcpStatus {
+            email: None,
+            member: Some(member.into()),
+        });
+        outcome.annotations.insert(
+            GCP_POOL_PROVIDER_ANNOTATION.into(),
+            "projects/1/locations/global/workloadIdentityPools/p/providers/x".into(),
+        );
+        let gcp = facts(Cloud::Gcp, &outcome, &endpoints());
+        assert_eq!(gcp["member"], member);
+        assert!(!gcp.contains_key("email"));
+        let configuration: serde_json::Value =
+            serde_json::from_str(&gcp["credential-configuration.json"]).expect("json");
+        assert!(
+            configuration
+                .get("service_account_impersonation_url")
+                .is_none(),
+            "{configuration}"
+        );
+    }
 }

@@ -498,6 +498,27 @@ mod tests {
     }
 
     #[test]
+    fn gcp_direct_mode_outside_gke_uses_the_federated_token_without_impersonation() {
+        let provider = "projects/123/locations/global/workloadIdentityPools/p/providers/x";
+        let sa = annotations(&[(GCP_POOL_PROVIDER_ANNOTATION, provider)]);
+        let (found, _) = injections(&sa, &endpoints());
+        let mut p = pod(json!({"spec": {"containers": [{"name": "app", "image": "x"}]}}));
+        apply(&mut p, &found);
+        let config: serde_json::Value = serde_json::from_str(
+            &p.metadata.annotations.as_ref().expect("annotations")[GCP_CREDENTIALS_ANNOTATION],
+        )
+        .expect("json");
+        assert_eq!(
+            config["audience"],
+            format!("//iam.googleapis.com/{provider}")
+        );
+        assert!(
+            config.get("service_account_impersonation_url").is_none(),
+            "{config}"
+        );
+    }
+
+    #[test]
     fn on_gke_and_for_unbound_accounts_nothing_is_injected() {
         let gke = annotations(&[(
             "iam.gke.io/gcp-service-account",
