@@ -195,12 +195,6 @@ async fn dispatch(
     }
     if request
         .lower
-        .contains("/providers/microsoft.keyvault/vaults")
-    {
-        return keyvault::handle(&fake, request).await;
-    }
-    if request
-        .lower
         .contains("/providers/microsoft.managedidentity/userassignedidentities")
     {
         return identities::handle(&fake, request).await;
@@ -210,6 +204,13 @@ async fn dispatch(
         .contains("/providers/microsoft.authorization/")
     {
         return authorization::handle(&fake, request).await;
+    }
+    // After Authorization: a role assignment's scope may be a vault.
+    if request
+        .lower
+        .contains("/providers/microsoft.keyvault/vaults")
+    {
+        return keyvault::handle(&fake, request).await;
     }
     cloud_error(
         StatusCode::NOT_FOUND,
