@@ -973,3 +973,114 @@ fn make_builds_the_workspace_through_clippy_with_warnings_denied() {
     );
     assert_eq!(option_env!("CLIPPY_ARGS"), Some("-Dwarnings"));
 }
+
+/// `kubectl create token` as `user`: (succeeded, output).
+fn create_token_as(cp: &ControlPlane, user: &str, args: &str) -> (bool, String) {
+    let mut cmd = cp.kubectl();
+    cmd.args(["create", "token"])
+        .args(args.split_whitespace())
+        .arg(format!("--as={user}"));
+    let out = cmd.output().expect("kubectl create token runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `verifyExchange.enabled` lets wib create ServiceAccount tokens, and its
+/// ValidatingAdmissionPolicy holds them to what an exchange needs: ten
+/// minutes, cloud audiences only (never the API server's, which would let
+/// wib act as the ServiceAccount in the cluster), never in kube-system or
+/// wib's own namespace. Off (the default), wib can create none.
+#[tokio::test]
+async fn verify_exchange_lets_wib_mint_only_short_lived_cloud_tokens() {
+    let cp = ControlPlane::start(Options::default())
+        .await
+        .expect("control plane");
+    let rendered = run(
+        helm_template(&[
+            "--set",
+            "verifyExchange.enabled=true",
+            "--set",
+            "verifyExchange.extraAudiences={my-audience}",
+        ]),
+        "helm template",
+    );
+    let wanted: Vec<String> = rendered
+        .split("\n---")
+        .filter(|doc| {
+            objects(doc).first().is_some_and(|o| {
+                matches!(
+                    o["kind"].as_str(),
+                    Some(
+                        "ServiceAccount"
+                            | "ClusterRole"
+                            | "ClusterRoleBinding"
+                            | "ValidatingAdmissionPolicy"
+                            | "ValidatingAdmissionPolicyBinding"
+                    )
+                )
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    kubectl_stdin(
+        &cp,
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: team\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: {NS}\n"
+        ),
+    );
+    kubectl_stdin(&cp, &["apply", "-f", "-"], &wanted.join("\n---\n"));
+    let wib = format!("system:serviceaccount:{NS}:{SA}");
+    assert!(can_i(
+        &cp,
+        "create serviceaccounts --subresource=token -n team"
+    ));
+    // The policy may take a moment to be enforced after it is created.
+    let refused = |args: &str| {
+        let (ok, out) = create_token_as(&cp, &wib, args);
+        !ok && out.contains("ValidatingAdmissionPolicy")
+    };
+    let api_server = cp.issuer();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !refused(&format!(
+        "app -n team --audience {api_server} --duration 10m"
+    )) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never refused the API server's audience"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    for audience in [
+        "api://AzureADTokenExchange",
+        "sts.amazonaws.com",
+        "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
+        "my-audience",
+    ] {
+        let (ok, out) = create_token_as(
+            &cp,
+            &wib,
+            &format!("app -n team --audience {audience} --duration 10m"),
+        );
+        assert!(ok, "{audience}: {out}");
+    }
+    for (what, args) in [
+        (
+            "an hour",
+            "app -n team --audience sts.amazonaws.com --duration 1h".to_string(),
+        ),
+        ("no audience", "app -n team --duration 10m".to_string()),
+        (
+            "wib's own namespace",
+            format!("app -n {NS} --audience sts.amazonaws.com --duration 10m"),
+        ),
+    ] {
+        assert!(refused(&args), "{what} must be refused");
+    }
+}

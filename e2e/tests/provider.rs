@@ -314,3 +314,96 @@ async fn a_provider_stays_while_bindings_use_it_even_when_deleted_with_their_nam
     wait_gone(&providers, "shared").await;
     assert_eq!(accounts(&env.gcp().state().await.expect("state")), before);
 }
+
+/// `verifyExchange`: Ready means a pod's token works. Each cloud's fake
+/// takes a while to accept a new federation (Entra's AADSTS70021, IAM's
+/// eventual consistency); until it does the binding is `Ready=False`
+/// `WaitingForPropagation` with the time waited, and `kubectl wait` holds.
+/// A tenant cannot switch verification on, and the token wib minted is in
+/// no status, Event or log line.
+#[tokio::test]
+async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_token() {
+    const NS: &str = "verify";
+    let env = Env::start()
+        .await
+        .expect("control plane, fakes and operator");
+    env.namespace(NS, &[]).await.expect("namespace");
+    let mut provider: serde_json::Value =
+        serde_yaml::from_str(&provider_yaml("default", true, None)).expect("provider YAML");
+    let gcp = &mut provider["spec"]["gcp"];
+    gcp["projectNumber"] = serde_json::json!(wib_testenv::gcp::PROJECT_NUMBER);
+    gcp["workloadIdentityPool"] = serde_json::json!(wib_testenv::gcp::POOL);
+    gcp["workloadIdentityProvider"] = serde_json::json!(wib_testenv::gcp::POOL_PROVIDER);
+    env.apply(&provider.to_string()).await.expect("provider");
+
+    // A tenant cannot turn verification on: providers are the platform's.
+    let tenant = env.tenant("carol", NS).await.expect("tenant user");
+    provider["spec"]["verifyExchange"] = serde_json::json!(true);
+    let error = tenant
+        .apply(&provider.to_string())
+        .await
+        .expect_err("a tenant patching the provider");
+    assert!(format!("{error:#}").contains("forbidden"), "{error:#}");
+    env.apply(&provider.to_string())
+        .await
+        .expect("verifyExchange on");
+
+    env.azure()
+        .configure(serde_json::json!({"ficPropagationSeconds": 6}))
+        .await
+        .expect("Entra replication delay");
+    env.gcp()
+        .post(
+            "/admin/config",
+            serde_json::json!({"propagationSeconds": 6}),
+        )
+        .await
+        .expect("IAM propagation delay");
+    for cloud in ["azure", "aws", "gcp"] {
+        let binding = serde_json::json!({
+            "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
+            "metadata": {"name": cloud, "namespace": NS},
+            "spec": {"serviceAccount": {"name": cloud}, cloud: {}},
+        });
+        tenant.apply(&binding.to_string()).await.expect("binding");
+    }
+    for (cloud, said) in [("azure", "AADSTS70021"), ("gcp", "impersonating")] {
+        let b = env
+            .wait_condition(NS, cloud, READY, "False", "WaitingForPropagation")
+            .await
+            .unwrap_or_else(|e| panic!("{cloud}: {e:#}"));
+        let message = wib_e2e::condition(&b, READY)
+            .expect("Ready")
+            .message
+            .clone();
+        assert!(
+            message.contains(said) && message.contains("waiting") && message.contains(cloud),
+            "{cloud}: {message}"
+        );
+    }
+    for cloud in ["azure", "aws", "gcp"] {
+        let b = env
+            .wait_condition(NS, cloud, READY, "True", "Provisioned")
+            .await
+            .unwrap_or_else(|e| panic!("{cloud}: {e:#}"));
+        let verified = wib_e2e::condition(&b, wib_api::conditions::EXCHANGE_VERIFIED)
+            .unwrap_or_else(|| panic!("{cloud}: no ExchangeVerified"));
+        assert_eq!(
+            (verified.status.as_str(), verified.reason.as_str()),
+            ("True", "ExchangeWorks"),
+            "{cloud}"
+        );
+        let seen = serde_json::to_string(&b).expect("binding JSON");
+        assert!(
+            !seen.contains("eyJ"),
+            "{cloud}: a token in the binding: {seen}"
+        );
+    }
+    let events = env.events_for(NS, "azure").await.expect("events");
+    let events = serde_json::to_string(&events).expect("events JSON");
+    assert!(!events.contains("eyJ"), "a token in an Event: {events}");
+    assert!(
+        !env.operator_logs().contains("eyJ"),
+        "a token in the operator's log"
+    );
+}

@@ -13,6 +13,9 @@ pub const IDENTITY_READY: &str = "IdentityReady";
 pub const FEDERATION_READY: &str = "FederationReady";
 pub const ROLE_ASSIGNMENTS_READY: &str = "RoleAssignmentsReady";
 pub const SERVICE_ACCOUNT_READY: &str = "ServiceAccountReady";
+/// With the provider's `verifyExchange`: a token of the bound ServiceAccount
+/// was exchanged with the cloud, as a pod's would be.
+pub const EXCHANGE_VERIFIED: &str = "ExchangeVerified";
 /// Binding: every pod of the ServiceAccount that wib's webhook admitted
 /// carries the current identity (set only where the webhook runs).
 pub const PODS_READY: &str = "PodsReady";
@@ -117,6 +120,11 @@ pub enum Reason {
     /// `spec.outputs.configMap` names a ConfigMap this binding did not make:
     /// wib does not write it.
     OutputConflict,
+    /// The cloud side is written but does not accept the ServiceAccount's
+    /// token yet (replication, eventual consistency): retried.
+    WaitingForPropagation,
+    /// The cloud's token exchange was verified (`ExchangeVerified`).
+    ExchangeWorks,
     /// A vault in `azure.keyVaultAccessPolicies` does not exist, or
     /// authorizes with Azure RBAC, where access policies have no effect.
     KeyVaultNotUsable,
@@ -130,6 +138,8 @@ impl Reason {
             Reason::PodsNeedRestart => "PodsNeedRestart",
             Reason::OutputConflict => "OutputConflict",
             Reason::KeyVaultNotUsable => "KeyVaultNotUsable",
+            Reason::WaitingForPropagation => "WaitingForPropagation",
+            Reason::ExchangeWorks => "ExchangeWorks",
             Reason::Progressing => "Progressing",
             Reason::Applied => "Applied",
             Reason::AsExpected => "AsExpected",

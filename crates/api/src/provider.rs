@@ -127,6 +127,17 @@ pub struct ClusterIdentityProviderSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(min = 1, max = 512)))]
     pub protected_identities: Vec<String>,
+
+    /// Ready means the exchange works: once the cloud side is written, wib
+    /// asks the API server for a short-lived token of the bound
+    /// ServiceAccount (its cloud's audience, 10 minutes) and exchanges it
+    /// itself, as a pod would (Entra ID, STS, GCP STS and impersonation),
+    /// until the cloud accepts it; meanwhile the binding is `Ready=False`
+    /// `WaitingForPropagation` with the time waited. The token is never
+    /// logged or stored. Needs the chart's `verifyExchange.enabled`, which
+    /// lets wib create ServiceAccount tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_exchange: bool,
 }
 
 impl ClusterIdentityProviderSpec {

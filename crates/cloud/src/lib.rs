@@ -14,6 +14,7 @@ pub mod aws;
 pub mod azure;
 pub mod calls;
 pub mod error;
+pub mod exchange;
 pub mod gcp;
 pub mod guardrails;
 pub mod http;
@@ -166,6 +167,23 @@ pub trait CloudProvider: Send + Sync + 'static {
         &'a self,
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>>;
+
+    /// The audience of the token the binding's pods exchange, when wib can
+    /// verify that exchange (see [`exchange`]); `None` by default.
+    fn exchange_audience(&self, _request: &Request<'_>, _outcome: &Outcome) -> Option<String> {
+        None
+    }
+
+    /// Exchanges the bound ServiceAccount's `token` as its pods would.
+    fn verify_exchange<'a>(
+        &'a self,
+        _request: &'a Request<'a>,
+        _outcome: &'a Outcome,
+        _token: &'a str,
+        _endpoints: &'a exchange::Endpoints,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Removes what wib added to the provider's shared cloud objects that
     /// nothing uses any more (see [`InUse`]); says what it removed. Nothing

@@ -148,6 +148,26 @@ pub trait Steps: Send + Sync + 'static {
 
     /// The per-identity locks (see [`Steps::validate`]).
     fn locks(&self) -> &Locks;
+
+    /// The audience of the token the binding's pods exchange with the
+    /// cloud, when wib can make that exchange as they would (`None`: it
+    /// cannot, as on GKE's own pool).
+    fn exchange_audience(_request: &Request<'_>, _outcome: &Outcome) -> Option<String> {
+        None
+    }
+
+    /// Exchanges `token` (the bound ServiceAccount's, for
+    /// [`Steps::exchange_audience`]) with the cloud as the binding's pods
+    /// would; `WaitingForPropagation` while the cloud does not accept it.
+    fn verify_exchange<'a>(
+        &'a self,
+        _request: &'a Request<'a>,
+        _outcome: &'a Outcome,
+        _token: &'a str,
+        _endpoints: &'a crate::exchange::Endpoints,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send + 'a {
+        async { Ok(()) }
+    }
 }
 
 /// One async lock per key, created on first use. Locks nobody holds or
@@ -308,6 +328,22 @@ impl<S: Steps> CloudProvider for S {
         request: &'a Request<'a>,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
         Box::pin(async move { Ok(run(self, request, Intent::Revoke).await?.writes) })
+    }
+
+    fn exchange_audience(&self, request: &Request<'_>, outcome: &Outcome) -> Option<String> {
+        S::exchange_audience(request, outcome)
+    }
+
+    fn verify_exchange<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+        outcome: &'a Outcome,
+        token: &'a str,
+        endpoints: &'a crate::exchange::Endpoints,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(Steps::verify_exchange(
+            self, request, outcome, token, endpoints,
+        ))
     }
 
     fn check<'a>(

@@ -10,6 +10,7 @@
 //! the pure helpers.
 
 pub mod credentials;
+pub mod exchange;
 pub mod execute;
 pub mod fleet;
 pub mod iam;
@@ -122,7 +123,10 @@ fn web_identity(
 
 /// IAM's client as `settings` describe it, through `aws-config` (what the
 /// settings leave unset, it resolves as usual).
-async fn iam_client(settings: &Settings, observer: Observer) -> Result<Iam, CloudError> {
+async fn iam_client(
+    settings: &Settings,
+    observer: Observer,
+) -> Result<(Iam, aws_sdk_sts::Client), CloudError> {
     let http = http_client()?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http.clone())
@@ -148,7 +152,8 @@ async fn iam_client(settings: &Settings, observer: Observer) -> Result<Iam, Clou
         None => None,
     };
     let client = aws_sdk_iam::Client::from_conf(iam.build());
-    Ok(Iam::new(client, observer, stale, &settings.limits))
+    let sts = aws_sdk_sts::Client::new(&config);
+    Ok((Iam::new(client, observer, stale, &settings.limits), sts))
 }
 
 /// rustls on ring (the crypto the rest of wib uses), system roots plus
@@ -174,6 +179,8 @@ pub fn http_client() -> Result<aws_smithy_runtime_api::client::http::SharedHttpC
 /// account (AWS raises it per account on request).
 pub struct Clients {
     pub iam: Iam,
+    /// STS as pods reach it, for `verifyExchange` (its call is unsigned).
+    pub sts: aws_sdk_sts::Client,
     pub trust_policy_max_chars: usize,
     /// Every role of the account, read at most once per TTL.
     pub fleet: fleet::Fleet,
@@ -193,10 +200,11 @@ impl AwsProvider {
     /// The AWS cloud as `settings` describe it; fails only when the HTTP
     /// client cannot be built (an unreadable `WIB_CLOUD_CA_FILE`).
     pub async fn new(observer: Observer, settings: Settings) -> Result<Self, CloudError> {
-        let iam = iam_client(&settings, observer).await?;
+        let (iam, sts) = iam_client(&settings, observer).await?;
         Ok(Self {
             clients: Arc::new(Clients {
                 iam,
+                sts,
                 trust_policy_max_chars: settings.trust_policy_max_chars,
                 fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),
             }),
@@ -246,5 +254,19 @@ impl Steps for AwsProvider {
 
     fn locks(&self) -> &Locks {
         &self.locks
+    }
+
+    fn exchange_audience(request: &Request<'_>, _outcome: &crate::Outcome) -> Option<String> {
+        Some(exchange::audience(request))
+    }
+
+    async fn verify_exchange<'a>(
+        &'a self,
+        _request: &'a Request<'a>,
+        outcome: &'a crate::Outcome,
+        token: &'a str,
+        _endpoints: &'a crate::exchange::Endpoints,
+    ) -> Result<(), CloudError> {
+        exchange::verify(&self.clients.sts, outcome, token).await
     }
 }

@@ -13,6 +13,7 @@
 pub mod access_policies;
 pub mod arm;
 pub mod credential;
+pub mod exchange;
 pub mod execute;
 pub mod fleet;
 pub mod naming;
@@ -112,6 +113,8 @@ pub struct AzureProvider {
     /// credential writes to one identity with 409, and its federation and
     /// grants are shared by every binding that names it.
     locks: Locks,
+    /// How wib reaches Entra ID on a binding's behalf (`verifyExchange`).
+    http: Option<Arc<dyn azure_core::HttpClient>>,
 }
 
 impl AzureProvider {
@@ -137,10 +140,12 @@ impl AzureProvider {
                 None => azure_identity::create_default_credential()
                     .map_err(|e| arm::error("configuring Azure credentials", e))?,
             };
-        Ok(Self::new(
-            arm::Clients::new(credential, settings.arm_endpoint, http)?,
+        let mut provider = Self::new(
+            arm::Clients::new(credential, settings.arm_endpoint, http.clone())?,
             settings.fleet_snapshot_ttl,
-        ))
+        );
+        provider.http = Some(http);
+        Ok(provider)
     }
 
     pub fn new(arm: arm::Clients, fleet_snapshot_ttl: std::time::Duration) -> Self {
@@ -151,6 +156,7 @@ impl AzureProvider {
                 fleet: fleet::Fleet::new(fleet_snapshot_ttl),
             }),
             locks: Locks::default(),
+            http: None,
         }
     }
 }
@@ -198,5 +204,22 @@ impl Steps for AzureProvider {
 
     fn locks(&self) -> &Locks {
         &self.locks
+    }
+
+    fn exchange_audience(_request: &Request<'_>, _outcome: &crate::Outcome) -> Option<String> {
+        Some(AUDIENCE.to_string())
+    }
+
+    async fn verify_exchange<'a>(
+        &'a self,
+        _request: &'a Request<'a>,
+        outcome: &'a crate::Outcome,
+        token: &'a str,
+        endpoints: &'a crate::exchange::Endpoints,
+    ) -> Result<(), CloudError> {
+        let Some(http) = self.http.clone() else {
+            return Ok(());
+        };
+        exchange::verify(http, outcome, token, endpoints).await
     }
 }

@@ -10,6 +10,7 @@
 //! helpers.
 
 pub mod direct;
+pub mod exchange;
 pub mod execute;
 pub mod fleet;
 pub mod iam;
@@ -208,5 +209,19 @@ impl Steps for GcpProvider {
 
     fn locks(&self) -> &Locks {
         &self.locks
+    }
+
+    fn exchange_audience(request: &Request<'_>, _outcome: &crate::Outcome) -> Option<String> {
+        exchange::audience(request)
+    }
+
+    async fn verify_exchange<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+        _outcome: &'a crate::Outcome,
+        token: &'a str,
+        endpoints: &'a crate::exchange::Endpoints,
+    ) -> Result<(), CloudError> {
+        exchange::verify(request, token, endpoints).await
     }
 }

@@ -13,6 +13,7 @@ pub mod revoke;
 pub mod sharing;
 pub mod status;
 pub mod triggers;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -177,10 +178,13 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
                     execute::service_account(binding, &plan, ctx).await
                 }
             };
+            let exchange =
+                verify::step(binding, &admitted, &cloud_step, &service_account, ctx).await;
             Progress::Ran {
                 cloud: admitted.cloud,
                 cloud_step,
                 service_account,
+                exchange,
             }
         }
     };

@@ -39,6 +39,7 @@ pub async fn step(
         cloud,
         cloud_step: CloudStep::Done(outcome),
         service_account: ServiceAccountStep::Ready,
+        ..
     } = progress
     else {
         pods::carry(status, previous);

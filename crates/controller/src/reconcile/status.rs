@@ -4,11 +4,12 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use wib_api::conditions::{
-    self, Desired, FEDERATION_READY, IDENTITY_READY, READY, RECONCILING, ROLE_ASSIGNMENTS_READY,
-    Reason, SERVICE_ACCOUNT_READY, STALLED,
+    self, Desired, EXCHANGE_VERIFIED, FEDERATION_READY, IDENTITY_READY, READY, RECONCILING,
+    ROLE_ASSIGNMENTS_READY, Reason, SERVICE_ACCOUNT_READY, STALLED,
 };
 use wib_api::{Cloud, WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
 
+use super::verify::ExchangeStep;
 use crate::provider::resolve::Refusal;
 
 /// The result of the cloud step.
@@ -45,6 +46,8 @@ pub enum Progress {
         cloud: Cloud,
         cloud_step: CloudStep,
         service_account: ServiceAccountStep,
+        /// `verifyExchange`'s verdict, after the ServiceAccount step.
+        exchange: ExchangeStep,
     },
 }
 
@@ -75,6 +78,7 @@ pub fn compute(
             cloud,
             cloud_step,
             service_account,
+            exchange,
         } => {
             let mut steps = match cloud_step {
                 CloudStep::NotImplemented => {
@@ -139,6 +143,7 @@ pub fn compute(
                     format!("writing ServiceAccount {sa_name:?}: {message}"),
                 ),
             });
+            steps.extend(exchange_condition(exchange, &sa_name));
             steps
         }
     };
@@ -186,6 +191,33 @@ pub fn add_conditions(
     status
         .conditions
         .extend(conditions::merge(previous, desired, generation, now));
+}
+
+/// `ExchangeVerified`, when the provider asks for it.
+fn exchange_condition(exchange: &ExchangeStep, sa_name: &str) -> Option<Desired> {
+    match exchange {
+        ExchangeStep::NotAsked => None,
+        ExchangeStep::Verified => Some(Desired::new(
+            EXCHANGE_VERIFIED,
+            true,
+            Reason::ExchangeWorks,
+            format!(
+                "a token of ServiceAccount {sa_name:?} was exchanged with the cloud, as a pod's would be"
+            ),
+        )),
+        ExchangeStep::Waiting(message) => Some(Desired::new(
+            EXCHANGE_VERIFIED,
+            false,
+            Reason::WaitingForPropagation,
+            message.clone(),
+        )),
+        ExchangeStep::Failed { reason, message } => Some(Desired::new(
+            EXCHANGE_VERIFIED,
+            false,
+            *reason,
+            message.clone(),
+        )),
+    }
 }
 
 fn step_noun(condition: &str) -> &'static str {
@@ -285,6 +317,13 @@ mod tests {
             cloud: Cloud::Azure,
             cloud_step,
             service_account,
+            exchange: ExchangeStep::NotAsked,
+        };
+        let verified = |exchange| Progress::Ran {
+            cloud: Cloud::Azure,
+            cloud_step: CloudStep::Done(Box::default()),
+            service_account: ServiceAccountStep::Ready,
+            exchange,
         };
         let cases = [
             (
@@ -331,6 +370,20 @@ mod tests {
                 ("False", "ScopeNotAllowed"),
             ),
             (
+                "an exchange the cloud does not accept yet holds Ready back, reconciling",
+                verified(ExchangeStep::Waiting("AADSTS70021".into())),
+                ("False", "WaitingForPropagation"),
+                ("False", "WaitingForPropagation"),
+                ("True", "WaitingForPropagation"),
+            ),
+            (
+                "a verified exchange is ready",
+                verified(ExchangeStep::Verified),
+                ("True", "Provisioned"),
+                ("False", "AsExpected"),
+                ("False", "AsExpected"),
+            ),
+            (
                 "refusal stalls",
                 Progress::Refused(Refusal {
                     reason: Reason::NamespaceNotAllowed,
@@ -369,6 +422,7 @@ mod tests {
                 ..Default::default()
             })),
             service_account: ServiceAccountStep::Ready,
+            exchange: ExchangeStep::NotAsked,
         };
         let first = compute(&binding(), None, &done, at(1));
         let throttled = Progress::Ran {
@@ -378,6 +432,7 @@ mod tests {
                 message: "429".into(),
             },
             service_account: ServiceAccountStep::Skipped,
+            exchange: ExchangeStep::NotAsked,
         };
         let second = compute(&binding(), Some(&first), &throttled, at(2));
         assert_eq!(second.identity, first.identity);
@@ -389,6 +444,7 @@ mod tests {
             cloud: Cloud::Azure,
             cloud_step: CloudStep::NotImplemented,
             service_account: ServiceAccountStep::Ready,
+            exchange: ExchangeStep::NotAsked,
         };
         let first = compute(&binding(), None, &progress, at(1));
         let second = compute(&binding(), Some(&first), &progress, at(500));

@@ -103,6 +103,15 @@ pub struct WebhookSettings {
 }
 
 impl WebhookSettings {
+    /// Where pods exchange their tokens, for `verifyExchange` to do the same.
+    pub fn exchange_endpoints(&self) -> wib_cloud::exchange::Endpoints {
+        wib_cloud::exchange::Endpoints {
+            azure_authority_host: self.azure_authority_host.clone(),
+            gcp_sts_url: self.gcp_sts_url.clone(),
+            gcp_credentials_url: self.gcp_iam_credentials_url.clone(),
+        }
+    }
+
     pub fn endpoints(&self) -> inject::Endpoints {
         inject::Endpoints {
             azure_authority_host: self.azure_authority_host.clone(),

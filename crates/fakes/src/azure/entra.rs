@@ -176,6 +176,23 @@ pub(super) async fn token(fake: &AzureCloud, path: &str, body: &Bytes) -> Respon
             format!("{what} {}", describe()),
         );
     };
+    let propagation = std::time::Duration::from_secs(fake.config().fic_propagation_seconds);
+    let written = fake
+        .state()
+        .fics_written
+        .get(&super::fic_key(&client_id, &fic.name))
+        .copied();
+    if written.is_some_and(|at| at.elapsed() < propagation) {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            70021,
+            format!(
+                "No matching federated identity record found for presented assertion. {}",
+                describe()
+            ),
+        );
+    }
     let audience = fic.audiences.first().cloned().unwrap_or_default();
     if let Err(e) = fake.verifier.verify(&assertion, &audience).await {
         return match e {

@@ -469,7 +469,9 @@ fn put_fic(fake: &AzureCloud, request: &Request, key: &str, name: &str) -> Respo
         audiences,
     };
     let body = fic.to_json(&identity.id);
+    let written = super::fic_key(&identity.client_id, &lower);
     identity.fics.insert(lower, fic);
+    state.fics_written.insert(written, Instant::now());
     (
         if created {
             StatusCode::CREATED

@@ -44,6 +44,10 @@ pub struct Config {
     /// write to the same identity meanwhile gets 409.
     #[serde(default)]
     pub fic_write_millis: u64,
+    /// A federated credential younger than this is not found by the token
+    /// endpoint yet (AADSTS70021), as Entra's replication after a write.
+    #[serde(default)]
+    pub fic_propagation_seconds: u64,
 }
 
 pub struct AzureCloud {
@@ -63,6 +67,8 @@ struct StateData {
     vaults: BTreeMap<String, keyvault::Vault>,
     /// Custom role definitions, keyed by lower-cased GUID.
     custom_roles: BTreeMap<String, authorization::CustomRole>,
+    /// When each federated credential was last written, by [`fic_key`].
+    fics_written: BTreeMap<String, Instant>,
     /// Identities with a federated credential write in flight.
     fic_busy: HashSet<String>,
     /// Recent identity writes per subscription, for rate limiting.
@@ -398,6 +404,12 @@ async fn admin_app(
     StatusCode::NO_CONTENT
 }
 
+/// The key of a federated credential in `fics_written`: its identity's
+/// client ID and its name, lower-cased.
+pub(crate) fn fic_key(client_id: &str, name: &str) -> String {
+    format!("{}/{}", client_id, name).to_ascii_lowercase()
+}
+
 pub(crate) fn now_rate_limited(fake: &AzureCloud, subscription: &str) -> bool {
     let Some(limit) = fake.config().identity_writes_per_second else {
         return false;
@@ -457,6 +469,7 @@ impl Faulty for AzureCloud {
         state.custom_roles.clear();
         state.vaults.clear();
         state.fic_busy.clear();
+        state.fics_written.clear();
         state.identity_writes.clear();
         drop(state);
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Config::default();

@@ -454,8 +454,29 @@ fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
             VERSION_REQUIRED,
         );
     }
+    let now = std::time::Instant::now();
+    let added: Vec<(String, String, String)> = bindings
+        .iter()
+        .filter(|b| b.condition.is_none())
+        .flat_map(|b| b.members.iter().map(move |m| (b.role.clone(), m.clone())))
+        .filter(|(role, member)| !current.grants(role, member))
+        .map(|(role, member)| (resource.to_string(), role, member))
+        .collect();
     current.bindings = bindings;
     current.revision += 1;
+    // Grants made before a delay was configured have long propagated.
+    if state.propagation_seconds > 0 {
+        for grant in added {
+            state.granted_at.insert(grant, now);
+        }
+    }
+    let Some(current) = state.policies.get(resource) else {
+        return rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "policy vanished",
+        );
+    };
     match current.to_json(3) {
         Ok(policy) => axum::Json(policy).into_response(),
         Err(message) => rpc_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message),

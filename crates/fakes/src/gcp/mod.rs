@@ -48,6 +48,13 @@ struct StateData {
     pub(crate) expired_assertions_refused: u64,
     /// Project number by project ID.
     projects: BTreeMap<String, String>,
+    /// When each (resource, role, member) grant was added, for the
+    /// propagation delay.
+    pub(crate) granted_at: BTreeMap<(String, String, String), std::time::Instant>,
+    /// A grant younger than this does not let its member act yet, as IAM's
+    /// eventual consistency (seconds; 0: at once). Grants made before it
+    /// was set count as propagated.
+    pub(crate) propagation_seconds: u64,
 }
 
 type Shared = Arc<GcpCloud>;
@@ -78,6 +85,7 @@ pub fn router(fake: Shared) -> Router {
         .route("/admin/state", get(admin_state))
         .route("/admin/pools", post(admin_pool))
         .route("/admin/projects", post(admin_project))
+        .route("/admin/config", post(admin_config))
         .fallback(dispatch)
         .with_state(fake)
 }
@@ -253,6 +261,22 @@ struct NewPool {
     issuer: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Config {
+    #[serde(default)]
+    propagation_seconds: u64,
+}
+
+/// Behaviour switches: how long a new grant takes to work.
+async fn admin_config(
+    State(fake): State<Shared>,
+    axum::Json(config): axum::Json<Config>,
+) -> impl IntoResponse {
+    fake.state().propagation_seconds = config.propagation_seconds;
+    StatusCode::NO_CONTENT
+}
+
 /// Creates a workload identity pool provider trusting an issuer: the
 /// platform team's one-time setup.
 async fn admin_pool(
@@ -315,6 +339,8 @@ impl Faulty for GcpCloud {
     fn reset(&self) {
         let mut state = self.state();
         state.accounts.clear();
+        state.granted_at.clear();
+        state.propagation_seconds = 0;
         // Projects stay, with empty policies whose etags never repeat one
         // handed out before.
         for policy in state.policies.values_mut() {

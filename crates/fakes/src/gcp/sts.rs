@@ -167,9 +167,16 @@ pub(crate) async fn generate_access_token(
             format!("Service account projects/-/serviceAccounts/{email} not found."),
         );
     };
+    let propagated = |role: &str| {
+        let key = (account.name(), role.to_string(), member.clone());
+        state.granted_at.get(&key).is_none_or(|at| {
+            at.elapsed() >= std::time::Duration::from_secs(state.propagation_seconds)
+        })
+    };
     let allowed = member == "serviceAccount:owner"
         || state.policies.get(&account.name()).is_some_and(|p| {
-            p.grants(WORKLOAD_IDENTITY_USER, &member) || p.grants(TOKEN_CREATOR, &member)
+            (p.grants(WORKLOAD_IDENTITY_USER, &member) && propagated(WORKLOAD_IDENTITY_USER))
+                || (p.grants(TOKEN_CREATOR, &member) && propagated(TOKEN_CREATOR))
         });
     if !allowed {
         return rpc_error(
