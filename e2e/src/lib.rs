@@ -689,17 +689,27 @@ impl Env {
     /// `client_id` with the Azure SDK, set up as the workload identity
     /// webhook would: (succeeded, output).
     pub fn azure_exchange(&self, client_id: &str, token: &str) -> (bool, String) {
+        self.azure_pod(client_id, token, &[])
+    }
+
+    /// The Azure pod stand-in with the environment the webhook injects,
+    /// and `extra`.
+    fn azure_pod(
+        &self,
+        client_id: &str,
+        token: &str,
+        extra: &[(&str, &std::ffi::OsStr)],
+    ) -> (bool, String) {
         let token_file = self.cp.dir().join(format!("pod-token-{}", short_id(token)));
         std::fs::write(&token_file, token).expect("token file");
-        run_pod(
-            "wib-e2e-pod-azure",
-            &[
-                ("AZURE_CLIENT_ID", client_id.as_ref()),
-                ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
-                ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
-                ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
-            ],
-        )
+        let mut envs = vec![
+            ("AZURE_CLIENT_ID", client_id.as_ref()),
+            ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
+            ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
+        ];
+        envs.extend_from_slice(extra);
+        run_pod("wib-e2e-pod-azure", &envs)
     }
 
     /// Makes vault `id` (an ARM ID) in the Azure fake, authorizing with
@@ -760,21 +770,14 @@ impl Env {
         vault: &str,
         secret: &str,
     ) -> (bool, String) {
-        let token_file = self.cp.dir().join(format!("pod-token-{}", short_id(token)));
-        std::fs::write(&token_file, token).expect("token file");
         let url = format!(
             "{}/keyvault/{vault}/secrets/{secret}?api-version=7.4",
             self.azure().url
         );
-        run_pod(
-            "wib-e2e-pod-azure",
-            &[
-                ("AZURE_CLIENT_ID", client_id.as_ref()),
-                ("AZURE_TENANT_ID", wib_testenv::azure::AZURE_TENANT.as_ref()),
-                ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_os_str()),
-                ("AZURE_AUTHORITY_HOST", self.azure().url.as_ref()),
-                ("WIB_POD_KEYVAULT_SECRET_URL", url.as_ref()),
-            ],
+        self.azure_pod(
+            client_id,
+            token,
+            &[("WIB_POD_KEYVAULT_SECRET_URL", url.as_ref())],
         )
     }
 

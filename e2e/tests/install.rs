@@ -63,6 +63,19 @@ fn objects(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The documents of a rendered chart whose object is of one of `kinds`.
+fn documents_of_kinds(rendered: &str, kinds: &[&str]) -> Vec<String> {
+    rendered
+        .split("\n---")
+        .filter(|doc| {
+            objects(doc)
+                .first()
+                .is_some_and(|o| kinds.contains(&o["kind"].as_str().unwrap_or_default()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 fn key(o: &Value) -> (String, String) {
     (
         o["kind"].as_str().unwrap_or_default().to_string(),
@@ -587,24 +600,16 @@ async fn the_operator_works_with_the_charts_rbac_and_nothing_more() {
     // The Azure fake creates wib-system and trusts wib-system/wib-controller.
     let azure = AzureFake::start(&cp).await.expect("Azure fake");
     let rendered = run(helm_template(&[]), "helm template");
-    let rbac: Vec<String> = rendered
-        .split("\n---")
-        .filter(|doc| {
-            objects(doc).first().is_some_and(|o| {
-                matches!(
-                    o["kind"].as_str(),
-                    Some(
-                        "ServiceAccount"
-                            | "ClusterRole"
-                            | "ClusterRoleBinding"
-                            | "Role"
-                            | "RoleBinding"
-                    )
-                )
-            })
-        })
-        .map(str::to_string)
-        .collect();
+    let rbac = documents_of_kinds(
+        &rendered,
+        &[
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ],
+    );
     assert_eq!(rbac.len(), 8, "{rendered}");
     kubectl_stdin(&cp, &["apply", "-f", "-"], &rbac.join("\n---\n"));
 
@@ -1010,24 +1015,16 @@ async fn verify_exchange_lets_wib_mint_only_short_lived_cloud_tokens() {
         ]),
         "helm template",
     );
-    let wanted: Vec<String> = rendered
-        .split("\n---")
-        .filter(|doc| {
-            objects(doc).first().is_some_and(|o| {
-                matches!(
-                    o["kind"].as_str(),
-                    Some(
-                        "ServiceAccount"
-                            | "ClusterRole"
-                            | "ClusterRoleBinding"
-                            | "ValidatingAdmissionPolicy"
-                            | "ValidatingAdmissionPolicyBinding"
-                    )
-                )
-            })
-        })
-        .map(str::to_string)
-        .collect();
+    let wanted = documents_of_kinds(
+        &rendered,
+        &[
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ],
+    );
     kubectl_stdin(
         &cp,
         &["apply", "-f", "-"],

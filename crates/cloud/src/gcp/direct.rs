@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use wib_api::binding::{GcpStatus, RoleAssignmentStatus};
+use wib_api::binding::GcpStatus;
 
 use super::iam::Resource;
 use super::observe::Observed;
-use super::plan::{Action, edit_policy, edits_for};
+use super::plan::{Action, edit_policy, edits_for, role_statuses};
 use super::target::Target;
 use crate::steps::{Intent, Plan};
 use crate::{CloudError, GrantsRefused, Outcome, Request};
@@ -104,16 +104,7 @@ fn granted_before(request: &Request<'_>, target: &Target<'_>) -> bool {
 /// provider tells the pod webhook how to build the credential
 /// configuration, without impersonation.
 fn outcome(target: &Target<'_>, refused: Option<GrantsRefused>) -> Outcome {
-    let statuses = target
-        .roles
-        .iter()
-        .map(|(role, resource)| RoleAssignmentStatus {
-            role: role.clone(),
-            scope: Some(resource.clone()),
-            id: None,
-            ready: refused.is_none(),
-        })
-        .collect();
+    let statuses = role_statuses(target, refused.as_ref());
     let annotations = target
         .pool_provider()
         .map(|provider| {
@@ -149,6 +140,7 @@ mod tests {
     use crate::testing;
     use google_cloud_iam_v1::model::Policy;
     use serde_json::{Value, json};
+    use wib_api::binding::RoleAssignmentStatus;
     use wib_api::conditions::Reason;
     use wib_api::{ClusterIdentityProvider, WorkloadIdentityBinding};
 

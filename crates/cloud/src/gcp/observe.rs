@@ -92,13 +92,10 @@ async fn gather(
         Intent::Cleanup => true,
         Intent::Reconcile => target.judge_grants(request)?.is_none(),
     };
-    let mut projects = BTreeMap::new();
-    if grants_at_stake {
-        for resource in target.role_resources(request) {
-            let policy = reads.policy(&Resource::Project(resource.clone())).await?;
-            projects.insert(resource, policy);
-        }
-    }
+    let projects = match grants_at_stake {
+        true => project_policies(reads, target.role_resources(request)).await?,
+        false => BTreeMap::new(),
+    };
     Ok(Observed {
         account: Some(account),
         account_policy: Some(account_policy),
@@ -118,15 +115,25 @@ async fn gather_direct(
         Intent::Reconcile => target.judge_grants(request)?.is_none(),
         Intent::Cleanup | Intent::Revoke => true,
     };
-    let mut projects = BTreeMap::new();
-    if grants_at_stake {
-        for resource in target.role_resources(request) {
-            let policy = reads.policy(&Resource::Project(resource.clone())).await?;
-            projects.insert(resource, policy);
-        }
-    }
+    let projects = match grants_at_stake {
+        true => project_policies(reads, target.role_resources(request)).await?,
+        false => BTreeMap::new(),
+    };
     Ok(Observed {
         projects,
         ..Observed::default()
     })
+}
+
+/// The policy of each project resource, by resource.
+async fn project_policies(
+    reads: &impl Reads,
+    resources: Vec<String>,
+) -> Result<BTreeMap<String, Policy>, CloudError> {
+    let mut projects = BTreeMap::new();
+    for resource in resources {
+        let policy = reads.policy(&Resource::Project(resource.clone())).await?;
+        projects.insert(resource, policy);
+    }
+    Ok(projects)
 }

@@ -278,16 +278,7 @@ fn roles(
 /// unless the guardrails refused them); a sharer reports no grants.
 fn outcome(target: &Target<'_>, standing: &Standing, refused: Option<GrantsRefused>) -> Outcome {
     let statuses = match standing.manages_roles {
-        true => target
-            .roles
-            .iter()
-            .map(|(role, resource)| RoleAssignmentStatus {
-                role: role.clone(),
-                scope: Some(resource.clone()),
-                id: None,
-                ready: refused.is_none(),
-            })
-            .collect(),
+        true => role_statuses(target, refused.as_ref()),
         false => Vec::new(),
     };
     let mut annotations = BTreeMap::from([(
@@ -314,6 +305,23 @@ fn outcome(target: &Target<'_>, standing: &Standing, refused: Option<GrantsRefus
         writes: Vec::new(),
         grants_refused: refused,
     }
+}
+
+/// Each role the spec lists, ready unless the guardrails refused them.
+pub(super) fn role_statuses(
+    target: &Target<'_>,
+    refused: Option<&GrantsRefused>,
+) -> Vec<RoleAssignmentStatus> {
+    target
+        .roles
+        .iter()
+        .map(|(role, resource)| RoleAssignmentStatus {
+            role: role.clone(),
+            scope: Some(resource.clone()),
+            id: None,
+            ready: refused.is_none(),
+        })
+        .collect()
 }
 
 /// Deletion: the binding's federation goes; the account and the maker's

@@ -134,6 +134,25 @@ pub(crate) async fn token(fake: &GcpCloud, request: &Request) -> Response {
     .into_response()
 }
 
+/// The caller as an IAM member: a federated token's principal, or an
+/// access token's service account.
+fn caller_member(request: &Request, federated: Option<String>) -> Option<String> {
+    federated.or_else(|| {
+        request
+            .caller
+            .clone()
+            .map(|c| format!("serviceAccount:{c}"))
+    })
+}
+
+fn unauthenticated() -> Response {
+    rpc_error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials.",
+    )
+}
+
 pub(crate) async fn generate_access_token(
     fake: &GcpCloud,
     request: &Request,
@@ -147,17 +166,8 @@ pub(crate) async fn generate_access_token(
         .next()
         .unwrap_or_default()
         .to_string();
-    let Some(member) = federated.or_else(|| {
-        request
-            .caller
-            .clone()
-            .map(|c| format!("serviceAccount:{c}"))
-    }) else {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
-        );
+    let Some(member) = caller_member(request, federated) else {
+        return unauthenticated();
     };
     let mut state = fake.state();
     let Some(account) = state.accounts.get(&email).cloned() else {
@@ -228,17 +238,8 @@ pub(crate) async fn test_permissions(
     resource: &str,
     federated: Option<String>,
 ) -> Response {
-    let Some(member) = federated.or_else(|| {
-        request
-            .caller
-            .clone()
-            .map(|c| format!("serviceAccount:{c}"))
-    }) else {
-        return rpc_error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials.",
-        );
+    let Some(member) = caller_member(request, federated) else {
+        return unauthenticated();
     };
     let asked: Vec<String> = request.json()["permissions"]
         .as_array()
