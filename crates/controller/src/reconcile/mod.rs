@@ -203,6 +203,9 @@ async fn apply(binding: &WorkloadIdentityBinding, ctx: &Context) -> Result<Actio
             ctx.hold(&backoff_key(binding), wait);
             return Ok(Action::requeue(wait));
         }
+        if verify::waiting(&next) {
+            return Ok(Action::requeue(backoff.min(verify::POLL)));
+        }
         return Ok(Action::requeue(backoff));
     }
     // Only a settled binding forgets its failures: a transient one reported

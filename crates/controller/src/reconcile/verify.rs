@@ -26,6 +26,18 @@ use wib_cloud::Lookup;
 /// The shortest lifetime the API server grants a requested token.
 const TOKEN_SECONDS: i64 = 600;
 
+/// How often, at least, a binding waiting for propagation tries again:
+/// propagation ends within minutes, and the error backoff (up to five
+/// minutes) would leave it not Ready long after the cloud accepts it. One
+/// token and one exchange per waiting binding per poll.
+pub const POLL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `status` waits for the cloud to accept the exchange.
+pub fn waiting(status: &wib_api::WorkloadIdentityBindingStatus) -> bool {
+    conditions::find(&status.conditions, EXCHANGE_VERIFIED)
+        .is_some_and(|c| c.status == "False" && c.reason == Reason::WaitingForPropagation.as_str())
+}
+
 /// What verification found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExchangeStep {
@@ -214,6 +226,29 @@ mod tests {
         assert!(!still_verified(&older, &outcome("cid", &[])));
         let waiting = binding("cid", "False", "WaitingForPropagation", 2);
         assert!(!still_verified(&waiting, &outcome("cid", &[])));
+    }
+
+    #[test]
+    fn only_a_binding_waiting_for_propagation_polls() {
+        let status = |b: WorkloadIdentityBinding| b.status.expect("status");
+        assert!(waiting(&status(binding(
+            "cid",
+            "False",
+            "WaitingForPropagation",
+            2
+        ))));
+        assert!(!waiting(&status(binding(
+            "cid",
+            "False",
+            "TransientError",
+            2
+        ))));
+        assert!(!waiting(&status(binding(
+            "cid",
+            "True",
+            "ExchangeWorks",
+            2
+        ))));
     }
 
     #[test]
