@@ -494,3 +494,66 @@ async fn fifty_bindings_round_trip_with_no_steady_state_writes() {
         assert!(rig.assignments(&principal).await.is_empty(), "{name}");
     }
 }
+
+/// A vault holds its access policies as one array, shared by everyone it
+/// grants: twenty bindings writing their identities' entries into it at
+/// once, while another principal's entry is there, each keep their own and
+/// no other entry is lost; the steady pass after writes nothing, and each
+/// binding's cleanup takes its own entry alone.
+#[tokio::test]
+async fn concurrent_bindings_granting_on_one_vault_keep_each_others_entries() {
+    let rig = Rig::with_fleet_ttl(Duration::ZERO).await;
+    let others = json!([{"tenantId": AZURE_TENANT, "objectId": "11111111-2222-4333-8444-555555555555",
+        "permissions": {"secrets": ["get"]}}]);
+    let body = json!({"location": "westeurope", "properties": {"tenantId": AZURE_TENANT,
+        "sku": {"family": "A", "name": "standard"}, "accessPolicies": others}});
+    let (status, answer) = rig
+        .fake
+        .arm(
+            reqwest::Method::PUT,
+            &format!("{}?api-version=2019-09-01", vault()),
+            Some(body),
+        )
+        .await
+        .expect("vault");
+    assert!(status < 300, "{answer}");
+    let bindings: Vec<WorkloadIdentityBinding> = (0..20)
+        .map(|i| {
+            let policy = json!([{"vault": vault(), "secrets": ["get", "list"]}]);
+            common::binding(
+                &format!("kv-{i:02}"),
+                NS,
+                &format!("k{i}"),
+                json!({"serviceAccount": {"name": format!("kv-{i:02}")},
+                       "azure": {"keyVaultAccessPolicies": policy}}),
+            )
+        })
+        .collect();
+    let entries = || async {
+        let state = rig.fake.state().await.expect("state");
+        items(&state["vaults"][0]["properties"]["accessPolicies"])
+            .map(|e| e["objectId"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Each reconcile makes its identity, then its entry (two rounds).
+    for _ in 0..2 {
+        let results =
+            futures::future::join_all(bindings.iter().map(|b| rig.wib.reconcile(b))).await;
+        for (b, result) in bindings.iter().zip(results) {
+            result.unwrap_or_else(|e| panic!("{:?}: {e}", b.metadata.name));
+        }
+    }
+    let held = entries().await;
+    assert_eq!(held.len(), 21, "{held:?}");
+    assert!(held.contains(&"11111111-2222-4333-8444-555555555555".to_string()));
+    let before = rig.writes().await;
+    for b in &bindings {
+        rig.wib.reconcile(b).await.expect("steady");
+    }
+    assert_eq!(rig.writes().await, before, "a steady pass wrote");
+    futures::future::join_all(bindings.iter().map(|b| rig.wib.cleanup(b)))
+        .await
+        .into_iter()
+        .for_each(|r| r.expect("cleanup"));
+    assert_eq!(entries().await, ["11111111-2222-4333-8444-555555555555"]);
+}
