@@ -89,7 +89,9 @@ fn recorded(request: &Request<'_>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn granted_before(request: &Request<'_>, target: &Target<'_>) -> bool {
+/// Whether this binding's status says it reached the cloud for this
+/// principal (only wib writes the status).
+pub(super) fn granted_before(request: &Request<'_>, target: &Target<'_>) -> bool {
     request
         .binding
         .status

@@ -111,9 +111,12 @@ async fn gather_direct(
     intent: Intent,
     target: &Target<'_>,
 ) -> Result<Observed, CloudError> {
+    // A binding that never granted anything (refused as a conflict, or
+    // deleted before its first grant) reads nothing to take back: its
+    // deletion must not wait for a project it could not reach.
     let grants_at_stake = match intent {
         Intent::Reconcile => target.judge_grants(request)?.is_none(),
-        Intent::Cleanup | Intent::Revoke => true,
+        Intent::Cleanup | Intent::Revoke => super::direct::granted_before(request, target),
     };
     let projects = match grants_at_stake {
         true => project_policies(reads, target.role_resources(request)).await?,
