@@ -18,6 +18,16 @@ pub struct Endpoints {
     pub gcp_credentials_url: String,
 }
 
+/// An `application/x-www-form-urlencoded` body: how both token endpoints
+/// (Entra ID's and GCP STS's) take their fields.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The cloud does not accept the token yet: what it said, for the status.
 pub fn waiting(cloud_said: impl std::fmt::Display) -> CloudError {
     CloudError::new(Reason::WaitingForPropagation, cloud_said.to_string())

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use azure_core::{Method, Url, headers};
 use wib_api::conditions::Reason;
 
-use crate::exchange::{Endpoints, failed, waiting};
+use crate::exchange::{Endpoints, failed, form, waiting};
 use crate::{CloudError, Outcome};
 
 const SCOPE: &str = "https://management.azure.com/.default";
@@ -31,7 +31,7 @@ pub async fn verify(
     let url = Url::parse(&endpoints.azure_authority_host)
         .and_then(|host| host.join(&format!("/{tenant}/oauth2/v2.0/token")))
         .map_err(|e| failed("the Azure authority host", e))?;
-    let form = [
+    let form = form(&[
         ("client_id", client_id.as_str()),
         ("scope", SCOPE),
         (
@@ -40,11 +40,7 @@ pub async fn verify(
         ),
         ("client_assertion", token),
         ("grant_type", "client_credentials"),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
-    .collect::<Vec<_>>()
-    .join("&");
+    ]);
     let mut request = azure_core::Request::new(url, Method::Post);
     request.insert_header(headers::CONTENT_TYPE, "application/x-www-form-urlencoded");
     request.set_body(form);

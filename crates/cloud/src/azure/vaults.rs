@@ -61,14 +61,10 @@ impl Permissions {
         keys: impl IntoIterator<Item = &'a String>,
         certificates: impl IntoIterator<Item = &'a String>,
     ) -> Self {
-        let lower = |list: &mut dyn Iterator<Item = &'a String>| {
-            list.map(|p| p.to_ascii_lowercase())
-                .collect::<BTreeSet<_>>()
-        };
         Self {
-            secrets: lower(&mut secrets.into_iter()),
-            keys: lower(&mut keys.into_iter()),
-            certificates: lower(&mut certificates.into_iter()),
+            secrets: lowered(secrets),
+            keys: lowered(keys),
+            certificates: lowered(certificates),
         }
     }
 
@@ -98,6 +94,10 @@ impl Permissions {
                     .map(|p| format!("certificates/{p}")),
             )
     }
+}
+
+fn lowered<'a>(list: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    list.into_iter().map(|p| p.to_ascii_lowercase()).collect()
 }
 
 impl std::fmt::Display for Permissions {

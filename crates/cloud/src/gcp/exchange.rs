@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use super::target::Target;
-use crate::exchange::{Endpoints, failed, waiting};
+use crate::exchange::{Endpoints, failed, form, waiting};
 use crate::{CloudError, Request};
 
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -31,12 +31,13 @@ pub async fn verify(
         return Ok(());
     };
     let http = crate::http::client_trusting(&crate::http::extra_roots()?)?;
-    let form = [
+    let audience = format!("//iam.googleapis.com/{provider}");
+    let body = form(&[
         (
             "grant_type",
             "urn:ietf:params:oauth:grant-type:token-exchange",
         ),
-        ("audience", &format!("//iam.googleapis.com/{provider}")),
+        ("audience", &audience),
         ("scope", CLOUD_PLATFORM),
         (
             "requested_token_type",
@@ -44,12 +45,7 @@ pub async fn verify(
         ),
         ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
         ("subject_token", token),
-    ];
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    ]);
     let response = http
         .post(&endpoints.gcp_sts_url)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -205,12 +205,6 @@ fn exchange_condition(exchange: &ExchangeStep, sa_name: &str) -> Option<Desired>
                 "a token of ServiceAccount {sa_name:?} was exchanged with the cloud, as a pod's would be"
             ),
         )),
-        ExchangeStep::Waiting(message) => Some(Desired::new(
-            EXCHANGE_VERIFIED,
-            false,
-            Reason::WaitingForPropagation,
-            message.clone(),
-        )),
         ExchangeStep::Failed { reason, message } => Some(Desired::new(
             EXCHANGE_VERIFIED,
             false,
@@ -371,7 +365,10 @@ mod tests {
             ),
             (
                 "an exchange the cloud does not accept yet holds Ready back, reconciling",
-                verified(ExchangeStep::Waiting("AADSTS70021".into())),
+                verified(ExchangeStep::Failed {
+                    reason: Reason::WaitingForPropagation,
+                    message: "AADSTS70021".into(),
+                }),
                 ("False", "WaitingForPropagation"),
                 ("False", "WaitingForPropagation"),
                 ("True", "WaitingForPropagation"),

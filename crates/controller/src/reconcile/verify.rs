@@ -45,9 +45,9 @@ pub enum ExchangeStep {
     /// (the cloud or ServiceAccount step did not finish, GKE's own pool).
     NotAsked,
     Verified,
-    /// The cloud does not accept the token yet: why, and for how long.
-    Waiting(String),
-    /// The token could not be had or the exchange not tried.
+    /// Not verified: `WaitingForPropagation` while the cloud does not
+    /// accept the token yet (why, and for how long), or why the token could
+    /// not be had or the exchange not tried.
     Failed {
         reason: Reason,
         message: String,
@@ -104,11 +104,14 @@ pub async fn step(
         Ok(()) => ExchangeStep::Verified,
         Err(e) if e.reason == Reason::WaitingForPropagation => {
             let waited = waited(binding, (ctx.clock)());
-            ExchangeStep::Waiting(format!(
-                "the cloud side is in place but does not accept ServiceAccount {:?}'s token yet (waiting {waited} s; retried): {}",
-                binding.service_account_name(),
-                e.message
-            ))
+            ExchangeStep::Failed {
+                reason: e.reason,
+                message: format!(
+                    "the cloud side is in place but does not accept ServiceAccount {:?}'s token yet (waiting {waited} s; retried): {}",
+                    binding.service_account_name(),
+                    e.message
+                ),
+            }
         }
         Err(e) => ExchangeStep::Failed {
             reason: e.reason,

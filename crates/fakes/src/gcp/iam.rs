@@ -464,20 +464,14 @@ fn set_policy(fake: &GcpCloud, resource: &str, request: &Request) -> Response {
         .collect();
     current.bindings = bindings;
     current.revision += 1;
+    let written = current.to_json(3);
     // Grants made before a delay was configured have long propagated.
     if state.propagation_seconds > 0 {
         for grant in added {
             state.granted_at.insert(grant, now);
         }
     }
-    let Some(current) = state.policies.get(resource) else {
-        return rpc_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "policy vanished",
-        );
-    };
-    match current.to_json(3) {
+    match written {
         Ok(policy) => axum::Json(policy).into_response(),
         Err(message) => rpc_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message),
     }
