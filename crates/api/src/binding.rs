@@ -442,6 +442,14 @@ pub struct KeyVaultAccessPolicy {
 #[x_kube(validation = Rule::new(
     "has(self.path) == has(oldSelf.path) && (!has(self.path) || self.path == oldSelf.path)"
 ).message("spec.aws.path is immutable: IAM cannot move a role to another path"))]
+#[x_kube(validation = (
+    "!has(self.mode) || self.mode != 'PodIdentity' || (!has(self.audience) && !has(self.stsRegionalEndpoints) && !has(self.tokenExpirationSeconds))",
+    "aws.audience, aws.stsRegionalEndpoints and aws.tokenExpirationSeconds set the IRSA token and annotations; mode PodIdentity uses neither"
+))]
+#[x_kube(validation = (
+    "!has(self.targetRoleArn) || !has(self.mode) || self.mode == 'PodIdentity'",
+    "aws.targetRoleArn is for mode PodIdentity (EKS assumes it from the association's role)"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct AwsBinding {
     /// IAM role name. Default: derived from the provider's clusterName, the
@@ -502,6 +510,42 @@ pub struct AwsBinding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 600, max = 86400))]
     pub token_expiration_seconds: Option<i32>,
+
+    /// How pods get the role: `IRSA` (the ServiceAccount's `role-arn`
+    /// annotation and a trust statement for the cluster's IAM OIDC
+    /// provider) or `PodIdentity` (an EKS pod identity association and a
+    /// trust statement for `pods.eks.amazonaws.com` scoped by the session
+    /// tags of cluster, namespace and ServiceAccount). Default: the
+    /// provider's `aws.mode`. A change keeps the old way working until the
+    /// new one is in place and the ServiceAccount updated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AwsMode>,
+
+    /// Mode PodIdentity only: a role in another account that EKS assumes
+    /// from this binding's role (role chaining); it must be in the
+    /// provider's `aws.allowedTargetRoleArns`. Its trust policy, in the
+    /// other account, is that account's to write: it must trust this
+    /// binding's role with the association's `externalId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = (
+        "self.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\\\x21-\\\\x7E]+$')",
+        "aws.targetRoleArn must be an IAM role ARN: arn:aws:iam::<account-id>:role/<path/name>"
+    ))]
+    pub target_role_arn: Option<String>,
+}
+
+/// How an AWS binding gives its pods the role.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AwsMode {
+    /// IAM roles for service accounts: a web identity trust statement for
+    /// the cluster's IAM OIDC provider, the role ARN annotated.
+    #[default]
+    #[serde(rename = "IRSA")]
+    Irsa,
+    /// EKS Pod Identity: an association, and a trust statement for the
+    /// EKS pods service principal.
+    PodIdentity,
 }
 
 /// An IAM managed policy ARN.
@@ -723,6 +767,13 @@ pub struct AwsStatus {
     /// Managed policy ARNs and inline policy names in place on the role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// The mode the role was last made usable in. While it differs from the
+    /// spec's, the old way is kept alongside the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AwsMode>,
+    /// ARN of the EKS pod identity association wib made (mode PodIdentity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_arn: Option<String>,
 }
 
 /// The Google service account wib manages for this binding.

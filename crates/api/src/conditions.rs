@@ -128,6 +128,12 @@ pub enum Reason {
     /// A vault in `azure.keyVaultAccessPolicies` does not exist, or
     /// authorizes with Azure RBAC, where access policies have no effect.
     KeyVaultNotUsable,
+    /// Another EKS pod identity association (not this binding's) exists for
+    /// the ServiceAccount: EKS allows one, and wib never overwrites it.
+    AssociationConflict,
+    /// The spec combines fields only its resolved settings show to clash
+    /// (a field of IRSA in mode PodIdentity, the provider's default).
+    InvalidSpec,
 }
 
 impl Reason {
@@ -138,6 +144,8 @@ impl Reason {
             Reason::PodsNeedRestart => "PodsNeedRestart",
             Reason::OutputConflict => "OutputConflict",
             Reason::KeyVaultNotUsable => "KeyVaultNotUsable",
+            Reason::AssociationConflict => "AssociationConflict",
+            Reason::InvalidSpec => "InvalidSpec",
             Reason::WaitingForPropagation => "WaitingForPropagation",
             Reason::ExchangeWorks => "ExchangeWorks",
             Reason::Progressing => "Progressing",
@@ -198,6 +206,8 @@ impl Reason {
                 | Reason::RoleNotFound
                 | Reason::RoleNotAllowed
                 | Reason::KeyVaultNotUsable
+                | Reason::AssociationConflict
+                | Reason::InvalidSpec
                 | Reason::PolicyNotAllowed
                 | Reason::ScopeNotAllowed
                 | Reason::AudienceNotAllowed

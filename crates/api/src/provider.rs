@@ -287,6 +287,33 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub region: Option<String>,
+
+    /// How bindings that do not say give pods their role: `IRSA` (default)
+    /// or `PodIdentity` (EKS pod identity associations; the cluster needs
+    /// the EKS Pod Identity Agent add-on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::binding::AwsMode>,
+
+    /// The EKS cluster pod identity associations are made in. Default: the
+    /// provider's `clusterName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = (
+        "self.matches('^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$')",
+        "aws.eksClusterName must be an EKS cluster name: 1-100 letters, digits, _ and -, starting with a letter or digit"
+    ))]
+    pub eks_cluster_name: Option<String>,
+
+    /// Roles in other accounts a PodIdentity binding may name as its
+    /// `targetRoleArn`: exact role ARNs, or a prefix ending in `*`
+    /// (`arn:aws:iam::222222222222:role/team-a/*`). Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(max = 2048)))]
+    #[x_kube(validation = (
+        "self.all(a, a.matches('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\\\x21-\\\\x7E]*$'))",
+        "aws.allowedTargetRoleArns entries must be IAM role ARNs (or prefixes of them ending in *)"
+    ))]
+    pub allowed_target_role_arns: Vec<String>,
 }
 
 /// GCP defaults.

@@ -30,7 +30,7 @@ impl Call<'_> {
 /// (`RoleAssignments_ListForScope`).
 pub fn is_write(operation: &str) -> bool {
     let verb = operation.rsplit('_').next().unwrap_or(operation);
-    !["Get", "List", "Simulate"]
+    !["Get", "List", "Describe", "Simulate"]
         .iter()
         .any(|read| verb.starts_with(read))
 }

@@ -7,6 +7,7 @@ pub mod azure;
 pub mod binaries;
 pub mod cluster;
 pub mod controlplane;
+pub mod eks;
 pub mod expiry;
 pub mod fakes;
 pub mod gcp;

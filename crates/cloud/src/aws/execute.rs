@@ -1,9 +1,10 @@
-//! Writes only: one action at a time, each one IAM call (an audience wib
+//! Writes only: one action at a time, each one IAM (or EKS) call (an audience wib
 //! adds is tagged as wib's in the same action, just before).
 
 use std::collections::BTreeMap;
 
 use super::Clients;
+use super::eks::NewAssociation;
 use super::iam::NewRole;
 use super::plan::Action;
 use crate::CloudError;
@@ -68,6 +69,39 @@ impl Execute<Clients> for Action {
             Action::Detach { role, arn } => iam.detach(role, arn).await,
             Action::DeleteInline { role, name } => iam.delete_inline(role, name).await,
             Action::DeleteRole { role } => iam.delete_role(role).await,
+            Action::CreateAssociation {
+                cluster,
+                namespace,
+                service_account,
+                role_arn,
+                target_role_arn,
+                token,
+                tags,
+            } => clients
+                .eks
+                .create(NewAssociation {
+                    cluster,
+                    namespace,
+                    service_account,
+                    role_arn,
+                    target_role_arn: target_role_arn.as_deref(),
+                    token,
+                    tags,
+                })
+                .await
+                .map(drop),
+            Action::UpdateAssociation {
+                cluster,
+                id,
+                role_arn,
+                target_role_arn,
+            } => {
+                clients
+                    .eks
+                    .update(cluster, id, role_arn, target_role_arn.as_deref())
+                    .await
+            }
+            Action::DeleteAssociation { cluster, id } => clients.eks.delete(cluster, id).await,
         }
     }
 }

@@ -7,9 +7,12 @@
 //! [`observe`] (reads), [`plan`] (every decision, pure), [`execute`]
 //! (writes); [`prune`] tidies the cluster's shared IAM OIDC providers;
 //! [`iam`] holds the calls, [`naming`], [`policy`] and [`inline_policy`]
-//! the pure helpers.
+//! the pure helpers. Mode PodIdentity adds an EKS pod identity
+//! association: [`association`] decides, [`eks`] calls.
 
+pub mod association;
 pub mod credentials;
+pub mod eks;
 pub mod exchange;
 pub mod execute;
 pub mod fleet;
@@ -126,7 +129,7 @@ fn web_identity(
 async fn iam_client(
     settings: &Settings,
     observer: Observer,
-) -> Result<(Iam, aws_sdk_sts::Client), CloudError> {
+) -> Result<(Iam, eks::Eks, aws_sdk_sts::Client), CloudError> {
     let http = http_client()?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http.clone())
@@ -139,21 +142,36 @@ async fn iam_client(
     }
     let config = loader.load().await;
     let mut iam = aws_sdk_iam::config::Builder::from(&config);
-    // wib caches its session itself, so that IAM refusing it drops it.
+    let mut eks = aws_sdk_eks::config::Builder::from(&config);
+    // wib caches its session itself, so that IAM refusing it drops it; EKS
+    // shares that one session.
     let stale = match config.credentials_provider() {
         Some(chain) => {
             let renewable = credentials::Renewable::new(chain);
             let stale = renewable.stale.clone();
+            let shared = aws_credential_types::provider::SharedCredentialsProvider::new(renewable);
             iam = iam
-                .credentials_provider(renewable)
+                .credentials_provider(shared.clone())
                 .identity_cache(aws_sdk_iam::config::IdentityCache::no_cache());
+            eks = eks
+                .credentials_provider(shared)
+                .identity_cache(aws_sdk_eks::config::IdentityCache::no_cache());
             Some(stale)
         }
         None => None,
     };
     let client = aws_sdk_iam::Client::from_conf(iam.build());
+    let eks = eks::Eks::new(
+        aws_sdk_eks::Client::from_conf(eks.build()),
+        observer.clone(),
+        &settings.limits,
+    );
     let sts = aws_sdk_sts::Client::new(&config);
-    Ok((Iam::new(client, observer, stale, &settings.limits), sts))
+    Ok((
+        Iam::new(client, observer, stale, &settings.limits),
+        eks,
+        sts,
+    ))
 }
 
 /// rustls on ring (the crypto the rest of wib uses), system roots plus
@@ -179,6 +197,8 @@ pub fn http_client() -> Result<aws_smithy_runtime_api::client::http::SharedHttpC
 /// account (AWS raises it per account on request).
 pub struct Clients {
     pub iam: Iam,
+    /// Pod identity associations (mode PodIdentity only).
+    pub eks: eks::Eks,
     /// STS as pods reach it, for `verifyExchange` (its call is unsigned).
     pub sts: aws_sdk_sts::Client,
     pub trust_policy_max_chars: usize,
@@ -200,10 +220,11 @@ impl AwsProvider {
     /// The AWS cloud as `settings` describe it; fails only when the HTTP
     /// client cannot be built (an unreadable `WIB_CLOUD_CA_FILE`).
     pub async fn new(observer: Observer, settings: Settings) -> Result<Self, CloudError> {
-        let (iam, sts) = iam_client(&settings, observer).await?;
+        let (iam, eks, sts) = iam_client(&settings, observer).await?;
         Ok(Self {
             clients: Arc::new(Clients {
                 iam,
+                eks,
                 sts,
                 trust_policy_max_chars: settings.trust_policy_max_chars,
                 fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),

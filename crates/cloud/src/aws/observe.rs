@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+use wib_api::binding::AwsMode;
 
 use std::future::Future;
 
 use super::Clients;
+use super::eks::Association;
 use super::fleet::Recalled;
 use super::iam::{Iam, OidcProvider, Role};
 use super::target::{self, Target};
@@ -36,6 +38,12 @@ pub struct Observed {
     /// IAM's trust-policy quota in this account, as configured: AWS raises
     /// it per account on request.
     pub trust_policy_max_chars: usize,
+    /// The EKS pod identity association of the binding's ServiceAccount,
+    /// whoever made it; read only while mode PodIdentity is or was the
+    /// binding's (an IRSA binding makes no EKS call).
+    pub association: Option<Association>,
+    /// EKS has no cluster of the provider's name (associations were read).
+    pub eks_cluster_missing: bool,
 }
 
 /// The reads observe makes: live from IAM, or recalled from the fleet
@@ -143,6 +151,18 @@ async fn gather(
         }
         Intent::Reconcile => reconcile(reads, request, &target, &mut observed).await?,
     }
+    if target.reads_associations(request) {
+        let found = clients
+            .eks
+            .find(
+                &target.eks_cluster,
+                &request.namespace,
+                &request.service_account,
+            )
+            .await?;
+        observed.eks_cluster_missing = found.is_none();
+        observed.association = found.flatten();
+    }
     Ok(observed)
 }
 
@@ -156,7 +176,9 @@ async fn reconcile(
     let Ok(claim) = target::claim(request, target, observed.role.as_ref()) else {
         return Ok(());
     };
-    observed.oidc_provider = reads.oidc_provider(&target.federation.provider_arn).await?;
+    if target.mode == AwsMode::Irsa {
+        observed.oidc_provider = reads.oidc_provider(&target.federation.provider_arn).await?;
+    }
     if observed.role.is_some() && claim != Claim::Shared {
         observed.attached = reads.attached(&target.role).await?;
         observed.inline_names = reads.inline_names(&target.role).await?;

@@ -7,15 +7,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::Value;
-use wib_api::binding::{AwsBinding, AwsStatus, RoleAssignmentStatus};
+use wib_api::binding::{AwsBinding, AwsMode, AwsStatus, RoleAssignmentStatus};
 use wib_api::conditions::Reason;
 
+use super::association;
 use super::iam::{OidcProvider, Role};
 use super::observe::Observed;
 use super::target::{self, Target, is_adopted, not_configured};
 use super::{DEFAULT_AUDIENCE, naming, policy};
 use crate::ownership::{self, Claim, Release};
-use crate::steps::{Decide, Intent, Plan};
+use crate::steps::{Decide, Intent, Next, Plan};
 use crate::{CloudError, GrantsRefused, Outcome, Request};
 
 /// Why wib tags a role.
@@ -106,6 +107,27 @@ pub enum Action {
     DeleteRole {
         role: String,
     },
+    /// `token`: EKS's idempotency token, the same for a retry of this
+    /// binding's generation, so a lost answer makes no second association.
+    CreateAssociation {
+        cluster: String,
+        namespace: String,
+        service_account: String,
+        role_arn: String,
+        target_role_arn: Option<String>,
+        token: String,
+        tags: BTreeMap<String, String>,
+    },
+    UpdateAssociation {
+        cluster: String,
+        id: String,
+        role_arn: String,
+        target_role_arn: Option<String>,
+    },
+    DeleteAssociation {
+        cluster: String,
+        id: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -144,6 +166,27 @@ impl fmt::Display for Action {
             Action::Detach { arn, .. } => write!(f, "detached {arn}"),
             Action::DeleteInline { name, .. } => write!(f, "deleted inline policy {name}"),
             Action::DeleteRole { role } => write!(f, "deleted role {role}"),
+            Action::CreateAssociation {
+                cluster,
+                namespace,
+                service_account,
+                ..
+            } => write!(
+                f,
+                "created the pod identity association of {namespace}/{service_account} in EKS cluster {cluster}"
+            ),
+            Action::UpdateAssociation { cluster, id, .. } => {
+                write!(
+                    f,
+                    "put back pod identity association {id} in EKS cluster {cluster}"
+                )
+            }
+            Action::DeleteAssociation { cluster, id } => {
+                write!(
+                    f,
+                    "deleted pod identity association {id} in EKS cluster {cluster}"
+                )
+            }
         }
     }
 }
@@ -176,12 +219,18 @@ fn reconcile(
     let adopting = claim == Claim::Adopt;
     let manages_policies = claim != Claim::Shared;
     let adopted = adopting || existing.is_some_and(|r| is_adopted(&r.tags));
+    association::refuse(request, target, observed)?;
     let trust = trust_policy(target, existing, adopted, observed.trust_policy_max_chars)?;
     let managed = target.managed_policies(existing, &observed.attached, refused.is_some());
     refuse_missing(target, observed, &managed, existing)?;
-    let mut actions: Vec<Action> = oidc_provider(request, target, observed.oidc_provider.as_ref())?
-        .into_iter()
-        .collect();
+    let mut actions: Vec<Action> = Vec::new();
+    if target.mode == AwsMode::Irsa {
+        actions.extend(oidc_provider(
+            request,
+            target,
+            observed.oidc_provider.as_ref(),
+        )?);
+    }
     let (arn, tags) = match existing {
         None => {
             let tags = new_role_tags(request, target, &managed);
@@ -194,10 +243,26 @@ fn reconcile(
             (role.arn.clone(), tags)
         }
     };
+    let (associating, association_arn) = association::reconcile(request, target, &arn, observed);
+    let created = associating
+        .iter()
+        .any(|a| matches!(a, Action::CreateAssociation { .. }));
+    actions.extend(associating);
     if manages_policies {
         actions.extend(policies(target, &tags, &managed, &documents, observed));
     }
-    Ok(Plan::done(actions, outcome(target, &arn, refused)))
+    if created {
+        // EKS names the association: its ARN is read back, then reported.
+        return Ok(Plan {
+            actions,
+            next: Next::ObserveAgain,
+        });
+    }
+    let mut outcome = outcome(target, &arn, refused);
+    if let Some(aws) = outcome.status.aws.as_mut() {
+        aws.association_arn = association_arn;
+    }
+    Ok(Plan::done(actions, outcome))
 }
 
 /// The trust policy with the binding's statement in place, refused when
@@ -219,7 +284,7 @@ fn trust_policy(
             ),
         ));
     }
-    let trust = policy::with_statement(current, &target.federation, adopted);
+    let trust = policy::with_statement(current, &target.federation, adopted, target.moving_from);
     let chars = policy::size(&trust);
     if chars > max_chars {
         return Err(CloudError::new(
@@ -512,14 +577,21 @@ fn outcome(target: &Target<'_>, role_arn: &str, refused: Option<GrantsRefused>) 
         ready: true,
     }));
     Outcome {
-        annotations: annotations(spec, role_arn),
+        // Pod Identity needs no annotation: EKS finds the association.
+        annotations: match target.mode {
+            AwsMode::Irsa => annotations(spec, role_arn),
+            AwsMode::PodIdentity => BTreeMap::new(),
+        },
         labels: BTreeMap::new(),
         status: wib_api::WorkloadIdentityBindingStatus {
             identity: Some(role_arn.to_string()),
             aws: Some(AwsStatus {
                 role_arn: Some(role_arn.to_string()),
-                oidc_provider_arn: Some(target.federation.provider_arn.clone()),
+                oidc_provider_arn: (target.mode == AwsMode::Irsa)
+                    .then(|| target.federation.provider_arn.clone()),
                 policies,
+                mode: Some(target.mode),
+                association_arn: None,
             }),
             role_assignments: statuses,
             ..Default::default()
@@ -557,6 +629,12 @@ fn annotations(spec: &AwsBinding, role_arn: &str) -> BTreeMap<String, String> {
 /// policies go with the last binding out (per `deletionPolicy`); an adopted
 /// role keeps what it had before wib and is given back rather than deleted.
 fn cleanup(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> Vec<Action> {
+    let mut actions = association::remove(request, target, observed);
+    actions.extend(cleanup_role(request, target, observed));
+    actions
+}
+
+fn cleanup_role(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> Vec<Action> {
     let Some(role) = observed.role.as_ref() else {
         return Vec::new();
     };
@@ -568,7 +646,7 @@ fn cleanup(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> V
     if leaving.deletes && !leaving.adopted {
         return delete_role(name, observed);
     }
-    let mut actions = revoke(request, target, observed);
+    let mut actions = revoke_trust(request, target, observed);
     if leaving.touches_policies() {
         actions.extend(remove_marked(name, &role.tags, observed, &[], &[]));
     }
@@ -651,6 +729,13 @@ fn remove_marked(
 /// A refused binding (and every leaving one): its trust statement goes,
 /// leaving a statement that lets nobody in when it was the last.
 fn revoke(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> Vec<Action> {
+    let mut actions = association::remove(request, target, observed);
+    actions.extend(revoke_trust(request, target, observed));
+    actions
+}
+
+/// The binding's trust statements (of either mode) go.
+fn revoke_trust(request: &Request<'_>, target: &Target<'_>, observed: &Observed) -> Vec<Action> {
     let Some(role) = observed.role.as_ref() else {
         return Vec::new();
     };
@@ -758,7 +843,7 @@ mod tests {
         statements
             .iter()
             .fold(None, |current: Option<Value>, f| {
-                Some(policy::with_statement(current.as_ref(), f, false))
+                Some(policy::with_statement(current.as_ref(), f, false, None))
             })
             .expect("a statement")
     }
@@ -1456,7 +1541,7 @@ mod tests {
         let mut adopted = ownership::owner_tags("c1", "ns", "b", "u1");
         adopted.insert(ownership::TAG_ADOPTED.into(), "true".into());
         let ours = federation(&b, &p);
-        let both = policy::with_statement(Some(&theirs), &ours, true);
+        let both = policy::with_statement(Some(&theirs), &ours, true, None);
         assert_eq!(
             actions(&b, &p, Intent::Reconcile, &o),
             [

@@ -4,6 +4,7 @@
 //! drift) and IAM's size quota.
 
 use serde_json::{Value, json};
+use wib_api::binding::AwsMode;
 
 pub const POLICY_VERSION: &str = "2012-10-17";
 pub const WEB_IDENTITY_ACTION: &str = "sts:AssumeRoleWithWebIdentity";
@@ -17,8 +18,14 @@ pub const TRUST_POLICY_MAX_CHARS: usize = 2048;
 /// IAM's quota for all inline policies of one role together, in characters.
 pub const INLINE_POLICIES_MAX_CHARS: usize = 10240;
 
-/// Who may assume the role: the cluster's OIDC provider, for exactly one
-/// ServiceAccount and audience.
+/// The service principal EKS Pod Identity assumes roles as.
+pub const PODS_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+/// What EKS Pod Identity needs of the trust policy: it assumes the role and
+/// tags the session with the pod's cluster, namespace and ServiceAccount.
+pub const PODS_ACTIONS: [&str; 2] = ["sts:AssumeRole", "sts:TagSession"];
+
+/// Who may assume the role: exactly one ServiceAccount, through the
+/// cluster's OIDC provider (IRSA) or through EKS Pod Identity.
 #[derive(Clone, Debug)]
 pub struct Federation {
     pub provider_arn: String,
@@ -27,20 +34,62 @@ pub struct Federation {
     pub subject: String,
     pub audience: String,
     pub sid: String,
+    pub mode: AwsMode,
+    pub pods: PodsTrust,
 }
 
-/// The trust statement of one ServiceAccount.
+/// What a Pod Identity statement names: the session tags EKS sets from the
+/// pod (so only that ServiceAccount of that cluster matches), and the
+/// account whose clusters may assume the role.
+#[derive(Clone, Debug)]
+pub struct PodsTrust {
+    pub cluster: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub account_id: String,
+}
+
+impl Federation {
+    /// The statement ID of the binding's statement in `mode`: two modes,
+    /// two statements, so a mode change can keep the old one a while.
+    pub fn sid_in(&self, mode: AwsMode) -> String {
+        match mode {
+            AwsMode::Irsa => self.sid.clone(),
+            AwsMode::PodIdentity => format!("{}Pods", self.sid),
+        }
+    }
+}
+
+/// The trust statement of one ServiceAccount, in the binding's mode.
 pub fn statement(f: &Federation) -> Value {
-    json!({
-        "Sid": f.sid,
-        "Effect": "Allow",
-        "Principal": {"Federated": f.provider_arn},
-        "Action": WEB_IDENTITY_ACTION,
-        "Condition": {"StringEquals": {
-            format!("{}:sub", f.issuer_key): f.subject,
-            format!("{}:aud", f.issuer_key): f.audience,
-        }},
-    })
+    statement_in(f, f.mode)
+}
+
+fn statement_in(f: &Federation, mode: AwsMode) -> Value {
+    match mode {
+        AwsMode::Irsa => json!({
+            "Sid": f.sid_in(mode),
+            "Effect": "Allow",
+            "Principal": {"Federated": f.provider_arn},
+            "Action": WEB_IDENTITY_ACTION,
+            "Condition": {"StringEquals": {
+                format!("{}:sub", f.issuer_key): f.subject,
+                format!("{}:aud", f.issuer_key): f.audience,
+            }},
+        }),
+        AwsMode::PodIdentity => json!({
+            "Sid": f.sid_in(mode),
+            "Effect": "Allow",
+            "Principal": {"Service": PODS_PRINCIPAL},
+            "Action": PODS_ACTIONS,
+            "Condition": {"StringEquals": {
+                "aws:SourceAccount": f.pods.account_id,
+                "aws:RequestTag/eks-cluster-name": f.pods.cluster,
+                "aws:RequestTag/kubernetes-namespace": f.pods.namespace,
+                "aws:RequestTag/kubernetes-service-account": f.pods.service_account,
+            }},
+        }),
+    }
 }
 
 fn statements(document: Option<&Value>) -> Vec<Value> {
@@ -63,73 +112,124 @@ fn document(statements: Vec<Value>) -> Value {
     json!({"Version": POLICY_VERSION, "Statement": statements})
 }
 
-/// The subject a trust statement admits (`<issuer>:sub`), if it names one.
-fn subject(statement: &Value) -> Option<&str> {
+/// Which way a statement lets pods in: through a service principal (Pod
+/// Identity) or a federated one.
+fn mode_of(statement: &Value) -> AwsMode {
+    match statement.get("Principal").and_then(|p| p.get("Service")) {
+        Some(_) => AwsMode::PodIdentity,
+        None => AwsMode::Irsa,
+    }
+}
+
+/// The subject a trust statement admits (`<issuer>:sub`, or the namespace
+/// and ServiceAccount session tags), if it names one.
+fn subject(statement: &Value) -> Option<String> {
     let conditions = statement
         .get("Condition")?
         .get("StringEquals")?
         .as_object()?;
-    conditions
-        .iter()
-        .find(|(key, _)| key.ends_with(":sub"))
-        .and_then(|(_, value)| value.as_str())
+    if let Some((_, value)) = conditions.iter().find(|(key, _)| key.ends_with(":sub")) {
+        return value.as_str().map(str::to_string);
+    }
+    let tag = |key: &str| conditions.get(&format!("aws:RequestTag/{key}"))?.as_str();
+    Some(format!(
+        "system:serviceaccount:{}:{}",
+        tag("kubernetes-namespace")?,
+        tag("kubernetes-service-account")?
+    ))
 }
 
-/// Whether `statement` is the one of `ours`: wib's, with its `Sid` or (as an
-/// older wib named it) its subject.
+/// Whether `statement` is the binding's statement in `mode`: wib's, with its
+/// `Sid` or (as an older wib named an IRSA one) its subject.
+fn is_ours_in(statement: &Value, ours: &Federation, mode: AwsMode) -> bool {
+    is_wib(statement)
+        && mode_of(statement) == mode
+        && (sid(statement) == ours.sid_in(mode)
+            || (mode == AwsMode::Irsa
+                && subject(statement).as_deref() == Some(ours.subject.as_str())))
+}
+
+/// Whether `statement` is one of the binding's, in either mode.
 fn is_ours(statement: &Value, ours: &Federation) -> bool {
-    is_wib(statement) && (sid(statement) == ours.sid || subject(statement) == Some(&ours.subject))
+    is_ours_in(statement, ours, AwsMode::Irsa) || is_ours_in(statement, ours, AwsMode::PodIdentity)
 }
 
 /// A statement with our `Sid` that admits another exact subject: wib never
 /// overwrites it. (One with our `Sid` widened to a pattern is drift of our
 /// own statement, and is narrowed back.)
 pub fn sid_conflict(current: Option<&Value>, ours: &Federation) -> bool {
+    let sid_now = ours.sid_in(ours.mode);
     statements(current)
         .iter()
-        .any(|s| sid(s) == ours.sid && subject(s).is_some_and(|sub| sub != ours.subject))
+        .any(|s| sid(s) == sid_now && subject(s).is_some_and(|sub| sub != ours.subject))
 }
 
 /// The trust policy with `ours` in place. Other wib statements (bindings
 /// sharing the role) stay; statements wib did not write stay only when
 /// `keep_foreign` (an adopted role), since on a role wib created they would
-/// widen who can assume it.
-pub fn with_statement(current: Option<&Value>, ours: &Federation, keep_foreign: bool) -> Value {
+/// widen who can assume it. The binding's statement of another mode goes,
+/// unless it is `keeping` that mode while pods move off it.
+pub fn with_statement(
+    current: Option<&Value>,
+    ours: &Federation,
+    keep_foreign: bool,
+    keeping: Option<AwsMode>,
+) -> Value {
     let mut kept: Vec<Value> = statements(current)
         .into_iter()
-        .filter(|s| !is_ours(s, ours) && sid(s) != RETAINED_SID && (is_wib(s) || keep_foreign))
+        .filter(|s| {
+            let old_mode_kept = keeping.is_some_and(|m| m != ours.mode && is_ours_in(s, ours, m));
+            old_mode_kept
+                || (!is_ours(s, ours) && sid(s) != RETAINED_SID && (is_wib(s) || keep_foreign))
+        })
         .collect();
     kept.push(statement(ours));
     document(kept)
 }
 
-/// The trust policy without `ours`; a deny placeholder when nothing would
-/// be left.
+/// The trust policy without the binding's statements; a deny placeholder
+/// when nothing would be left.
 pub fn without_statement(current: &Value, ours: &Federation) -> Value {
     let kept: Vec<Value> = statements(Some(current))
         .into_iter()
         .filter(|s| !is_ours(s, ours))
         .collect();
     if kept.is_empty() {
-        return document(vec![json!({
-            "Sid": RETAINED_SID,
-            "Effect": "Deny",
-            "Principal": {"Federated": ours.provider_arn},
-            "Action": WEB_IDENTITY_ACTION,
-        })]);
+        let placeholder = match ours.mode {
+            AwsMode::Irsa => json!({
+                "Sid": RETAINED_SID,
+                "Effect": "Deny",
+                "Principal": {"Federated": ours.provider_arn},
+                "Action": WEB_IDENTITY_ACTION,
+            }),
+            AwsMode::PodIdentity => json!({
+                "Sid": RETAINED_SID,
+                "Effect": "Deny",
+                "Principal": {"Service": PODS_PRINCIPAL},
+                "Action": PODS_ACTIONS,
+            }),
+        };
+        return document(vec![placeholder]);
     }
     document(kept)
 }
 
-/// How many statements other than `ours` still let someone in: the other
-/// ServiceAccounts that share the role, and, unless `only_wib` (an adopted
-/// role, whose own statements were there before wib), any statement wib
-/// did not write.
+/// How many statements other than the binding's still let someone in: the
+/// other ServiceAccounts that share the role, and, unless `only_wib` (an
+/// adopted role, whose own statements were there before wib), any
+/// statement wib did not write.
 pub fn other_statements(current: &Value, ours: &Federation, only_wib: bool) -> usize {
     statements(Some(current))
         .iter()
         .filter(|s| !is_ours(s, ours) && sid(s) != RETAINED_SID && (is_wib(s) || !only_wib))
         .count()
+}
+
+/// Whether the trust policy holds the binding's statement in `mode`.
+pub fn has_statement_in(current: Option<&Value>, ours: &Federation, mode: AwsMode) -> bool {
+    statements(current)
+        .iter()
+        .any(|s| is_ours_in(s, ours, mode))
 }
 
 /// A canonical text of a policy for comparison: object keys sorted, arrays
@@ -203,7 +303,69 @@ mod tests {
             subject: format!("system:serviceaccount:ns:{sa}"),
             audience: "sts.amazonaws.com".into(),
             sid: format!("wib{sa}"),
+            mode: AwsMode::Irsa,
+            pods: PodsTrust {
+                cluster: "c".into(),
+                namespace: "ns".into(),
+                service_account: sa.into(),
+                account_id: "123456789012".into(),
+            },
         }
+    }
+
+    fn pods(sa: &str) -> Federation {
+        Federation {
+            mode: AwsMode::PodIdentity,
+            ..federation(sa)
+        }
+    }
+
+    #[test]
+    fn the_pod_identity_statement_is_scoped_by_the_session_tags_and_the_account() {
+        let s = statement(&pods("a"));
+        assert_eq!(s["Principal"]["Service"], PODS_PRINCIPAL);
+        assert_eq!(s["Action"], json!(["sts:AssumeRole", "sts:TagSession"]));
+        let c = &s["Condition"]["StringEquals"];
+        assert_eq!(c["aws:RequestTag/eks-cluster-name"], "c");
+        assert_eq!(c["aws:RequestTag/kubernetes-namespace"], "ns");
+        assert_eq!(c["aws:RequestTag/kubernetes-service-account"], "a");
+        assert_eq!(c["aws:SourceAccount"], "123456789012");
+        assert_eq!(subject(&s).as_deref(), Some("system:serviceaccount:ns:a"));
+    }
+
+    #[test]
+    fn a_mode_change_keeps_the_old_statement_only_while_asked() {
+        let irsa = with_statement(None, &federation("a"), false, None);
+        let both = with_statement(Some(&irsa), &pods("a"), false, Some(AwsMode::Irsa));
+        assert!(has_statement_in(Some(&both), &pods("a"), AwsMode::Irsa));
+        assert!(has_statement_in(
+            Some(&both),
+            &pods("a"),
+            AwsMode::PodIdentity
+        ));
+        let after = with_statement(Some(&both), &pods("a"), false, Some(AwsMode::PodIdentity));
+        assert!(!has_statement_in(Some(&after), &pods("a"), AwsMode::Irsa));
+        assert_eq!(statements(Some(&after)).len(), 1);
+        // Another binding's statements of either mode stay.
+        let shared = with_statement(Some(&after), &federation("b"), false, None);
+        assert!(has_statement_in(
+            Some(&shared),
+            &pods("a"),
+            AwsMode::PodIdentity
+        ));
+        let gone = without_statement(&shared, &pods("a"));
+        assert_eq!(other_statements(&gone, &pods("a"), false), 1);
+        let last = without_statement(&gone, &federation("b"));
+        assert_eq!(sid(&statements(Some(&last))[0]), RETAINED_SID);
+    }
+
+    #[test]
+    fn a_pod_identity_statement_of_our_sid_for_another_service_account_is_a_conflict() {
+        let mut theirs = statement(&pods("b"));
+        theirs["Sid"] = json!(pods("a").sid_in(AwsMode::PodIdentity));
+        let current = json!({"Version": POLICY_VERSION, "Statement": [theirs]});
+        assert!(sid_conflict(Some(&current), &pods("a")));
+        assert!(!sid_conflict(Some(&current), &federation("a")));
     }
 
     #[test]
@@ -226,7 +388,7 @@ mod tests {
 
     #[test]
     fn key_order_and_single_values_are_not_drift() {
-        let ours = with_statement(None, &federation("a"), false);
+        let ours = with_statement(None, &federation("a"), false, None);
         let reordered: Value = serde_json::from_str(
             r#"{"Statement":{"Condition":{"StringEquals":{"oidc.example/id/1:aud":["sts.amazonaws.com"],"oidc.example/id/1:sub":"system:serviceaccount:ns:a"}},"Action":["sts:AssumeRoleWithWebIdentity"],"Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.example/id/1"},"Effect":"Allow","Sid":"wiba"},"Version":"2012-10-17"}"#,
         )
@@ -242,33 +404,33 @@ mod tests {
     fn shared_roles_keep_other_bindings_and_drop_foreign_statements() {
         let foreign =
             json!({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"});
-        let a = with_statement(None, &federation("a"), false);
+        let a = with_statement(None, &federation("a"), false, None);
         let mut current = a.clone();
         current["Statement"]
             .as_array_mut()
             .expect("array")
             .push(foreign.clone());
-        let ab = with_statement(Some(&current), &federation("b"), false);
+        let ab = with_statement(Some(&current), &federation("b"), false, None);
         assert_eq!(statements(Some(&ab)).len(), 2);
         assert_eq!(
             other_statements(&ab, &federation("a"), false),
             1,
             "b; the foreign one is gone"
         );
-        let adopted = with_statement(Some(&current), &federation("b"), true);
+        let adopted = with_statement(Some(&current), &federation("b"), true, None);
         assert_eq!(statements(Some(&adopted)).len(), 3);
         // Re-adding ours replaces it rather than duplicating it.
-        let again = with_statement(Some(&ab), &federation("b"), false);
+        let again = with_statement(Some(&ab), &federation("b"), false, None);
         assert!(same(&again, &ab));
     }
 
     #[test]
     fn dropping_the_last_statement_leaves_a_deny() {
-        let a = with_statement(None, &federation("a"), false);
+        let a = with_statement(None, &federation("a"), false, None);
         let left = without_statement(&a, &federation("a"));
         assert_eq!(left["Statement"][0]["Effect"], "Deny");
         assert_eq!(other_statements(&left, &federation("x"), false), 0);
-        let back = with_statement(Some(&left), &federation("a"), false);
+        let back = with_statement(Some(&left), &federation("a"), false, None);
         assert_eq!(statements(Some(&back)).len(), 1);
     }
 
@@ -278,14 +440,14 @@ mod tests {
         // An older wib named the same subject's statement differently.
         let mut older = a.clone();
         older.sid = "wibolder".into();
-        let current = with_statement(None, &older, false);
-        let replaced = with_statement(Some(&current), &a, false);
+        let current = with_statement(None, &older, false, None);
+        let replaced = with_statement(Some(&current), &a, false, None);
         assert_eq!(statements(Some(&replaced)).len(), 1);
         assert_eq!(other_statements(&current, &a, false), 0);
         // Our Sid admitting another subject is a clash, never overwritten.
         let mut thief = federation("thief");
         thief.sid = a.sid.clone();
-        let stolen = with_statement(None, &thief, false);
+        let stolen = with_statement(None, &thief, false, None);
         assert!(sid_conflict(Some(&stolen), &a));
         assert!(!sid_conflict(Some(&current), &a));
         // A statement wib did not write keeps the role alive.
@@ -309,7 +471,7 @@ mod tests {
 
     #[test]
     fn size_and_parsing() {
-        let a = with_statement(None, &federation("a"), false);
+        let a = with_statement(None, &federation("a"), false, None);
         assert!(size(&a) < TRUST_POLICY_MAX_CHARS);
         let encoded = urlencoding::encode(&compact(&a)).into_owned();
         assert_eq!(parse(&encoded), Some(a.clone()));

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use wib_api::Cloud;
-use wib_api::binding::AwsBinding;
+use wib_api::binding::{AwsBinding, AwsMode};
 use wib_api::conditions::Reason;
 use wib_api::provider::AwsProvider as AwsDefaults;
 
 use super::iam::Role;
-use super::policy::{self, Federation};
+use super::policy::{self, Federation, PodsTrust};
 use super::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_SECONDS, inline_policy, naming};
 use crate::ownership::{self, Claim, Release};
 use crate::{CloudError, GrantsRefused, Request, guardrails};
@@ -25,6 +25,13 @@ pub struct Target<'a> {
     pub path: String,
     pub max_session: i32,
     pub federation: Federation,
+    /// How pods get the role now: the spec's mode, else the provider's.
+    pub mode: AwsMode,
+    /// The mode the binding last completed (its status): while it differs
+    /// from `mode`, pods move from it, and its way in is kept.
+    pub moving_from: Option<AwsMode>,
+    /// The EKS cluster of pod identity associations.
+    pub eks_cluster: String,
 }
 
 pub use crate::error::not_configured;
@@ -45,8 +52,21 @@ impl<'a> Target<'a> {
             .unwrap_or_else(|| {
                 naming::role_name(cluster, &request.namespace, &request.binding_name)
             });
+        let mode = spec.mode.or(defaults.mode).unwrap_or_default();
+        let recorded = request
+            .binding
+            .status
+            .as_ref()
+            .and_then(|s| s.aws.as_ref())
+            .filter(|a| a.role_arn.is_some())
+            .map(|a| a.mode.unwrap_or_default());
+        let eks_cluster = defaults
+            .eks_cluster_name
+            .clone()
+            .unwrap_or_else(|| cluster.clone());
         Ok(Target {
-            spec,
+            mode,
+            moving_from: recorded.filter(|r| *r != mode),
             defaults,
             role,
             path: spec.path.clone().unwrap_or_else(|| "/".into()),
@@ -64,8 +84,31 @@ impl<'a> Target<'a> {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
                 sid: naming::statement_id(cluster, &request.namespace, &request.service_account),
+                mode,
+                pods: PodsTrust {
+                    cluster: eks_cluster.clone(),
+                    namespace: request.namespace.clone(),
+                    service_account: request.service_account.clone(),
+                    account_id: defaults.account_id.clone(),
+                },
             },
+            eks_cluster,
+            spec,
         })
+    }
+
+    /// Whether the binding's pod identity association is at stake: its mode
+    /// is or was PodIdentity, or its status records one.
+    pub fn reads_associations(&self, request: &Request<'_>) -> bool {
+        let recorded = request
+            .binding
+            .status
+            .as_ref()
+            .and_then(|s| s.aws.as_ref())
+            .is_some_and(|a| a.association_arn.is_some());
+        recorded
+            || self.mode == AwsMode::PodIdentity
+            || self.moving_from == Some(AwsMode::PodIdentity)
     }
 
     /// The role as messages name it.
@@ -190,6 +233,7 @@ pub fn leaving(request: &Request<'_>, target: &Target<'_>, role: &Role) -> Leavi
 pub fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<Vec<Value>, CloudError> {
     check_managed(request, spec)?;
     check_audience(request, spec)?;
+    check_mode(request, spec)?;
     inline_documents(request, spec)
 }
 
@@ -250,6 +294,72 @@ fn check_audience(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudE
         ));
     }
     Ok(())
+}
+
+/// Mode PodIdentity takes none of IRSA's token settings (CEL refuses them
+/// when the binding names the mode; the provider's default mode is known
+/// only here), and a target role in another account only from the
+/// provider's list: it is a grant the platform team makes.
+fn check_mode(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError> {
+    let defaults = request.provider.spec.aws.as_ref();
+    let mode = spec
+        .mode
+        .or(defaults.and_then(|a| a.mode))
+        .unwrap_or_default();
+    let irsa_only = [
+        ("audience", spec.audience.is_some()),
+        (
+            "stsRegionalEndpoints",
+            spec.sts_regional_endpoints.is_some(),
+        ),
+        (
+            "tokenExpirationSeconds",
+            spec.token_expiration_seconds.is_some(),
+        ),
+    ];
+    if mode == AwsMode::PodIdentity
+        && let Some((field, _)) = irsa_only.iter().find(|(_, set)| *set)
+    {
+        return Err(CloudError::new(
+            Reason::InvalidSpec,
+            format!(
+                "aws.{field} sets IRSA's projected token, and this binding is in mode PodIdentity (ClusterIdentityProvider {:?}'s default); remove it or set aws.mode: IRSA; nothing was created",
+                provider_name(request)
+            ),
+        ));
+    }
+    let Some(target) = spec.target_role_arn.as_deref() else {
+        return Ok(());
+    };
+    if mode != AwsMode::PodIdentity {
+        return Err(CloudError::new(
+            Reason::InvalidSpec,
+            "aws.targetRoleArn is for mode PodIdentity; nothing was created",
+        ));
+    }
+    let allowed = defaults.is_some_and(|a| {
+        a.allowed_target_role_arns
+            .iter()
+            .any(|pattern| target_allowed(pattern, target))
+    });
+    if !allowed {
+        return Err(CloudError::new(
+            Reason::RoleNotAllowed,
+            format!(
+                "aws.targetRoleArn {target} is not in ClusterIdentityProvider {:?}'s aws.allowedTargetRoleArns; nothing was created",
+                provider_name(request)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An exact ARN, or a prefix ending in `*`.
+fn target_allowed(pattern: &str, arn: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => arn.starts_with(prefix),
+        None => pattern == arn,
+    }
 }
 
 /// The inline documents, each parsed and judged; a tenant may grant itself
