@@ -16,6 +16,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use wib_api::WorkloadIdentityBinding;
 use wib_testenv::azure::AzureFake;
+use wib_testenv::eks::EksFake;
 use wib_testenv::gcp::GcpFake;
 use wib_testenv::moto::Moto;
 use wib_testenv::{Attached, ClusterRef, ControlPlane, Operator, Options};
@@ -39,6 +40,9 @@ pub struct Env {
     pub azure: Option<AzureFake>,
     pub moto: Option<Moto>,
     pub gcp: Option<GcpFake>,
+    /// EKS (pod identity associations, EKS Auth, the node agent), on moto's
+    /// IAM and STS; local only.
+    pub eks: Option<EksFake>,
     pub admin: Admin,
     pub cp: Cluster,
     /// Held while attached: tests share one cluster, one operator and one
@@ -240,11 +244,19 @@ impl Env {
             true => Some(GcpFake::start(&cp, GCP_PROJECT).await?),
             false => None,
         };
+        let eks = match &moto {
+            Some(moto) => Some(EksFake::start(&cp, &moto.url).await?),
+            None => None,
+        };
         let envs: Vec<(String, String)> = azure
             .iter()
             .flat_map(|a| a.operator_env.clone())
             .chain(moto.iter().flat_map(|m| m.operator_env.clone()))
             .chain(gcp.iter().flat_map(|g| g.operator_env.clone()))
+            .chain(
+                eks.iter()
+                    .map(|e| ("AWS_ENDPOINT_URL_EKS".to_string(), e.url.clone())),
+            )
             .collect();
         let mut envs = envs;
         envs.extend(pods::webhook_env(azure.as_ref(), gcp.as_ref()));
@@ -283,6 +295,7 @@ impl Env {
             azure,
             moto,
             gcp,
+            eks,
             admin,
             cp: Cluster::Local(cp),
             _turn: None,
@@ -320,6 +333,7 @@ impl Env {
             azure: Some(azure),
             moto: Some(moto),
             gcp: Some(gcp),
+            eks: None,
             admin,
             cp: Cluster::Attached { cluster, _dir: dir },
             _turn: Some(turn),
@@ -401,6 +415,11 @@ subjects:
     /// moto; panics when the env was started without it.
     pub fn moto(&self) -> &Moto {
         self.moto.as_ref().expect("started with start_aws()")
+    }
+
+    /// The EKS fake; panics when the env was started without it (attached).
+    pub fn eks(&self) -> &EksFake {
+        self.eks.as_ref().expect("started locally with start_aws()")
     }
 
     /// An IAM client on moto, for arranging and checking a test (moto

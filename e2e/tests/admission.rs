@@ -271,6 +271,26 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "should be greater than or equal to 3600",
         ),
         (
+            "IRSA token settings in mode PodIdentity",
+            json!({"aws": {"mode": "PodIdentity", "audience": "sts.amazonaws.com"}}),
+            "mode PodIdentity uses neither",
+        ),
+        (
+            "target role in mode IRSA",
+            json!({"aws": {"mode": "IRSA", "targetRoleArn": "arn:aws:iam::222222222222:role/r"}}),
+            "aws.targetRoleArn is for mode PodIdentity",
+        ),
+        (
+            "target role that is not a role ARN",
+            json!({"aws": {"mode": "PodIdentity", "targetRoleArn": "arn:aws:iam::222222222222:user/u"}}),
+            "aws.targetRoleArn must be an IAM role ARN",
+        ),
+        (
+            "unknown AWS mode",
+            json!({"aws": {"mode": "Irsa"}}),
+            "Unsupported value",
+        ),
+        (
             "bad role name",
             json!({"aws": {"roleName": "has space"}}),
             "aws.roleName must be 1-64 characters",
@@ -397,6 +417,16 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "bad OIDC ARN",
             json!({"clusterName": "c", "aws": {"accountId": "123456789012", "oidcProviderArn": "arn:aws:iam::1:role/x"}}),
             "aws.oidcProviderArn must look like",
+        ),
+        (
+            "bad EKS cluster name",
+            json!({"clusterName": "c", "aws": {"accountId": "123456789012", "eksClusterName": "-prod"}}),
+            "aws.eksClusterName must be an EKS cluster name",
+        ),
+        (
+            "allowed target that is not a role",
+            json!({"clusterName": "c", "aws": {"accountId": "123456789012", "allowedTargetRoleArns": ["arn:aws:iam::222222222222:policy/p"]}}),
+            "aws.allowedTargetRoleArns entries must be IAM role ARNs",
         ),
         (
             "bad permissions boundary",

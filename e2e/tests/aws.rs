@@ -1121,3 +1121,336 @@ async fn an_issuer_change_re_keys_the_trust_policy_and_retires_the_oidc_provider
         "role deleted"
     );
 }
+
+/// The provider for mode PodIdentity: associations in the EKS fake's
+/// cluster, and one other account's `shared/` roles as targets.
+fn pod_identity_provider() -> String {
+    format!(
+        "\n    eksClusterName: {}\n    allowedTargetRoleArns: [\"arn:aws:iam::{OTHER_ACCOUNT}:role/shared/*\"]",
+        wib_testenv::eks::CLUSTER
+    )
+}
+
+const OTHER_ACCOUNT: &str = "222222222222";
+
+/// The EKS fake's associations of `NS`/`sa`, whoever made them.
+async fn associations_of(env: &Env, sa: &str) -> Vec<Value> {
+    env.eks()
+        .associations()
+        .await
+        .expect("associations")
+        .into_iter()
+        .filter(|a| a["namespace"] == NS && a["serviceAccount"] == sa)
+        .collect()
+}
+
+/// A pod of `sa` as EKS sets it up for Pod Identity: the node agent's URL
+/// and a token file of audience `pods.eks.amazonaws.com`; the SDK's
+/// container-credentials provider fetches the role's session from the agent,
+/// which asks EKS Auth, which checks the role's trust policy in moto.
+async fn pod_identity_exchange(env: &Env, sa: &str) -> (bool, String) {
+    let token = env
+        .cp
+        .service_account_token(NS, sa, wib_testenv::eks::AUDIENCE)
+        .await
+        .expect("pod token");
+    let file = env.cp.dir().join(format!("pod-identity-token-{sa}"));
+    std::fs::write(&file, token).expect("token file");
+    let mut vars = env.eks().container_credentials_env(&file);
+    vars.extend([
+        ("AWS_ENDPOINT_URL".to_string(), env.moto().url.clone()),
+        ("AWS_REGION".to_string(), REGION.to_string()),
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+    ]);
+    let vars: Vec<(&str, &std::ffi::OsStr)> = vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), std::ffi::OsStr::new(v.as_str())))
+        .collect();
+    wib_e2e::run_pod("wib-e2e-pod-aws", &vars)
+}
+
+/// Which ways in the role's trust policy has for `sa`: (IRSA, Pod Identity).
+fn ways_in(trust: &Value, sa: &str) -> (bool, bool) {
+    let statements = trust["Statement"].as_array().cloned().unwrap_or_default();
+    let allows = |s: &&Value| s["Effect"] == "Allow";
+    let irsa = statements.iter().filter(allows).any(|s| {
+        s["Action"] == policy::WEB_IDENTITY_ACTION
+            && s["Condition"]["StringEquals"].as_object().is_some_and(|c| {
+                c.values()
+                    .any(|v| v == &format!("system:serviceaccount:{NS}:{sa}"))
+            })
+    });
+    let pods = statements.iter().filter(allows).any(|s| {
+        s["Principal"]["Service"] == policy::PODS_PRINCIPAL
+            && s["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"] == sa
+    });
+    (irsa, pods)
+}
+
+/// Writes to IAM (wib's own counters) and to EKS (the fake's) so far.
+async fn aws_writes(env: &Env) -> (u64, Value) {
+    let iam: u64 = calls(&env.metrics().await.expect("metrics"))
+        .into_iter()
+        .filter(|(op, _)| wib_cloud::calls::is_write(op))
+        .map(|(_, n)| n)
+        .sum();
+    let eks = env.eks().calls().await.expect("EKS calls")["writes"].clone();
+    (iam, eks)
+}
+
+/// Switches `name` to `mode` and samples, until the switch is complete,
+/// that the ServiceAccount always has a way in: the association and its
+/// trust statement, or the annotation and the IRSA statement. Returns the
+/// number of samples taken.
+async fn switch_mode_keeping_a_way_in(env: &Env, iam: &Iam, name: &str, mode: &str) -> usize {
+    let role = role_name(name);
+    env.apply(&binding(name, name, &format!("    mode: {mode}\n")))
+        .await
+        .expect("mode changed");
+    let (want_irsa, want_pods) = (mode == "IRSA", mode == "PodIdentity");
+    let mut samples = 0;
+    wib_e2e::poll_until(wib_e2e::WAIT, "the mode switch complete", async || {
+        samples += 1;
+        let trust = role_state(iam, &role).await.expect("role").trust;
+        let associated = !associations_of(env, name).await.is_empty();
+        let annotated = env
+            .service_accounts(NS)
+            .get(name)
+            .await
+            .expect("SA")
+            .annotations()
+            .contains_key("eks.amazonaws.com/role-arn");
+        let (irsa, pods) = ways_in(&trust, name);
+        assert!(
+            (irsa && annotated) || (pods && associated),
+            "no way in: IRSA statement {irsa}, annotation {annotated}, Pod Identity statement {pods}, association {associated}\n{trust}"
+        );
+        let done = (irsa, pods, annotated, associated) == (want_irsa, want_pods, want_irsa, want_pods);
+        done.then_some(()).ok_or_else(|| "switching".to_string())
+    })
+    .await
+    .expect("switched");
+    samples
+}
+
+#[tokio::test]
+async fn pod_identity_associates_the_service_account_repairs_drift_and_switches_modes_without_a_gap()
+ {
+    let env = env(&pod_identity_provider()).await;
+    let iam = env.iam();
+    let name = "pods";
+    env.apply(&binding(
+        name,
+        name,
+        &format!("    mode: PodIdentity\n    managedPolicyArns: [{READ_ONLY}]\n"),
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, name, READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let role = role_name(name);
+    let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
+    let aws = b.status.and_then(|s| s.aws).expect("status.aws");
+    assert_eq!(aws.mode, Some(wib_api::binding::AwsMode::PodIdentity));
+    assert_eq!(aws.oidc_provider_arn, None);
+
+    // Exactly one association, wib's, for exactly this ServiceAccount.
+    let found = associations_of(&env, name).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let association = &found[0];
+    assert_eq!(association["roleArn"], role_arn.as_str());
+    assert_eq!(association["clusterName"], wib_testenv::eks::CLUSTER);
+    assert_eq!(association["tags"]["wib.dev_binding"], name);
+    assert_eq!(association["tags"]["wib.dev_namespace"], NS);
+    assert_eq!(
+        aws.association_arn.as_deref(),
+        association["associationArn"].as_str()
+    );
+    // The trust policy is the one Pod Identity statement; no IRSA anywhere.
+    let state = role_state(&iam, &role).await.expect("role");
+    assert_eq!(state.trust["Statement"].as_array().map(Vec::len), Some(1));
+    assert_eq!(ways_in(&state.trust, name), (false, true));
+    assert_eq!(state.attached, vec![READ_ONLY.to_string()]);
+    let sa = env.service_accounts(NS).get(name).await.expect("SA");
+    assert!(
+        !sa.annotations().contains_key("eks.amazonaws.com/role-arn"),
+        "{:?}",
+        sa.annotations()
+    );
+    let oidc = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .expect("OIDC providers");
+    assert!(
+        oidc.open_id_connect_provider_list().is_empty(),
+        "Pod Identity needs no IAM OIDC provider"
+    );
+
+    // A pod of the ServiceAccount gets the role; a pod of another does not.
+    let (ok, out) = pod_identity_exchange(&env, name).await;
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("assumed-role/{role}/")), "{out}");
+    let (ok, out) = pod_identity_exchange(&env, "someone-else").await;
+    assert!(!ok, "another ServiceAccount got credentials: {out}");
+
+    // Steady state: several resyncs, no write to IAM or EKS.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = aws_writes(&env).await;
+    tokio::time::sleep(Duration::from_secs(4 * 2 + 1)).await;
+    assert_eq!(aws_writes(&env).await, before, "writes in a steady state");
+
+    // Drift: the association deleted and the trust statement replaced by
+    // hand are both put back, and the pod gets in again.
+    let id = association["associationId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/clusters/{}/pod-identity-associations/{id}",
+            env.eks().url,
+            wib_testenv::eks::CLUSTER
+        ))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success());
+    iam.update_assume_role_policy()
+        .role_name(&role)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+                "Principal": {"Service": policy::PODS_PRINCIPAL}, "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("trust replaced");
+    wait_for(
+        "the association and the trust statement put back",
+        async || {
+            let found = associations_of(&env, name).await;
+            let trust = role_state(&iam, &role).await?.trust;
+            (found.len() == 1
+                && found[0]["associationId"] != id.as_str()
+                && ways_in(&trust, name) == (false, true))
+                .then_some(())
+        },
+    )
+    .await;
+    let (ok, out) = pod_identity_exchange(&env, name).await;
+    assert!(ok, "{out}");
+
+    // To IRSA and back: at every sample one way in is complete.
+    let samples = switch_mode_keeping_a_way_in(&env, &iam, name, "IRSA").await;
+    assert!(samples > 0);
+    let b = env
+        .wait_condition(NS, name, READY, "True", "Provisioned")
+        .await
+        .expect("Ready in IRSA");
+    let aws = b.status.and_then(|s| s.aws).expect("status.aws");
+    assert_eq!(aws.mode, Some(wib_api::binding::AwsMode::Irsa));
+    assert_eq!(aws.association_arn, None);
+    let token = env
+        .cp
+        .service_account_token(NS, name, STS_AUDIENCE)
+        .await
+        .expect("token");
+    let (ok, out) = pod_exchange(&env, &role_arn, &token);
+    assert!(ok, "{out}");
+    switch_mode_keeping_a_way_in(&env, &iam, name, "PodIdentity").await;
+    let (ok, out) = pod_identity_exchange(&env, name).await;
+    assert!(ok, "{out}");
+
+    // Deletion leaves nothing: no association, no role.
+    env.delete_binding(NS, name).await.expect("deleted");
+    assert!(associations_of(&env, name).await.is_empty());
+    assert!(role_state(&iam, &role).await.is_none(), "role left behind");
+}
+
+#[tokio::test]
+async fn pod_identity_never_takes_someone_elses_association_nor_an_unlisted_target_role() {
+    let env = env(&pod_identity_provider()).await;
+    let iam = env.iam();
+    let theirs = env
+        .eks()
+        .create_association_as(
+            Some(&format!("arn:aws:iam::{ACCOUNT}:role/platform-admin")),
+            wib_testenv::eks::CLUSTER,
+            json!({"namespace": NS, "serviceAccount": "taken",
+                "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/platform-made")}),
+        )
+        .await
+        .expect("someone else's association");
+    let eks_writes = env.eks().calls().await.expect("calls")["writes"].clone();
+    env.moto().start_recording().await.expect("recording");
+
+    env.apply(&binding("taken", "taken", "    mode: PodIdentity\n"))
+        .await
+        .expect("binding");
+    let b = env
+        .wait_condition(NS, "taken", READY, "False", "AssociationConflict")
+        .await
+        .expect("conflict");
+    let message = wib_e2e::condition(&b, READY)
+        .expect("Ready")
+        .message
+        .clone();
+    let their_id = theirs["associationId"].as_str().expect("id");
+    assert!(message.contains(their_id), "{message}");
+    env.apply(&binding(
+        "elsewhere",
+        "elsewhere",
+        &format!(
+            "    mode: PodIdentity\n    targetRoleArn: arn:aws:iam::{OTHER_ACCOUNT}:role/admin\n"
+        ),
+    ))
+    .await
+    .expect("binding");
+    let b = env
+        .wait_condition(NS, "elsewhere", READY, "False", "RoleNotAllowed")
+        .await
+        .expect("refused");
+    let message = wib_e2e::condition(&b, READY)
+        .expect("Ready")
+        .message
+        .clone();
+    assert!(message.contains("allowedTargetRoleArns"), "{message}");
+    let recorded = env.moto().recorded_actions("iam").await.expect("recording");
+    assert!(
+        recorded.keys().all(|op| !wib_cloud::calls::is_write(op)),
+        "IAM writes for refused bindings: {recorded:?}"
+    );
+    assert_eq!(
+        env.eks().calls().await.expect("calls")["writes"],
+        eks_writes,
+        "EKS writes for refused bindings"
+    );
+
+    // A listed target role is passed on to EKS.
+    let target = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/shared/reader");
+    env.apply(&binding(
+        "chained",
+        "chained",
+        &format!("    mode: PodIdentity\n    targetRoleArn: {target}\n"),
+    ))
+    .await
+    .expect("binding");
+    env.wait_condition(NS, "chained", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let found = associations_of(&env, "chained").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["targetRoleArn"], target.as_str());
+    assert!(found[0]["externalId"].is_string());
+
+    // Deleting the refused binding leaves their association as it was.
+    env.delete_binding(NS, "taken").await.expect("deleted");
+    let left = associations_of(&env, "taken").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["associationId"], their_id);
+    assert_eq!(left[0]["roleArn"], theirs["roleArn"]);
+    assert!(role_state(&iam, &role_name("taken")).await.is_none());
+}

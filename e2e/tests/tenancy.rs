@@ -2079,3 +2079,173 @@ async fn a_tenants_direct_grants_go_only_to_its_own_principal_and_a_rival_cannot
         vec![principal]
     );
 }
+
+/// Mode PodIdentity as a tenant: the association is of the tenant's own
+/// ServiceAccount only; a target role in another account only from the
+/// provider's list; someone else's association, another namespace's role
+/// and the binding's status stay out of reach. Nothing refused is written.
+#[tokio::test]
+async fn a_tenants_pod_identity_reaches_only_its_own_service_account_and_listed_target_roles() {
+    let env = Env::start_aws()
+        .await
+        .expect("control plane, moto, EKS and operator");
+    let victim_ns = "team-b";
+    env.namespace(NS, &[]).await.expect("namespace");
+    env.namespace(victim_ns, &[]).await.expect("namespace");
+    env.apply(
+        &provider(json!({
+            "mode": "PodIdentity",
+            "eksClusterName": wib_testenv::eks::CLUSTER,
+            "allowedTargetRoleArns": ["arn:aws:iam::222222222222:role/shared/*"],
+        }))
+        .to_string(),
+    )
+    .await
+    .expect("provider");
+    let tenant = env.tenant(TENANT, NS).await.expect("tenant user");
+    let eks = env.eks();
+    let associations = async |ns: &str, sa: &str| -> Vec<Value> {
+        eks.associations()
+            .await
+            .expect("associations")
+            .into_iter()
+            .filter(|a| a["namespace"] == ns && a["serviceAccount"] == sa)
+            .collect()
+    };
+
+    // team-b's binding, in the provider's default mode PodIdentity.
+    env.apply(&binding_in(victim_ns, "app", "aws", json!({})).to_string())
+        .await
+        .expect("victim binding");
+    let victim = env
+        .wait_condition(victim_ns, "app", READY, "True", "Provisioned")
+        .await
+        .expect("victim Ready");
+    let victim_role = victim
+        .status
+        .and_then(|s| s.aws)
+        .and_then(|a| a.role_arn)
+        .and_then(|arn| arn.rsplit('/').next().map(str::to_string))
+        .expect("role");
+    let victim_before = associations(victim_ns, "app").await;
+    assert_eq!(victim_before.len(), 1);
+    let iam = env.iam();
+    let trust_before = iam
+        .get_role()
+        .role_name(&victim_role)
+        .send()
+        .await
+        .expect("victim role")
+        .role
+        .and_then(|r| r.assume_role_policy_document)
+        .expect("trust");
+    let platforms = eks
+        .create_association_as(
+            Some(&format!("arn:aws:iam::{ACCOUNT}:role/platform-admin")),
+            wib_testenv::eks::CLUSTER,
+            json!({"namespace": NS, "serviceAccount": "platform-managed",
+                "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/platform-made")}),
+        )
+        .await
+        .expect("the platform's association");
+
+    let eks_writes = eks.calls().await.expect("calls")["writes"].clone();
+    let cloud_writes = CloudWrites::from_now(&env).await;
+    for (name, spec, reason) in [
+        (
+            "unlisted-target",
+            json!({"targetRoleArn": "arn:aws:iam::222222222222:role/admin"}),
+            "RoleNotAllowed",
+        ),
+        (
+            "other-account-spelled-like-listed",
+            json!({"targetRoleArn": "arn:aws:iam::333333333333:role/shared/reader"}),
+            "RoleNotAllowed",
+        ),
+        (
+            "irsa-audience",
+            json!({"audience": "sts.amazonaws.com"}),
+            "InvalidSpec",
+        ),
+        (
+            "steal-role",
+            json!({"roleName": victim_role}),
+            "IdentityNotShared",
+        ),
+    ] {
+        tenant
+            .apply(&binding(name, "aws", spec))
+            .await
+            .expect("binding");
+        refused(&env, name, reason).await;
+    }
+    let take = with_spec(
+        binding_in(NS, "take", "aws", json!({})),
+        "serviceAccount",
+        json!({"name": "platform-managed"}),
+    );
+    tenant.apply(&take).await.expect("binding");
+    refused(&env, "take", "AssociationConflict").await;
+    cloud_writes.assert_none(&env).await;
+    assert_eq!(
+        eks.calls().await.expect("calls")["writes"],
+        eks_writes,
+        "EKS writes for refused bindings"
+    );
+
+    // The binding's status is the operator's: a tenant cannot point wib at
+    // another association through it.
+    let bindings: kube::Api<wib_api::WorkloadIdentityBinding> =
+        kube::Api::namespaced(tenant.client.clone(), NS);
+    forbidden(
+        "a tenant writes a binding's status",
+        bindings
+            .patch_status(
+                "take",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"status": {"aws": {
+                    "associationArn": victim_before[0]["associationArn"]}}})),
+            )
+            .await
+            .map(drop)
+            .map_err(anyhow::Error::from),
+    );
+
+    // Deleting the refused bindings removes nothing of anyone else's.
+    for name in ["take", "steal-role", "unlisted-target"] {
+        env.delete_binding(NS, name).await.expect("deleted");
+    }
+    let platform_after = associations(NS, "platform-managed").await;
+    assert_eq!(platform_after.len(), 1);
+    assert_eq!(
+        platform_after[0]["associationId"],
+        platforms["associationId"]
+    );
+    assert_eq!(platform_after[0]["roleArn"], platforms["roleArn"]);
+    assert_eq!(associations(victim_ns, "app").await, victim_before);
+    let trust_after = iam
+        .get_role()
+        .role_name(&victim_role)
+        .send()
+        .await
+        .expect("victim role")
+        .role
+        .and_then(|r| r.assume_role_policy_document)
+        .expect("trust");
+    assert_eq!(
+        trust_after, trust_before,
+        "the victim's trust policy changed"
+    );
+
+    // The tenant's own binding: its own ServiceAccount's association only.
+    tenant
+        .apply(&binding("own", "aws", json!({})))
+        .await
+        .expect("binding");
+    env.wait_condition(NS, "own", READY, "True", "Provisioned")
+        .await
+        .expect("Ready");
+    let own = associations(NS, "own").await;
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["tags"]["wib.dev_namespace"], NS);
+}
