@@ -334,6 +334,7 @@ async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_toke
     gcp["projectNumber"] = serde_json::json!(wib_testenv::gcp::PROJECT_NUMBER);
     gcp["workloadIdentityPool"] = serde_json::json!(wib_testenv::gcp::POOL);
     gcp["workloadIdentityProvider"] = serde_json::json!(wib_testenv::gcp::POOL_PROVIDER);
+    provider["spec"]["aws"]["eksClusterName"] = serde_json::json!(wib_testenv::eks::CLUSTER);
     env.apply(&provider.to_string()).await.expect("provider");
 
     // A tenant cannot turn verification on: providers are the platform's.
@@ -359,11 +360,20 @@ async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_toke
         )
         .await
         .expect("IAM propagation delay");
-    for cloud in ["azure", "aws", "gcp"] {
+    for (name, cloud, spec) in [
+        ("azure", "azure", serde_json::json!({})),
+        ("aws", "aws", serde_json::json!({})),
+        (
+            "aws-pods",
+            "aws",
+            serde_json::json!({"mode": "PodIdentity"}),
+        ),
+        ("gcp", "gcp", serde_json::json!({})),
+    ] {
         let binding = serde_json::json!({
             "apiVersion": "wib.dev/v1alpha1", "kind": "WorkloadIdentityBinding",
-            "metadata": {"name": cloud, "namespace": NS},
-            "spec": {"serviceAccount": {"name": cloud}, cloud: {}},
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"serviceAccount": {"name": name}, cloud: spec},
         });
         tenant.apply(&binding.to_string()).await.expect("binding");
     }
@@ -381,7 +391,7 @@ async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_toke
             "{cloud}: {message}"
         );
     }
-    for cloud in ["azure", "aws", "gcp"] {
+    for cloud in ["azure", "aws", "aws-pods", "gcp"] {
         let b = env
             .wait_condition(NS, cloud, READY, "True", "Provisioned")
             .await
@@ -399,6 +409,14 @@ async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_toke
             "{cloud}: a token in the binding: {seen}"
         );
     }
+    // The Pod Identity binding was verified as the node agent exchanges.
+    assert!(
+        env.eks()
+            .call_count("AssumeRoleForPodIdentity")
+            .await
+            .expect("EKS calls")
+            >= 1
+    );
     let events = env.events_for(NS, "azure").await.expect("events");
     let events = serde_json::to_string(&events).expect("events JSON");
     assert!(!events.contains("eyJ"), "a token in an Event: {events}");

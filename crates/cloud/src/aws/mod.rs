@@ -129,7 +129,7 @@ fn web_identity(
 async fn iam_client(
     settings: &Settings,
     observer: Observer,
-) -> Result<(Iam, eks::Eks, aws_sdk_sts::Client), CloudError> {
+) -> Result<(Iam, eks::Eks, aws_sdk_eksauth::Client, aws_sdk_sts::Client), CloudError> {
     let http = http_client()?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http.clone())
@@ -143,6 +143,7 @@ async fn iam_client(
     let config = loader.load().await;
     let mut iam = aws_sdk_iam::config::Builder::from(&config);
     let mut eks = aws_sdk_eks::config::Builder::from(&config);
+    let mut eks_auth = aws_sdk_eksauth::config::Builder::from(&config);
     // wib caches its session itself, so that IAM refusing it drops it; EKS
     // shares that one session.
     let stale = match config.credentials_provider() {
@@ -154,8 +155,11 @@ async fn iam_client(
                 .credentials_provider(shared.clone())
                 .identity_cache(aws_sdk_iam::config::IdentityCache::no_cache());
             eks = eks
-                .credentials_provider(shared)
+                .credentials_provider(shared.clone())
                 .identity_cache(aws_sdk_eks::config::IdentityCache::no_cache());
+            eks_auth = eks_auth
+                .credentials_provider(shared)
+                .identity_cache(aws_sdk_eksauth::config::IdentityCache::no_cache());
             Some(stale)
         }
         None => None,
@@ -167,9 +171,11 @@ async fn iam_client(
         &settings.limits,
     );
     let sts = aws_sdk_sts::Client::new(&config);
+    let eks_auth = aws_sdk_eksauth::Client::from_conf(eks_auth.build());
     Ok((
         Iam::new(client, observer, stale, &settings.limits),
         eks,
+        eks_auth,
         sts,
     ))
 }
@@ -201,6 +207,8 @@ pub struct Clients {
     pub eks: eks::Eks,
     /// STS as pods reach it, for `verifyExchange` (its call is unsigned).
     pub sts: aws_sdk_sts::Client,
+    /// EKS Auth as the Pod Identity Agent reaches it, for `verifyExchange`.
+    pub eks_auth: aws_sdk_eksauth::Client,
     pub trust_policy_max_chars: usize,
     /// Every role of the account, read at most once per TTL.
     pub fleet: fleet::Fleet,
@@ -220,11 +228,12 @@ impl AwsProvider {
     /// The AWS cloud as `settings` describe it; fails only when the HTTP
     /// client cannot be built (an unreadable `WIB_CLOUD_CA_FILE`).
     pub async fn new(observer: Observer, settings: Settings) -> Result<Self, CloudError> {
-        let (iam, eks, sts) = iam_client(&settings, observer).await?;
+        let (iam, eks, eks_auth, sts) = iam_client(&settings, observer).await?;
         Ok(Self {
             clients: Arc::new(Clients {
                 iam,
                 eks,
+                eks_auth,
                 sts,
                 trust_policy_max_chars: settings.trust_policy_max_chars,
                 fleet: fleet::Fleet::new(settings.fleet_snapshot_ttl),
@@ -283,11 +292,11 @@ impl Steps for AwsProvider {
 
     async fn verify_exchange<'a>(
         &'a self,
-        _request: &'a Request<'a>,
+        request: &'a Request<'a>,
         outcome: &'a crate::Outcome,
         token: &'a str,
         _endpoints: &'a crate::exchange::Endpoints,
     ) -> Result<(), CloudError> {
-        exchange::verify(&self.clients.sts, outcome, token).await
+        exchange::verify_in_mode(&self.clients, request, outcome, token).await
     }
 }

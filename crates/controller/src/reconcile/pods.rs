@@ -112,14 +112,30 @@ impl PodIndex {
     }
 }
 
-/// The pods (being deleted or not) that were not given `identity` for
+/// What wib's webhook must have given the ServiceAccount's pods for one cloud.
+#[derive(Clone, Copy, Debug)]
+pub enum Expected<'a> {
+    /// This identity (the ServiceAccount's annotation names it).
+    Given(&'a str),
+    /// Nothing: the cloud's own agent serves the pods (EKS Pod Identity),
+    /// and an identity wib's webhook gave before would take precedence
+    /// in the SDKs over the agent's.
+    Nothing,
+}
+
+/// The pods (not being deleted) that were not given what is expected for
 /// `cloud`, by name.
-pub fn needing_restart(pods: &[PodMeta], cloud: Cloud, identity: &str) -> Vec<PodMeta> {
+pub fn needing_restart(pods: &[PodMeta], cloud: Cloud, expected: Expected<'_>) -> Vec<PodMeta> {
     pods.iter()
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .filter(|pod| {
-            stamp::read(pod.annotations(), cloud)
-                .is_none_or(|(_, given)| given.as_deref() != Some(identity))
+            let stamped = stamp::read(pod.annotations(), cloud);
+            match expected {
+                Expected::Given(identity) => {
+                    stamped.is_none_or(|(_, given)| given.as_deref() != Some(identity))
+                }
+                Expected::Nothing => stamped.is_some_and(|(_, given)| given.is_some()),
+            }
         })
         .cloned()
         .collect()
@@ -215,6 +231,17 @@ mod tests {
     }
 
     #[test]
+    fn under_eks_pod_identity_only_pods_wib_gave_an_aws_role_need_a_restart() {
+        let irsa = Arc::new(pod("irsa", "app", json!({"aws": "arn:aws:iam::1:role/r"})));
+        let agent = Arc::new(pod("agent", "app", json!({})));
+        let names: Vec<String> = needing_restart(&[irsa, agent], Cloud::Aws, Expected::Nothing)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        assert_eq!(names, ["irsa"]);
+    }
+
+    #[test]
     fn pods_without_the_current_identity_need_a_restart_and_leave_the_index_when_deleted() {
         let index = PodIndex::default();
         let old = pod("old", "app", json!({}));
@@ -226,7 +253,7 @@ mod tests {
         }
         let pods = index.of("ns", "app");
         assert_eq!(pods.len(), 3);
-        let mut names: Vec<String> = needing_restart(&pods, Cloud::Azure, "now")
+        let mut names: Vec<String> = needing_restart(&pods, Cloud::Azure, Expected::Given("now"))
             .iter()
             .map(|p| p.name_any())
             .collect();
@@ -237,7 +264,7 @@ mod tests {
             Some(("ns".into(), "app".into()))
         );
         assert_eq!(
-            needing_restart(&index.of("ns", "app"), Cloud::Azure, "now").len(),
+            needing_restart(&index.of("ns", "app"), Cloud::Azure, Expected::Given("now")).len(),
             1
         );
     }

@@ -16,7 +16,7 @@ use serde_json::json;
 use wib_api::binding::{RestartWorkloads, WorkloadsRestarted};
 use wib_api::{WorkloadIdentityBinding, WorkloadIdentityBindingStatus};
 
-use super::pods::{self, Report};
+use super::pods::{self, Expected, Report};
 use super::status::{CloudStep, Progress, ServiceAccountStep};
 use crate::context::Context;
 use crate::webhook::stamp;
@@ -45,13 +45,23 @@ pub async fn step(
         pods::carry(status, previous);
         return;
     };
-    let Some(identity) = stamp::identities(&outcome.annotations).remove(cloud) else {
-        pods::carry(status, previous);
-        return;
+    let (identity, expected) = match stamp::identities(&outcome.annotations).remove(cloud) {
+        Some(identity) => (identity, None),
+        None => match served_by_eks(outcome) {
+            Some(role) => (
+                format!("EKS Pod Identity ({role})"),
+                Some(Expected::Nothing),
+            ),
+            None => {
+                pods::carry(status, previous);
+                return;
+            }
+        },
     };
+    let expected = expected.unwrap_or(Expected::Given(&identity));
     let namespace = binding.namespace().unwrap_or_default();
     let account = binding.service_account_name();
-    let needing = pods::needing_restart(&ctx.pods.of(&namespace, &account), *cloud, &identity);
+    let needing = pods::needing_restart(&ctx.pods.of(&namespace, &account), *cloud, expected);
     status.workloads_restarted = previous.and_then(|p| p.workloads_restarted.clone());
     let restart_note = match binding.spec.restart_workloads {
         RestartWorkloads::OnIdentityChange if !needing.is_empty() => {
@@ -72,6 +82,15 @@ pub async fn step(
         binding.metadata.generation,
         (ctx.clock)(),
     );
+}
+
+/// The role of a binding in AWS mode PodIdentity: EKS's agent, not wib's
+/// webhook, gives its pods their identity.
+fn served_by_eks(outcome: &wib_cloud::Outcome) -> Option<&str> {
+    let aws = outcome.status.aws.as_ref()?;
+    (aws.mode == Some(wib_api::binding::AwsMode::PodIdentity))
+        .then_some(aws.role_arn.as_deref())
+        .flatten()
 }
 
 /// Restarts the workloads of `needing` unless already done for `identity`;
