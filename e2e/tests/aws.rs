@@ -1429,7 +1429,12 @@ async fn pod_identity_never_takes_someone_elses_association_nor_an_unlisted_targ
         "EKS writes for refused bindings"
     );
 
-    // A listed target role is passed on to EKS.
+    // A listed target role is passed on to EKS, through EKS throttling the
+    // creation twice (429, Retry-After): one association all the same.
+    env.eks()
+        .throttle("CreatePodIdentityAssociation", 1, 2)
+        .await
+        .expect("throttling");
     let target = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/shared/reader");
     env.apply(&binding(
         "chained",
@@ -1445,6 +1450,14 @@ async fn pod_identity_never_takes_someone_elses_association_nor_an_unlisted_targ
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["targetRoleArn"], target.as_str());
     assert!(found[0]["externalId"].is_string());
+    assert!(
+        env.eks()
+            .call_count("CreatePodIdentityAssociation")
+            .await
+            .expect("calls")
+            >= 3,
+        "the throttled creations were not retried"
+    );
 
     // Deleting the refused binding leaves their association as it was.
     env.delete_binding(NS, "taken").await.expect("deleted");

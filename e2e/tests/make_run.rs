@@ -63,6 +63,10 @@ fn make_run_brings_up_the_environment_and_the_samples_settle() {
         ),
         ("app1-gcp ", "@wib-local.iam.gserviceaccount.com"),
         (
+            "app3-aws-pod-identity ",
+            "arn:aws:iam::123456789012:role/wib-local-team-a-app3-aws-pod-identity",
+        ),
+        (
             "app2-gcp-direct ",
             "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/wib-pool/subject/system:serviceaccount:team-a:app2",
         ),

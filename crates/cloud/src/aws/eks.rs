@@ -9,9 +9,9 @@ use std::future::Future;
 use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use wib_api::conditions::Reason;
 
-use super::iam::error;
+use super::iam::{error, paced};
 use crate::CloudError;
-use crate::calls::{self, Observer};
+use crate::calls::Observer;
 
 /// A pod identity association as wib reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,14 +52,6 @@ fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     code(e) == Some("ResourceNotFoundException")
 }
 
-fn classify<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> &'static str {
-    match code(e) {
-        Some("ResourceNotFoundException") => "not_found",
-        Some("ThrottlingException" | "TooManyRequestsException") => "throttled",
-        _ => "error",
-    }
-}
-
 fn association(a: &aws_sdk_eks::types::PodIdentityAssociation) -> Association {
     Association {
         id: a.association_id().unwrap_or_default().to_string(),
@@ -98,13 +90,7 @@ impl Eks {
     where
         E: ProvideErrorMetadata,
     {
-        let classes = crate::limiter::read_or_write(operation);
-        self.limiter.acquire(classes).await;
-        let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
-        if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
-            self.limiter.throttled(classes, None);
-        }
-        result
+        paced(&self.limiter, &self.observer, operation, call).await
     }
 
     /// The association of `namespace/service_account` in `cluster` (EKS

@@ -55,12 +55,33 @@ fn is_throttling(code: &str) -> bool {
     )
 }
 
+/// The result label of a failed IAM or EKS call.
 fn classify<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> &'static str {
     match code(e) {
-        Some("NoSuchEntity") => "not_found",
+        Some("NoSuchEntity" | "ResourceNotFoundException") => "not_found",
         Some(c) if is_throttling(c) => "throttled",
         _ => "error",
     }
+}
+
+/// One AWS call, paced by `limiter` and observed as `operation`; a
+/// throttled answer slows the limiter down.
+pub async fn paced<T, E, R>(
+    limiter: &crate::limiter::Limiter,
+    observer: &Observer,
+    operation: &str,
+    call: impl Future<Output = Result<T, SdkError<E, R>>>,
+) -> Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+{
+    let classes = crate::limiter::read_or_write(operation);
+    limiter.acquire(classes).await;
+    let result = calls::observed(observer, "aws", operation, classify, call).await;
+    if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
+        limiter.throttled(classes, None);
+    }
+    result
 }
 
 fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
@@ -158,12 +179,7 @@ impl Iam {
     where
         E: ProvideErrorMetadata,
     {
-        let classes = crate::limiter::read_or_write(operation);
-        self.limiter.acquire(classes).await;
-        let result = calls::observed(&self.observer, "aws", operation, classify, call).await;
-        if result.as_ref().is_err_and(|e| classify(e) == "throttled") {
-            self.limiter.throttled(classes, None);
-        }
+        let result = paced(&self.limiter, &self.observer, operation, call).await;
         if let Err(e) = &result
             && code(e) == Some("ExpiredToken")
             && let Some(stale) = &self.stale

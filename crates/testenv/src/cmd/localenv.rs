@@ -69,14 +69,20 @@ async fn main() -> Result<()> {
     println!("==> starting moto (AWS IAM and STS), installed from PyPI on first use");
     let moto = wib_testenv::moto::Moto::start(&cp).await?;
     println!("    moto: {}", moto.url);
+    println!("==> starting the EKS fake (pod identity associations, EKS Auth, the node agent)");
+    let eks = wib_testenv::eks::EksFake::start(&cp, &moto.url).await?;
+    println!("    EKS fake: {}", eks.url);
     println!("==> starting the GCP fake (IAM, Resource Manager, STS, IAM Credentials)");
     let gcp = wib_testenv::gcp::GcpFake::start(&cp, &args.gcp_project).await?;
     println!("    GCP fake: {}", gcp.url);
     let webhook_env = wib_testenv::webhook::operator_env(Some(&azure.url), Some(&gcp.url));
+    let eks_env = ["AWS_ENDPOINT_URL_EKS", "AWS_ENDPOINT_URL_EKS_AUTH"]
+        .map(|var| (var.to_string(), eks.url.clone()));
     let envs: Vec<(&str, &str)> = azure
         .operator_env
         .iter()
         .chain(moto.operator_env.iter())
+        .chain(eks_env.iter())
         .chain(gcp.operator_env.iter())
         .chain(webhook_env.iter())
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -153,6 +159,7 @@ async fn main() -> Result<()> {
         show_injection(&cp);
         operator.stop();
         drop(gcp);
+        drop(eks);
         drop(moto);
         drop(azure);
         return settled;
