@@ -46,7 +46,9 @@ def gcp():
 
 def aws():
     # AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, as EKS's webhook injects
-    # them; AWS_ENDPOINT_URL points the SDK (and its STS call) at the fake.
+    # them for IRSA, or AWS_CONTAINER_CREDENTIALS_FULL_URI and
+    # AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, as it injects them for EKS Pod
+    # Identity; AWS_ENDPOINT_URL points the SDK (and its STS call) at the fake.
     import boto3
 
     identity = boto3.client("sts").get_caller_identity()

@@ -1053,6 +1053,7 @@ spec:
   aws:
     accountId: "123456789012"
     createOidcProvider: true
+    eksClusterName: wib-local
   gcp:
     projectId: wib-e2e
 "#

@@ -94,6 +94,12 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
             .await
             .expect("binding");
     }
+    env.apply(&format!(
+        "{}    mode: PodIdentity\n",
+        binding("app-eks", "aws").replace("aws: {}", "aws:")
+    ))
+    .await
+    .expect("PodIdentity binding");
     let mut status = std::collections::BTreeMap::new();
     for cloud in ["azure", "aws", "gcp"] {
         let b = env
@@ -160,4 +166,28 @@ async fn each_clouds_official_python_sdk_gets_a_token_through_wibs_binding() {
     );
     assert!(ok, "boto3: {out}");
     assert!(out.contains("assumed-role"), "{out}");
+
+    // AWS mode PodIdentity: botocore's container provider sends the token
+    // file's token to the node agent, which asks EKS Auth, which checks the
+    // role's trust policy.
+    let b = env
+        .wait_condition(NS, "app-eks", READY, "True", "Provisioned")
+        .await
+        .expect("PodIdentity Ready");
+    let role = b.status.and_then(|s| s.identity).expect("role ARN");
+    let file = token_file(&env, "eks", wib_testenv::eks::AUDIENCE).await;
+    let agent = env.eks().container_credentials_env(&file);
+    let mut envs: Vec<(&str, &OsStr)> = agent
+        .iter()
+        .map(|(k, v)| (k.as_str(), OsStr::new(v.as_str())))
+        .collect();
+    envs.extend([
+        ("AWS_ENDPOINT_URL", env.moto().url.as_ref()),
+        ("AWS_DEFAULT_REGION", wib_testenv::moto::REGION.as_ref()),
+        ("AWS_EC2_METADATA_DISABLED", "true".as_ref()),
+    ]);
+    let (ok, out) = pod("aws", &envs);
+    assert!(ok, "boto3 through EKS Pod Identity: {out}");
+    let role_name = role.rsplit('/').next().unwrap_or_default();
+    assert!(out.contains(&format!("assumed-role/{role_name}/")), "{out}");
 }

@@ -162,6 +162,9 @@ fn check_binding(
         .as_ref()
         .and_then(|g| g.get(cloud.as_str()))
         .map(String::as_str);
+    if let Some(association) = served_by_eks(&status) {
+        return eks_verdict(association, current, had, out);
+    }
     let fine = match (current, had) {
         (Some(now), Some(then)) if now == then => {
             writeln!(
@@ -189,6 +192,46 @@ fn check_binding(
     Ok(fine)
 }
 
+/// The association of a binding in AWS mode PodIdentity: EKS's agent, not
+/// wib's webhook, gives its pods the role.
+fn served_by_eks(status: &wib_api::WorkloadIdentityBindingStatus) -> Option<&str> {
+    let aws = status.aws.as_ref()?;
+    (aws.mode == Some(wib_api::binding::AwsMode::PodIdentity))
+        .then_some(aws.association_arn.as_deref())
+        .flatten()
+}
+
+/// Under EKS Pod Identity a pod is right when wib gave it no AWS role: one
+/// it gave before the switch (`AWS_ROLE_ARN`) wins over the agent in the SDKs.
+fn eks_verdict(
+    association: &str,
+    role: Option<&str>,
+    had: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    writeln!(
+        out,
+        "  EKS Pod Identity: association {association}; EKS's agent gives the pod {}",
+        role.unwrap_or("the role")
+    )?;
+    match had {
+        Some(then) => {
+            writeln!(
+                out,
+                "  verdict: RESTART NEEDED: wib's webhook gave the pod {then} (IRSA) at admission, which the SDKs prefer over EKS Pod Identity"
+            )?;
+            Ok(false)
+        }
+        None => {
+            writeln!(
+                out,
+                "  verdict: the pod gets the binding's role from EKS Pod Identity"
+            )?;
+            Ok(true)
+        }
+    }
+}
+
 /// (volume, audience, expirationSeconds) of each projected token.
 fn token_volumes(pod: &Pod) -> Vec<(String, String, i64)> {
     pod.spec
@@ -211,4 +254,21 @@ fn token_volumes(pod: &Pod) -> Vec<(String, String, i64)> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_eks_pod_identity_a_pod_wib_gave_an_irsa_role_needs_a_restart() {
+        let mut out = Vec::new();
+        let fine = eks_verdict("arn:assoc", Some("arn:role"), None, &mut out).expect("write");
+        assert!(fine, "{}", String::from_utf8_lossy(&out));
+        let mut out = Vec::new();
+        let fine =
+            eks_verdict("arn:assoc", Some("arn:role"), Some("arn:role"), &mut out).expect("write");
+        let text = String::from_utf8_lossy(&out);
+        assert!(!fine && text.contains("RESTART NEEDED"), "{text}");
+    }
 }

@@ -1,8 +1,10 @@
 //! Acts as an application pod after EKS's pod identity webhook's injection:
-//! reads AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE (and AWS_ENDPOINT_URL /
-//! AWS_REGION) and lets aws-config's default chain exchange the token with
-//! STS (AssumeRoleWithWebIdentity). Prints the assumed role's ARN from
-//! GetCallerIdentity and exits 0 on success.
+//! reads AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE (IRSA) or
+//! AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+//! (EKS Pod Identity), and AWS_ENDPOINT_URL / AWS_REGION, and lets
+//! aws-config's default chain get the role's session (STS
+//! AssumeRoleWithWebIdentity, or the node agent). Prints the assumed role's
+//! ARN from GetCallerIdentity and exits 0 on success.
 
 use aws_credential_types::provider::ProvideCredentials;
 
@@ -26,7 +28,7 @@ async fn main() {
     let credentials = match provider.provide_credentials().await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("web identity exchange failed: {e:?}");
+            eprintln!("getting the role's session failed: {e:?}");
             std::process::exit(1);
         }
     };
