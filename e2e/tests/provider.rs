@@ -409,6 +409,24 @@ async fn with_verify_exchange_ready_waits_until_each_cloud_accepts_the_pods_toke
             "{cloud}: a token in the binding: {seen}"
         );
     }
+    // A provider defaulting to Pod Identity in a cluster EKS does not know
+    // says so itself, before any binding tries.
+    let mut elsewhere = provider.clone();
+    elsewhere["metadata"] = serde_json::json!({"name": "eks-elsewhere"});
+    elsewhere["spec"]["aws"]["mode"] = serde_json::json!("PodIdentity");
+    elsewhere["spec"]["aws"]["eksClusterName"] = serde_json::json!("no-such-cluster");
+    env.apply(&elsewhere.to_string()).await.expect("provider");
+    let p = provider_condition(
+        &env,
+        "eks-elsewhere",
+        CLOUD_CREDENTIALS_READY,
+        "False",
+        "CloudNotConfigured",
+    )
+    .await;
+    let message = serde_json::to_string(&p.status).expect("status JSON");
+    assert!(message.contains("no-such-cluster"), "{message}");
+
     // The Pod Identity binding was verified as the node agent exchanges.
     assert!(
         env.eks()

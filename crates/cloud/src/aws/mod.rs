@@ -265,12 +265,31 @@ impl Steps for AwsProvider {
         Ok(target.role)
     }
 
-    async fn check(&self, _provider: &ClusterIdentityProvider) -> Result<(), CloudError> {
-        self.clients
-            .iam
-            .get_role(crate::CREDENTIALS_PROBE)
-            .await
-            .map(drop)
+    async fn check(&self, provider: &ClusterIdentityProvider) -> Result<(), CloudError> {
+        self.clients.iam.get_role(crate::CREDENTIALS_PROBE).await?;
+        // A provider whose bindings default to Pod Identity needs its EKS
+        // cluster: a wrong name shows here once, not on every binding.
+        let Some(aws) = provider.spec.aws.as_ref() else {
+            return Ok(());
+        };
+        if aws.mode != Some(wib_api::binding::AwsMode::PodIdentity) {
+            return Ok(());
+        }
+        let cluster = aws
+            .eks_cluster_name
+            .clone()
+            .unwrap_or_else(|| provider.spec.cluster_name.clone());
+        match self
+            .clients
+            .eks
+            .find(&cluster, "kube-system", crate::CREDENTIALS_PROBE)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(target::not_configured(format!(
+                "EKS cluster {cluster} does not exist (aws.eksClusterName, default clusterName); bindings in mode PodIdentity cannot be associated"
+            ))),
+        }
     }
 
     async fn prune(
