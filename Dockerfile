@@ -34,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(cat /rust-target)" \
  && cargo build --release --locked --target "$target" -p wib-fakes --bins \
- && install -D -s -t /out "target/$target/release/wib-fake-azure" "target/$target/release/wib-fake-gcp"
+ && install -D -s -t /out "target/$target/release/wib-fake-azure" "target/$target/release/wib-fake-gcp" "target/$target/release/wib-fake-eks"
 
 FROM gcr.io/distroless/static-debian12:nonroot AS fakes
 COPY --from=build-fakes /out/ /usr/local/bin/

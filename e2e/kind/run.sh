@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make e2e-kind`: the e2e scenarios against wib running in a real kind
 # cluster. The operator image (Dockerfile) is installed with the Helm chart
-# and e2e/kind/values.yaml; the Azure and GCP fakes (Dockerfile target
+# and e2e/kind/values.yaml; the Azure, GCP and EKS fakes (Dockerfile target
 # `fakes`) and moto (e2e/kind/moto.Dockerfile) run as Deployments in
 # wib-fakes, verifying ServiceAccount tokens against the cluster's own
 # issuer. The suite runs on the host and attaches to the cluster through
@@ -69,7 +69,7 @@ kind load docker-image "$controller" "$fakes" "$moto" --name "$cluster"
 
 echo "==> cloud fakes in wib-fakes"
 kubectl apply -f "$here/fakes.yaml"
-for deployment in wib-fake-azure wib-fake-gcp moto; do
+for deployment in wib-fake-azure wib-fake-gcp wib-fake-eks moto; do
   kubectl -n wib-fakes rollout status "deployment/$deployment" --timeout=180s
 done
 

@@ -324,6 +324,10 @@ impl Env {
         admin.remove_scenario_objects().await?;
         let (azure, moto, gcp) = attach_fakes(&description, &cluster).await?;
         gcp.add_project(GCP_PROJECT).await?;
+        let eks = match &description.eks_url {
+            Some(url) => Some(EksFake::attach(url, &cluster).await?),
+            None => None,
+        };
         let metrics_url = description.metrics_url.trim_end_matches('/').to_string();
         admin.wait_ready(&metrics_url).await?;
         Ok(Self {
@@ -333,7 +337,7 @@ impl Env {
             azure: Some(azure),
             moto: Some(moto),
             gcp: Some(gcp),
-            eks: None,
+            eks,
             admin,
             cp: Cluster::Attached { cluster, _dir: dir },
             _turn: Some(turn),
@@ -417,9 +421,12 @@ subjects:
         self.moto.as_ref().expect("started with start_aws()")
     }
 
-    /// The EKS fake; panics when the env was started without it (attached).
+    /// The EKS fake; panics when the env has none (an attached description
+    /// without `eksUrl`).
     pub fn eks(&self) -> &EksFake {
-        self.eks.as_ref().expect("started locally with start_aws()")
+        self.eks
+            .as_ref()
+            .expect("an EKS fake (start_aws(), or eksUrl attached)")
     }
 
     /// An IAM client on moto, for arranging and checking a test (moto

@@ -794,10 +794,12 @@ async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_do
 
     let attached = wib_testenv::Attached::read(&root().join("e2e/kind/attached.json"))
         .expect("e2e/kind/attached.json");
+    let eks_url = attached.eks_url.clone().expect("eksUrl in attached.json");
     let mut attach_ports: Vec<u64> = [
         &attached.azure_url,
         &attached.gcp_url,
         &attached.aws_url,
+        &eks_url,
         &attached.metrics_url,
     ]
     .iter()

@@ -22,6 +22,9 @@ pub struct Attached {
     /// The fakes as the test process reaches them.
     pub azure_url: String,
     pub aws_url: String,
+    /// The EKS fake (Pod Identity), when the environment runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks_url: Option<String>,
     pub gcp_url: String,
     /// The GCP project holding the operator's own service account.
     pub gcp_project: String,

@@ -133,6 +133,7 @@ async fn main() -> Result<()> {
             kubeconfig: Some(args.kubeconfig_out.clone()),
             azure_url: azure.url.clone(),
             aws_url: moto.url.clone(),
+            eks_url: Some(eks.url.clone()),
             gcp_url: gcp.url.clone(),
             gcp_project: args.gcp_project.clone(),
             metrics_url: format!("http://127.0.0.1:{metrics_port}"),
