@@ -627,6 +627,11 @@ async fn each_admission_rule_rejects_its_bad_object_with_a_clear_message() {
             "aws.accountId is immutable",
         ),
         (
+            "move the EKS cluster",
+            json!({"aws": {"eksClusterName": "other-cluster"}}),
+            "the EKS cluster of pod identity associations",
+        ),
+        (
             "move project",
             json!({"gcp": {"projectId": "other-project"}}),
             "gcp.projectId is immutable",

@@ -1296,11 +1296,26 @@ async fn pod_identity_associates_the_service_account_repairs_drift_and_switches_
     let (ok, out) = pod_identity_exchange(&env, "someone-else").await;
     assert!(!ok, "another ServiceAccount got credentials: {out}");
 
-    // Steady state: several resyncs, no write to IAM or EKS.
+    // Steady state: several resyncs, no write to IAM or EKS, and one EKS
+    // read per resync (the recorded association, by ID; no listing).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = aws_writes(&env).await;
+    let eks_reads = async |operation: &str| env.eks().call_count(operation).await.expect("calls");
+    let (lists, describes) = (
+        eks_reads("ListPodIdentityAssociations").await,
+        eks_reads("DescribePodIdentityAssociation").await,
+    );
     tokio::time::sleep(Duration::from_secs(4 * 2 + 1)).await;
     assert_eq!(aws_writes(&env).await, before, "writes in a steady state");
+    assert_eq!(
+        eks_reads("ListPodIdentityAssociations").await,
+        lists,
+        "a steady state lists associations"
+    );
+    assert!(
+        eks_reads("DescribePodIdentityAssociation").await > describes,
+        "no resync read the association"
+    );
 
     // Drift: the association deleted and the trust statement replaced by
     // hand are both put back, and the pod gets in again.

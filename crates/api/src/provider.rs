@@ -42,6 +42,9 @@ use serde::{Deserialize, Serialize};
     "has(self.azure) || has(self.aws) || has(self.gcp)",
     "at least one of spec.azure, spec.aws or spec.gcp must be set"
 ))]
+#[x_kube(validation = Rule::new(
+    "!has(self.aws) || !has(oldSelf.aws) || (!has(self.aws.eksClusterName) && !has(oldSelf.aws.eksClusterName)) || (has(self.aws.eksClusterName) ? self.aws.eksClusterName : self.clusterName) == (has(oldSelf.aws.eksClusterName) ? oldSelf.aws.eksClusterName : oldSelf.clusterName)"
+).message("the EKS cluster of pod identity associations (aws.eksClusterName, default clusterName) is immutable: associations made in the old cluster would be left behind"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterIdentityProviderSpec {
     /// The cluster's OIDC issuer URL (https). Default: discovered from the API

@@ -119,10 +119,44 @@ impl Observe<Clients> for Observed {
             iam: &clients.iam,
             fleet: &clients.fleet,
         };
-        gather(&recalled, clients, request, Intent::Reconcile)
-            .await
-            .map(Some)
+        // The association wib recorded is read by its ID: one read where a
+        // live pass lists the ServiceAccount's first. Gone, re-pointed or
+        // re-tagged, the plan would write, and a live pass decides.
+        let recorded = recorded_association(request, &target);
+        let mut observed = gather_with(
+            &recalled,
+            clients,
+            request,
+            Intent::Reconcile,
+            recorded.is_none(),
+        )
+        .await?;
+        if let Some(id) = recorded {
+            observed.association = clients.eks.describe(&target.eks_cluster, id).await?;
+        }
+        Ok(Some(observed))
     }
+}
+
+/// The ID of the association the status records, when a steady state in
+/// mode PodIdentity can be confirmed by reading it alone (not while the
+/// mode changes, and only in the cluster the binding now names).
+fn recorded_association<'r>(request: &'r Request<'_>, target: &Target<'_>) -> Option<&'r str> {
+    if target.mode != AwsMode::PodIdentity || target.moving_from.is_some() {
+        return None;
+    }
+    let arn = request
+        .binding
+        .status
+        .as_ref()?
+        .aws
+        .as_ref()?
+        .association_arn
+        .as_deref()?;
+    let (cluster_and_id, id) = arn.rsplit_once('/')?;
+    cluster_and_id
+        .ends_with(&format!("/{}", target.eks_cluster))
+        .then_some(id)
 }
 
 async fn gather(
@@ -130,6 +164,19 @@ async fn gather(
     clients: &Clients,
     request: &Request<'_>,
     intent: Intent,
+) -> Result<Observed, CloudError> {
+    gather_with(reads, clients, request, intent, true).await
+}
+
+/// `list_associations`: read the ServiceAccount's association by listing
+/// (a live pass), or leave it to the caller (a recall, which reads the
+/// recorded one by ID).
+async fn gather_with(
+    reads: &impl Reads,
+    clients: &Clients,
+    request: &Request<'_>,
+    intent: Intent,
+    list_associations: bool,
 ) -> Result<Observed, CloudError> {
     let target = Target::of(request)?;
     let mut observed = Observed {
@@ -151,7 +198,7 @@ async fn gather(
         }
         Intent::Reconcile => reconcile(reads, request, &target, &mut observed).await?,
     }
-    if target.reads_associations(request) {
+    if list_associations && target.reads_associations(request) {
         let found = clients
             .eks
             .find(
