@@ -776,6 +776,14 @@ pub struct AwsStatus {
     pub association_arn: Option<String>,
 }
 
+impl AwsStatus {
+    /// Whether EKS's agent, not a webhook, gives the pods their role: the
+    /// mode last completed is PodIdentity.
+    pub fn served_by_eks(&self) -> bool {
+        self.mode == Some(AwsMode::PodIdentity)
+    }
+}
+
 /// The Google service account wib manages for this binding.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

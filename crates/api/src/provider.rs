@@ -319,6 +319,14 @@ pub struct AwsProvider {
     pub allowed_target_role_arns: Vec<String>,
 }
 
+impl AwsProvider {
+    /// The EKS cluster of pod identity associations: `eksClusterName`, or
+    /// the provider's `clusterName`.
+    pub fn eks_cluster<'a>(&'a self, cluster_name: &'a str) -> &'a str {
+        self.eks_cluster_name.as_deref().unwrap_or(cluster_name)
+    }
+}
+
 /// GCP defaults.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("self.projectId == oldSelf.projectId")

@@ -196,7 +196,7 @@ fn check_binding(
 /// wib's webhook, gives its pods the role.
 fn served_by_eks(status: &wib_api::WorkloadIdentityBindingStatus) -> Option<&str> {
     let aws = status.aws.as_ref()?;
-    (aws.mode == Some(wib_api::binding::AwsMode::PodIdentity))
+    aws.served_by_eks()
         .then_some(aws.association_arn.as_deref())
         .flatten()
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use wib_api::conditions::Reason;
 
-use super::iam::{error, paced};
+use super::iam::{error, not_found, paced};
 use crate::CloudError;
 use crate::calls::Observer;
 
@@ -42,14 +42,6 @@ pub struct Eks {
     client: aws_sdk_eks::Client,
     observer: Observer,
     limiter: std::sync::Arc<crate::limiter::Limiter>,
-}
-
-fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
-    e.code()
-}
-
-fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    code(e) == Some("ResourceNotFoundException")
 }
 
 fn association(a: &aws_sdk_eks::types::PodIdentityAssociation) -> Association {

@@ -84,8 +84,10 @@ where
     result
 }
 
-fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    code(e) == Some("NoSuchEntity")
+/// What IAM (`NoSuchEntity`) or EKS (`ResourceNotFoundException`) answers
+/// for something that is not there.
+pub fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    classify(e) == "not_found"
 }
 
 /// Whether the call failed for want of credentials, not in IAM.

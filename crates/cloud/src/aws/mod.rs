@@ -257,7 +257,7 @@ impl Steps for AwsProvider {
     fn validate(request: &Request<'_>, intent: Intent) -> Result<String, CloudError> {
         let target = Target::of(request)?;
         if intent == Intent::Reconcile {
-            target::check_spec(request, target.spec)?;
+            target::check_spec(request, &target)?;
             // A protected ARN also protects the role name it ends in, so
             // the name alone decides, before any read.
             crate::protected::check(&[&target.role], request.provider, &target.what())?;
@@ -275,14 +275,11 @@ impl Steps for AwsProvider {
         if aws.mode != Some(wib_api::binding::AwsMode::PodIdentity) {
             return Ok(());
         }
-        let cluster = aws
-            .eks_cluster_name
-            .clone()
-            .unwrap_or_else(|| provider.spec.cluster_name.clone());
+        let cluster = aws.eks_cluster(&provider.spec.cluster_name);
         match self
             .clients
             .eks
-            .find(&cluster, "kube-system", crate::CREDENTIALS_PROBE)
+            .find(cluster, "kube-system", crate::CREDENTIALS_PROBE)
             .await?
         {
             Some(_) => Ok(()),

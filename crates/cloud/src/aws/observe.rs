@@ -100,7 +100,8 @@ impl Observe<Clients> for Observed {
         request: &Request<'_>,
         intent: Intent,
     ) -> Result<Observed, CloudError> {
-        gather(&clients.iam, clients, request, intent).await
+        let target = Target::of(request)?;
+        gather(&clients.iam, clients, request, &target, intent, true).await
     }
 
     async fn recall(
@@ -122,11 +123,12 @@ impl Observe<Clients> for Observed {
         // The association wib recorded is read by its ID: one read where a
         // live pass lists the ServiceAccount's first. Gone, re-pointed or
         // re-tagged, the plan would write, and a live pass decides.
-        let recorded = recorded_association(request, &target);
-        let mut observed = gather_with(
+        let recorded = target.steady_association_id();
+        let mut observed = gather(
             &recalled,
             clients,
             request,
+            &target,
             Intent::Reconcile,
             recorded.is_none(),
         )
@@ -138,47 +140,17 @@ impl Observe<Clients> for Observed {
     }
 }
 
-/// The ID of the association the status records, when a steady state in
-/// mode PodIdentity can be confirmed by reading it alone (not while the
-/// mode changes, and only in the cluster the binding now names).
-fn recorded_association<'r>(request: &'r Request<'_>, target: &Target<'_>) -> Option<&'r str> {
-    if target.mode != AwsMode::PodIdentity || target.moving_from.is_some() {
-        return None;
-    }
-    let arn = request
-        .binding
-        .status
-        .as_ref()?
-        .aws
-        .as_ref()?
-        .association_arn
-        .as_deref()?;
-    let (cluster_and_id, id) = arn.rsplit_once('/')?;
-    cluster_and_id
-        .ends_with(&format!("/{}", target.eks_cluster))
-        .then_some(id)
-}
-
+/// `list_associations`: read the ServiceAccount's association by listing
+/// (a live pass), or leave it to the caller (a recall, which reads the
+/// recorded one by ID).
 async fn gather(
     reads: &impl Reads,
     clients: &Clients,
     request: &Request<'_>,
-    intent: Intent,
-) -> Result<Observed, CloudError> {
-    gather_with(reads, clients, request, intent, true).await
-}
-
-/// `list_associations`: read the ServiceAccount's association by listing
-/// (a live pass), or leave it to the caller (a recall, which reads the
-/// recorded one by ID).
-async fn gather_with(
-    reads: &impl Reads,
-    clients: &Clients,
-    request: &Request<'_>,
+    target: &Target<'_>,
     intent: Intent,
     list_associations: bool,
 ) -> Result<Observed, CloudError> {
-    let target = Target::of(request)?;
     let mut observed = Observed {
         role: reads.role(&target.role).await?,
         trust_policy_max_chars: clients.trust_policy_max_chars,
@@ -190,15 +162,15 @@ async fn gather_with(
             let touches = observed
                 .role
                 .as_ref()
-                .is_some_and(|role| target::leaving(request, &target, role).touches_policies());
+                .is_some_and(|role| target::leaving(request, target, role).touches_policies());
             if touches {
                 observed.attached = reads.attached(&target.role).await?;
                 observed.inline_names = reads.inline_names(&target.role).await?;
             }
         }
-        Intent::Reconcile => reconcile(reads, request, &target, &mut observed).await?,
+        Intent::Reconcile => reconcile(reads, request, target, &mut observed).await?,
     }
-    if list_associations && target.reads_associations(request) {
+    if list_associations && target.reads_associations() {
         let found = clients
             .eks
             .find(

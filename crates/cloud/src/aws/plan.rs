@@ -212,7 +212,7 @@ fn reconcile(
     target: &Target<'_>,
     observed: &Observed,
 ) -> Result<Plan<Action>, CloudError> {
-    let documents = target::check_spec(request, target.spec)?;
+    let documents = target::check_spec(request, target)?;
     let refused = target.grants_refused(request);
     let existing = observed.role.as_ref();
     let claim = target::claim(request, target, existing)?;
@@ -258,11 +258,10 @@ fn reconcile(
             next: Next::ObserveAgain,
         });
     }
-    let mut outcome = outcome(target, &arn, refused);
-    if let Some(aws) = outcome.status.aws.as_mut() {
-        aws.association_arn = association_arn;
-    }
-    Ok(Plan::done(actions, outcome))
+    Ok(Plan::done(
+        actions,
+        outcome(target, &arn, association_arn, refused),
+    ))
 }
 
 /// The trust policy with the binding's statement in place, refused when
@@ -556,7 +555,12 @@ fn policies(
     actions
 }
 
-fn outcome(target: &Target<'_>, role_arn: &str, refused: Option<GrantsRefused>) -> Outcome {
+fn outcome(
+    target: &Target<'_>,
+    role_arn: &str,
+    association_arn: Option<String>,
+    refused: Option<GrantsRefused>,
+) -> Outcome {
     let spec = target.spec;
     let mut policies: Vec<String> = spec.managed_policy_arns.clone();
     policies.extend(spec.inline_policies.iter().map(|p| p.name.clone()));
@@ -591,7 +595,7 @@ fn outcome(target: &Target<'_>, role_arn: &str, refused: Option<GrantsRefused>) 
                     .then(|| target.federation.provider_arn.clone()),
                 policies,
                 mode: Some(target.mode),
-                association_arn: None,
+                association_arn,
             }),
             role_assignments: statuses,
             ..Default::default()

@@ -32,6 +32,8 @@ pub struct Target<'a> {
     pub moving_from: Option<AwsMode>,
     /// The EKS cluster of pod identity associations.
     pub eks_cluster: String,
+    /// The ARN of the pod identity association the status records.
+    pub recorded_association: Option<&'a str>,
 }
 
 pub use crate::error::not_configured;
@@ -53,20 +55,15 @@ impl<'a> Target<'a> {
                 naming::role_name(cluster, &request.namespace, &request.binding_name)
             });
         let mode = spec.mode.or(defaults.mode).unwrap_or_default();
-        let recorded = request
-            .binding
-            .status
-            .as_ref()
-            .and_then(|s| s.aws.as_ref())
+        let recorded = request.binding.status.as_ref().and_then(|s| s.aws.as_ref());
+        let recorded_mode = recorded
             .filter(|a| a.role_arn.is_some())
             .map(|a| a.mode.unwrap_or_default());
-        let eks_cluster = defaults
-            .eks_cluster_name
-            .clone()
-            .unwrap_or_else(|| cluster.clone());
+        let eks_cluster = defaults.eks_cluster(cluster).to_string();
         Ok(Target {
             mode,
-            moving_from: recorded.filter(|r| *r != mode),
+            moving_from: recorded_mode.filter(|r| *r != mode),
+            recorded_association: recorded.and_then(|a| a.association_arn.as_deref()),
             defaults,
             role,
             path: spec.path.clone().unwrap_or_else(|| "/".into()),
@@ -99,16 +96,23 @@ impl<'a> Target<'a> {
 
     /// Whether the binding's pod identity association is at stake: its mode
     /// is or was PodIdentity, or its status records one.
-    pub fn reads_associations(&self, request: &Request<'_>) -> bool {
-        let recorded = request
-            .binding
-            .status
-            .as_ref()
-            .and_then(|s| s.aws.as_ref())
-            .is_some_and(|a| a.association_arn.is_some());
-        recorded
+    pub fn reads_associations(&self) -> bool {
+        self.recorded_association.is_some()
             || self.mode == AwsMode::PodIdentity
             || self.moving_from == Some(AwsMode::PodIdentity)
+    }
+
+    /// The ID of the association the status records, when a steady state
+    /// in mode PodIdentity can be confirmed by reading it alone (not while
+    /// the mode changes, and only in the cluster the binding now names).
+    pub fn steady_association_id(&self) -> Option<&'a str> {
+        if self.mode != AwsMode::PodIdentity || self.moving_from.is_some() {
+            return None;
+        }
+        let (cluster_and_id, id) = self.recorded_association?.rsplit_once('/')?;
+        cluster_and_id
+            .ends_with(&format!("/{}", self.eks_cluster))
+            .then_some(id)
     }
 
     /// The role as messages name it.
@@ -230,10 +234,11 @@ pub fn leaving(request: &Request<'_>, target: &Target<'_>, role: &Role) -> Leavi
 
 /// Checks the spec against the provider's guardrails and IAM's hard rules;
 /// returns the inline policy documents, parsed, in the spec's order.
-pub fn check_spec(request: &Request<'_>, spec: &AwsBinding) -> Result<Vec<Value>, CloudError> {
+pub fn check_spec(request: &Request<'_>, target: &Target<'_>) -> Result<Vec<Value>, CloudError> {
+    let spec = target.spec;
     check_managed(request, spec)?;
     check_audience(request, spec)?;
-    check_mode(request, spec)?;
+    check_mode(request, target)?;
     inline_documents(request, spec)
 }
 
@@ -300,12 +305,8 @@ fn check_audience(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudE
 /// when the binding names the mode; the provider's default mode is known
 /// only here), and a target role in another account only from the
 /// provider's list: it is a grant the platform team makes.
-fn check_mode(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError> {
-    let defaults = request.provider.spec.aws.as_ref();
-    let mode = spec
-        .mode
-        .or(defaults.and_then(|a| a.mode))
-        .unwrap_or_default();
+fn check_mode(request: &Request<'_>, target: &Target<'_>) -> Result<(), CloudError> {
+    let (spec, mode) = (target.spec, target.mode);
     let irsa_only = [
         ("audience", spec.audience.is_some()),
         (
@@ -328,7 +329,7 @@ fn check_mode(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError
             ),
         ));
     }
-    let Some(target) = spec.target_role_arn.as_deref() else {
+    let Some(role) = spec.target_role_arn.as_deref() else {
         return Ok(());
     };
     if mode != AwsMode::PodIdentity {
@@ -337,16 +338,16 @@ fn check_mode(request: &Request<'_>, spec: &AwsBinding) -> Result<(), CloudError
             "aws.targetRoleArn is for mode PodIdentity; nothing was created",
         ));
     }
-    let allowed = defaults.is_some_and(|a| {
-        a.allowed_target_role_arns
-            .iter()
-            .any(|pattern| target_allowed(pattern, target))
-    });
+    let allowed = target
+        .defaults
+        .allowed_target_role_arns
+        .iter()
+        .any(|pattern| target_allowed(pattern, role));
     if !allowed {
         return Err(CloudError::new(
             Reason::RoleNotAllowed,
             format!(
-                "aws.targetRoleArn {target} is not in ClusterIdentityProvider {:?}'s aws.allowedTargetRoleArns; nothing was created",
+                "aws.targetRoleArn {role} is not in ClusterIdentityProvider {:?}'s aws.allowedTargetRoleArns; nothing was created",
                 provider_name(request)
             ),
         ));

@@ -88,7 +88,7 @@ pub async fn step(
 /// webhook, gives its pods their identity.
 fn served_by_eks(outcome: &wib_cloud::Outcome) -> Option<&str> {
     let aws = outcome.status.aws.as_ref()?;
-    (aws.mode == Some(wib_api::binding::AwsMode::PodIdentity))
+    aws.served_by_eks()
         .then_some(aws.role_arn.as_deref())
         .flatten()
 }
