@@ -253,10 +253,7 @@ impl Env {
             .flat_map(|a| a.operator_env.clone())
             .chain(moto.iter().flat_map(|m| m.operator_env.clone()))
             .chain(gcp.iter().flat_map(|g| g.operator_env.clone()))
-            .chain(eks.iter().flat_map(|e| {
-                ["AWS_ENDPOINT_URL_EKS", "AWS_ENDPOINT_URL_EKS_AUTH"]
-                    .map(|var| (var.to_string(), e.url.clone()))
-            }))
+            .chain(eks.iter().flat_map(|e| e.operator_env.clone()))
             .collect();
         let mut envs = envs;
         envs.extend(pods::webhook_env(azure.as_ref(), gcp.as_ref()));

@@ -849,6 +849,9 @@ async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_do
     let gcp = wib_testenv::gcp::GcpFake::start(&cp, &attached.gcp_project)
         .await
         .expect("GCP fake");
+    let eks = wib_testenv::eks::EksFake::start(&cp, &moto.url)
+        .await
+        .expect("EKS fake");
     let values = root().join("e2e/kind/values.yaml");
     let values = values.to_str().expect("utf-8 path");
     let rendered = run(
@@ -874,7 +877,8 @@ async fn the_kind_path_wires_the_operator_and_fakes_the_way_the_local_harness_do
         .operator_env
         .iter()
         .chain(&moto.operator_env)
-        .chain(&gcp.operator_env);
+        .chain(&gcp.operator_env)
+        .chain(&eks.operator_env);
     for (name, local_value) in local {
         let value = env
             .get(name)

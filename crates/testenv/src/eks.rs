@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::fakes::{get_json, spawn_listening};
+use crate::fakes::{get_json, post_json, spawn_listening};
 use crate::moto::{ACCOUNT, REGION};
 use crate::process::Process;
 use crate::{ClusterRef, ControlPlane};
@@ -25,6 +25,9 @@ pub const AUDIENCE: &str = "pods.eks.amazonaws.com";
 pub struct EksFake {
     _process: Option<Process>,
     pub url: String,
+    /// What the operator needs to reach the fake (EKS and EKS Auth), when
+    /// the harness started it.
+    pub operator_env: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
@@ -39,6 +42,7 @@ impl EksFake {
         Self {
             _process: process,
             url: url.trim_end_matches('/').to_string(),
+            operator_env: Vec::new(),
             http: reqwest::Client::new(),
         }
     }
@@ -73,7 +77,11 @@ impl EksFake {
             cmd.arg("--cluster").arg(cluster);
         }
         let (process, url) = spawn_listening(cp, "wib-fake-eks", cmd).await?;
-        Ok(Self::at(Some(process), &url))
+        let mut fake = Self::at(Some(process), &url);
+        fake.operator_env = ["AWS_ENDPOINT_URL_EKS", "AWS_ENDPOINT_URL_EKS_AUTH"]
+            .map(|var| (var.to_string(), fake.url.clone()))
+            .to_vec();
+        Ok(fake)
     }
 
     /// A fake someone else runs, emptied of its associations, with
@@ -218,18 +226,8 @@ impl EksFake {
 
     /// A POST to the fake; errors on non-2xx.
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
+        let request = self.http.post(format!("{}{path}", self.url)).json(&body);
+        post_json(request, path).await
     }
 }
 

@@ -59,3 +59,15 @@ pub(crate) async fn listening_url(cp: &ControlPlane, name: &str, scheme: &str) -
 pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
     Ok(http.get(url).send().await?.json().await?)
 }
+
+/// Sends `request` (a POST of JSON to a fake, at `path`); its JSON answer,
+/// or an error naming the status and body on non-2xx.
+pub(crate) async fn post_json(request: reqwest::RequestBuilder, path: &str) -> Result<Value> {
+    let response = request.send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{path}: {status} {body}");
+    }
+    Ok(body)
+}

@@ -10,7 +10,9 @@ use std::process::Command;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use crate::fakes::{OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, get_json, spawn_listening};
+use crate::fakes::{
+    OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, get_json, post_json, spawn_listening,
+};
 use crate::process::Process;
 use crate::{ClusterRef, ControlPlane};
 
@@ -146,19 +148,12 @@ impl GcpFake {
 
     /// A call as the project owner (for arranging a test); errors on non-2xx.
     pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.url))
             .bearer_auth(OWNER_TOKEN)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
+            .json(&body);
+        post_json(request, path).await
     }
 
     /// Everything the fake holds: service accounts and IAM policies.

@@ -76,13 +76,11 @@ async fn main() -> Result<()> {
     let gcp = wib_testenv::gcp::GcpFake::start(&cp, &args.gcp_project).await?;
     println!("    GCP fake: {}", gcp.url);
     let webhook_env = wib_testenv::webhook::operator_env(Some(&azure.url), Some(&gcp.url));
-    let eks_env = ["AWS_ENDPOINT_URL_EKS", "AWS_ENDPOINT_URL_EKS_AUTH"]
-        .map(|var| (var.to_string(), eks.url.clone()));
     let envs: Vec<(&str, &str)> = azure
         .operator_env
         .iter()
         .chain(moto.operator_env.iter())
-        .chain(eks_env.iter())
+        .chain(eks.operator_env.iter())
         .chain(gcp.operator_env.iter())
         .chain(webhook_env.iter())
         .map(|(k, v)| (k.as_str(), v.as_str()))
