@@ -11,6 +11,7 @@ pub mod clock;
 pub mod faults;
 pub mod gcp;
 pub mod oidc;
+pub mod percent;
 pub mod quotas;
 pub mod serve;
 pub mod tls;

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Cluster, EksCloud, aws_error, query_pairs};
+use super::{Cluster, EksCloud, aws_error};
+use crate::percent::query_pairs;
 
 /// At most this many tags on a resource (EKS's tagging limit).
 const MAX_TAGS: usize = 50;

@@ -243,7 +243,7 @@ fn policy_document(raw: &str) -> String {
     if text.starts_with('{') {
         return text;
     }
-    super::decode(&text, false).unwrap_or(text)
+    crate::percent::decode(&text, false).unwrap_or(text)
 }
 
 fn parse_assumed(body: &str) -> Result<Assumed, MotoError> {

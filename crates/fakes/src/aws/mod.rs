@@ -259,43 +259,6 @@ async fn agent_with_faults(
     fake.faults.serve(ASSUME, false, error, serve).await
 }
 
-/// Percent-decodes a path segment (`plus_is_space`: a query value).
-pub(crate) fn decode(s: &str, plus_is_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// A query string's pairs, decoded, in order (repeated keys kept).
-pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k, true)?, decode(v, true)?))
-        })
-        .collect()
-}
-
 fn unknown_operation(method: &Method, path: &str) -> Response {
     aws_error(
         StatusCode::NOT_FOUND,
@@ -315,7 +278,7 @@ async fn dispatch(
     let query = uri.query().unwrap_or_default();
     // The ARN is one percent-encoded label, `/`s included.
     if let Some(arn) = path.strip_prefix("/tags/") {
-        let Some(arn) = decode(arn, false) else {
+        let Some(arn) = crate::percent::decode(arn, false) else {
             return aws_error(
                 StatusCode::BAD_REQUEST,
                 "BadRequestException",
@@ -336,7 +299,7 @@ async fn dispatch(
     let Some(segments) = path
         .trim_start_matches('/')
         .split('/')
-        .map(|s| decode(s, false))
+        .map(|s| crate::percent::decode(s, false))
         .collect::<Option<Vec<String>>>()
     else {
         return unknown_operation(&method, path);
@@ -535,28 +498,6 @@ impl Faulty for EksCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_and_queries_decode() {
-        assert_eq!(
-            decode(
-                "arn%3Aaws%3Aeks%3Aus-east-1%3A1%3Apodidentityassociation%2Fc%2Fa-1",
-                false
-            )
-            .as_deref(),
-            Some("arn:aws:eks:us-east-1:1:podidentityassociation/c/a-1")
-        );
-        assert_eq!(decode("a+b", false).as_deref(), Some("a+b"));
-        assert_eq!(decode("%zz", false), None);
-        assert_eq!(
-            query_pairs("tagKeys=a&tagKeys=b%20c&namespace=x+y"),
-            vec![
-                ("tagKeys".to_string(), "a".to_string()),
-                ("tagKeys".to_string(), "b c".to_string()),
-                ("namespace".to_string(), "x y".to_string()),
-            ]
-        );
-    }
 
     #[test]
     fn injected_faults_use_each_service_s_codes() {

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use crate::faults::{Faults, Faulty};
 use crate::oidc::Verifier;
+use crate::percent::decode;
 
 /// Behaviour switches the admin API can change at run time.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -311,33 +312,9 @@ fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
         .split('&')
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
+            Some((decode(k, true)?, decode(v, true)?))
         })
         .collect()
-}
-
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 async fn admin_config(

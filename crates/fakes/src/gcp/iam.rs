@@ -129,7 +129,7 @@ fn list(fake: &GcpCloud, project: &str, request: &Request) -> Response {
         request.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
             (k == key)
-                .then(|| crate::azure::percent_decode(v))
+                .then(|| crate::percent::decode(v, true))
                 .flatten()
         })
     };

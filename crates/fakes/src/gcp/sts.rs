@@ -40,8 +40,8 @@ fn fields(request: &Request) -> Value {
     for pair in text.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if let (Some(k), Some(v)) = (
-            crate::azure::percent_decode(k),
-            crate::azure::percent_decode(v),
+            crate::percent::decode(k, true),
+            crate::percent::decode(v, true),
         ) {
             map.insert(k, Value::String(v));
         }
